@@ -1,0 +1,1 @@
+"""Models of the categorization app (filled by its issue)."""

@@ -1,0 +1,1 @@
+"""Models of the dedupe app (filled by its issue)."""

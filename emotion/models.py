@@ -1,0 +1,1 @@
+"""Models of the emotion app (filled by its issue)."""

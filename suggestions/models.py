@@ -1,0 +1,1 @@
+"""Models of the suggestions app (filled by its issue)."""

@@ -1,0 +1,171 @@
+from django import forms
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
+
+from tagsite.models import Image, ImageStage, ImageTag, Job, Tag, TagAlias, TagImplication
+from tagsite.services import tags as tag_service
+from tagsite.services.ingest import UploadRejected, store_upload
+
+
+def thumbnail_html(image: Image, size: int = 64) -> str:
+    if not image.thumbnail:
+        return "-"
+    url = reverse("image-thumbnail", args=[image.pk])
+    return format_html('<img src="{}" style="max-width:{}px;max-height:{}px" alt="">', url, size, size)
+
+
+class ImageTagInline(admin.TabularInline):
+    model = ImageTag
+    extra = 0
+    autocomplete_fields = ["tag"]
+    readonly_fields = ["source", "added_by", "model_name", "created_at"]
+
+
+class ImageStageInline(admin.TabularInline):
+    model = ImageStage
+    extra = 0
+    readonly_fields = ["stage", "status", "error", "updated_at"]
+    can_delete = False
+
+
+class ImageUploadForm(forms.ModelForm):
+    """Adding an image in admin means uploading it: the same checks as the page and the API."""
+
+    file = forms.FileField(help_text="An image file; size and type are checked.")
+
+    class Meta:
+        model = Image
+        fields = []
+
+    def clean(self):
+        upload = self.cleaned_data.get("file")
+        if upload is not None:
+            try:
+                self.instance, _ = store_upload(upload, user=getattr(self, "user", None))
+            except UploadRejected as exc:
+                raise forms.ValidationError(str(exc)) from exc
+        return self.cleaned_data
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = ["thumb", "filename", "status", "format", "width", "height", "size", "created_at"]
+    list_filter = ["status", "format", "orientation"]
+    search_fields = ["path", "sha256", "tags__name"]
+    readonly_fields = [
+        "thumb_large", "path", "sha256", "size", "mtime", "format", "width", "height", "orientation",
+        "frames", "thumbnail", "status", "error", "uploaded_by", "created_at", "updated_at",
+    ]  # fmt: skip
+    inlines = [ImageTagInline, ImageStageInline]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="thumbnail")
+    def thumb(self, image):
+        return thumbnail_html(image)
+
+    @admin.display(description="thumbnail")
+    def thumb_large(self, image):
+        return thumbnail_html(image, 320)
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            form = ImageUploadForm
+            form.user = request.user
+            return form
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ["file"] if obj is None else super().get_fields(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def get_inlines(self, request, obj):
+        return [] if obj is None else self.inlines
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    list_display = ["name", "display_name", "danbooru_category", "usage_count"]
+    list_filter = ["danbooru_category"]
+    search_fields = ["name", "display_name", "aliases__antecedent"]
+    readonly_fields = ["usage_count", "created_at"]
+
+    def save_model(self, request, obj, form, change):
+        obj.name = tag_service.normalize_tag_name(obj.name)
+        super().save_model(request, obj, form, change)
+
+
+class TagAliasForm(forms.ModelForm):
+    class Meta:
+        model = TagAlias
+        fields = ["antecedent", "tag"]
+
+    def clean(self):
+        data = super().clean()
+        antecedent, tag = data.get("antecedent"), data.get("tag")
+        if antecedent and tag and tag_service.normalize_tag_name(antecedent) == tag.name:
+            raise forms.ValidationError("An alias cannot point at itself.")
+        return data
+
+
+@admin.register(TagAlias)
+class TagAliasAdmin(admin.ModelAdmin):
+    form = TagAliasForm
+    list_display = ["antecedent", "tag", "created_by", "created_at"]
+    search_fields = ["antecedent", "tag__name"]
+    autocomplete_fields = ["tag"]
+
+    def save_model(self, request, obj, form, change):
+        alias = tag_service.create_alias(obj.antecedent, obj.tag.name, user=request.user)
+        obj.pk, obj.antecedent, obj.tag = alias.pk, alias.antecedent, alias.tag
+
+
+class TagImplicationForm(forms.ModelForm):
+    class Meta:
+        model = TagImplication
+        fields = ["antecedent", "consequent"]
+
+    def clean(self):
+        data = super().clean()
+        antecedent, consequent = data.get("antecedent"), data.get("consequent")
+        if antecedent and consequent and antecedent in tag_service.implied_closure([consequent]):
+            raise forms.ValidationError(f"{antecedent.name} => {consequent.name} would make a cycle.")
+        return data
+
+
+@admin.register(TagImplication)
+class TagImplicationAdmin(admin.ModelAdmin):
+    form = TagImplicationForm
+    list_display = ["antecedent", "consequent", "created_by", "created_at"]
+    search_fields = ["antecedent__name", "consequent__name"]
+    autocomplete_fields = ["antecedent", "consequent"]
+
+    def save_model(self, request, obj, form, change):
+        implication = tag_service.create_implication(obj.antecedent.name, obj.consequent.name, user=request.user)
+        obj.pk = implication.pk
+
+
+@admin.register(ImageTag)
+class ImageTagAdmin(admin.ModelAdmin):
+    list_display = ["image", "tag", "source", "added_by", "model_name", "created_at"]
+    list_filter = ["source"]
+    search_fields = ["tag__name", "image__path"]
+    autocomplete_fields = ["tag"]
+    raw_id_fields = ["image"]
+
+
+@admin.register(ImageStage)
+class ImageStageAdmin(admin.ModelAdmin):
+    list_display = ["image", "stage", "status", "error", "updated_at"]
+    list_filter = ["stage", "status"]
+    search_fields = ["image__path", "error"]
+    raw_id_fields = ["image"]
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ["id", "kind", "status", "current", "total", "error_count", "created_at", "finished_at"]
+    list_filter = ["kind", "status"]
+    readonly_fields = [field.name for field in Job._meta.fields]

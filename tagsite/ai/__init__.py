@@ -1,0 +1,1 @@
+"""Adapters to models and model servers: ONNX sessions, OpenAI-compatible chat and embeddings, Gemini."""

@@ -1,0 +1,231 @@
+"""REST API of the library: images, tags, aliases, implications and jobs (staff only)."""
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, parsers, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from tagsite.models import Image, Job, Tag, TagAlias, TagImplication
+from tagsite.services import tags as tag_service
+from tagsite.services.ingest import UploadRejected, store_upload
+
+
+class TagSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Tag
+        fields = ["id", "name", "display_name", "danbooru_category", "usage_count"]
+        read_only_fields = ["name", "usage_count"]
+
+    def create(self, validated_data):
+        tag = tag_service.get_or_create_tags([validated_data["display_name"]])[validated_data["display_name"]]
+        if "danbooru_category" in validated_data:
+            tag.danbooru_category = validated_data["danbooru_category"]
+            tag.save(update_fields=["danbooru_category"])
+        return tag
+
+
+class ImageSerializer(serializers.ModelSerializer):
+    tags = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField()
+    file_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Image
+        fields = [
+            "id", "path", "sha256", "size", "format", "width", "height", "orientation", "frames",
+            "status", "error", "tags", "thumbnail_url", "file_url", "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_tags(self, image) -> list[str]:
+        return [link.tag.name for link in image.image_tags.all()]
+
+    def get_thumbnail_url(self, image) -> str | None:
+        return reverse("image-thumbnail", args=[image.pk]) if image.thumbnail else None
+
+    def get_file_url(self, image) -> str:
+        return reverse("image-file", args=[image.pk])
+
+
+class TagNamesSerializer(serializers.Serializer):
+    tags = serializers.ListField(child=serializers.CharField(max_length=255), allow_empty=False)
+
+
+class UploadSerializer(serializers.Serializer):
+    file = serializers.FileField()
+
+
+class ImageViewSet(viewsets.ReadOnlyModelViewSet):
+    """Images. Search with `tags` (all of), `exclude` (none of), `any` (any of): comma-separated names,
+    or `q` in the library's syntax (`blue_eyes -hat ~cat ~dog`)."""
+
+    serializer_class = ImageSerializer
+    filterset_fields = ["status", "format"]
+
+    def get_queryset(self):
+        params = self.request.query_params
+        split = lambda key: [name for name in params.get(key, "").split(",") if name.strip()]  # noqa: E731
+        all_of, none_of, any_of = tag_service.parse_query(params.get("q", ""))
+        status_filter = params.get("status", "ok") or None
+        images = tag_service.search_images(
+            all_of + split("tags"), none_of + split("exclude"), any_of + split("any"), status=status_filter
+        )
+        return images.prefetch_related("image_tags__tag")
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("q", OpenApiTypes.STR, description="Query: `a b -c ~d ~e`"),
+            OpenApiParameter("tags", OpenApiTypes.STR, description="All of these (comma-separated)"),
+            OpenApiParameter("exclude", OpenApiTypes.STR, description="None of these"),
+            OpenApiParameter("any", OpenApiTypes.STR, description="At least one of these"),
+        ]
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={201: ImageSerializer})
+    @action(detail=False, methods=["post"], parser_classes=[parsers.MultiPartParser])
+    def upload(self, request):
+        """Upload one image (size- and type-checked). 201 when new, 200 when the content is already here."""
+        serializer = UploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            image, created = store_upload(serializer.validated_data["file"], user=request.user)
+        except UploadRejected as exc:
+            raise ValidationError({"file": [str(exc)]}) from exc
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(ImageSerializer(image, context={"request": request}).data, status=code)
+
+    @extend_schema(request=TagNamesSerializer, responses=ImageSerializer)
+    @action(detail=True, methods=["post"], url_path="tags")
+    def add_tags(self, request, pk=None):
+        """Tag the image by hand (aliases and implications apply)."""
+        serializer = TagNamesSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        image = self.get_object()
+        tag_service.add_tags([image], serializer.validated_data["tags"], user=request.user)
+        return Response(ImageSerializer(image, context={"request": request}).data)
+
+    @extend_schema(request=TagNamesSerializer, responses=ImageSerializer)
+    @action(detail=True, methods=["post"], url_path="untag")
+    def remove_tags(self, request, pk=None):
+        serializer = TagNamesSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        image = self.get_object()
+        names = set(tag_service.resolve_names(serializer.validated_data["tags"]).values())
+        tag_service.remove_tags([image], Tag.objects.filter(name__in=names))
+        return Response(ImageSerializer(image, context={"request": request}).data)
+
+
+class TagViewSet(
+    mixins.CreateModelMixin, mixins.UpdateModelMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet
+):
+    """Tags, most used first. `?search=` filters by name prefix."""
+
+    serializer_class = TagSerializer
+    filterset_fields = ["danbooru_category"]
+
+    def get_queryset(self):
+        tags = Tag.objects.all()
+        if search := self.request.query_params.get("search"):
+            tags = tags.filter(name__startswith=tag_service.normalize_tag_name(search))
+        return tags
+
+    @extend_schema(
+        parameters=[OpenApiParameter("q", OpenApiTypes.STR, required=True)], responses=TagSerializer(many=True)
+    )
+    @action(detail=False)
+    def autocomplete(self, request):
+        """Tags whose name or alias starts with `q`, most used first."""
+        tags = tag_service.autocomplete(request.query_params.get("q", ""), limit=10)
+        return Response(TagSerializer(tags, many=True).data)
+
+
+class TagAliasSerializer(serializers.ModelSerializer):
+    target = serializers.CharField(write_only=True, help_text="Name of the tag the alias points to.")
+    tag = TagSerializer(read_only=True)
+
+    class Meta:
+        model = TagAlias
+        fields = ["id", "antecedent", "target", "tag", "created_at"]
+
+    def create(self, validated_data):
+        try:
+            return tag_service.create_alias(
+                validated_data["antecedent"], validated_data["target"], user=self.context["request"].user
+            )
+        except tag_service.TagRuleError as exc:
+            raise ValidationError({"non_field_errors": [str(exc)]}) from exc
+
+
+class TagAliasViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Aliases: `antecedent` is rewritten to the target tag. Chains are flattened, cycles rejected."""
+
+    queryset = TagAlias.objects.select_related("tag")
+    serializer_class = TagAliasSerializer
+
+
+class TagImplicationSerializer(serializers.ModelSerializer):
+    antecedent = serializers.CharField(source="antecedent.name")
+    consequent = serializers.CharField(source="consequent.name")
+
+    class Meta:
+        model = TagImplication
+        fields = ["id", "antecedent", "consequent", "created_at"]
+
+    def create(self, validated_data):
+        try:
+            return tag_service.create_implication(
+                validated_data["antecedent"]["name"],
+                validated_data["consequent"]["name"],
+                user=self.context["request"].user,
+            )
+        except tag_service.TagRuleError as exc:
+            raise ValidationError({"non_field_errors": [str(exc)]}) from exc
+
+
+class TagImplicationViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Implications: images tagged `antecedent` also get `consequent`. Cycles rejected."""
+
+    queryset = TagImplication.objects.select_related("antecedent", "consequent")
+    serializer_class = TagImplicationSerializer
+
+
+class JobSerializer(serializers.ModelSerializer):
+    percent = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "kind", "status", "params", "current", "total", "percent", "counts", "errors",
+            "error_count", "message", "created_at", "started_at", "finished_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class ImportRequestSerializer(serializers.Serializer):
+    path = serializers.CharField(help_text="A folder on the server, imported recursively.")
+
+
+class JobViewSet(viewsets.ReadOnlyModelViewSet):
+    """Job records with live progress."""
+
+    queryset = Job.objects.all()
+    serializer_class = JobSerializer
+    filterset_fields = ["kind", "status"]
+
+    @extend_schema(request=ImportRequestSerializer, responses={202: JobSerializer})
+    @action(detail=False, methods=["post"], url_path="import")
+    def start_import(self, request):
+        """Queue a folder import on the worker."""
+        from tagsite.services.jobs import create_job
+        from tagsite.tasks import import_folder_task
+
+        serializer = ImportRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        job = create_job("import_images", {"path": serializer.validated_data["path"]}, user=request.user)
+        import_folder_task.delay(job.pk)
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)

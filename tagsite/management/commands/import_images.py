@@ -1,0 +1,29 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from tagsite.services.ingest import import_folder
+from tagsite.services.jobs import create_job, run_job
+
+
+class Command(BaseCommand):
+    help = (
+        "Import a folder recursively: new, changed, moved and deleted files are handled; unchanged ones cost nothing."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("path")
+        parser.add_argument(
+            "--extensions", help="Comma-separated file extensions, e.g. .jpg,.png (default: TAGSITE_IMAGE_EXTENSIONS)"
+        )
+
+    def handle(self, *args, path, extensions, **options):
+        extension_list = [e if e.startswith(".") else f".{e}" for e in extensions.split(",")] if extensions else None
+        job = create_job("import_images", {"path": path, "extensions": extension_list})
+        try:
+            with run_job(job, progress_bar=options["verbosity"] > 0, description="import") as progress:
+                counts = import_folder(path, progress, extension_list)
+        except FileNotFoundError as exc:
+            raise CommandError(str(exc)) from exc
+        summary = ", ".join(f"{value} {key}" for key, value in counts.items() if value) or "nothing to do"
+        self.stdout.write(self.style.SUCCESS(f"Job #{job.pk}: {summary}"))
+        for error in job.errors:
+            self.stdout.write(f"  {error['item']!r}: {error['error']}")

@@ -1,0 +1,87 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from tagsite.services.accounts import ensure_superuser
+from tagsite.services.jobs import create_job
+
+
+class Command(BaseCommand):
+    help = (
+        "Run tagsite: migrate, make sure an admin exists, start the web server and a Celery worker, "
+        "optionally import a folder; Ctrl-C stops everything."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("folder", nargs="?", help="A folder to import once the worker is up.")
+        parser.add_argument("--host", default=os.environ.get("TAGSITE_HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("TAGSITE_PORT", 8000)))
+        parser.add_argument("--web-workers", type=int, default=int(os.environ.get("TAGSITE_WEB_WORKERS", 2)))
+        parser.add_argument(
+            "--worker-concurrency", type=int, default=int(os.environ.get("TAGSITE_WORKER_CONCURRENCY", 2))
+        )
+
+    def handle(self, *args, folder, host, port, web_workers, worker_concurrency, **options):
+        if folder and not os.path.isdir(folder):
+            raise CommandError(f"not a folder: {folder}")
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        username, password = ensure_superuser()
+        children = [
+            self.spawn(
+                "worker",
+                ["-m", "celery", "-A", "tagsite", "worker", "-Q", "default,gpu,llm", "--loglevel=INFO",
+                 "--concurrency", str(worker_concurrency), "--hostname", "tagsite@%h"],
+            ),
+            self.spawn(
+                "web",
+                ["-m", "gunicorn", "tagsite.wsgi:application", "--bind", f"{host}:{port}",
+                 "--workers", str(web_workers), "--threads", "4", "--access-logfile", "-"],
+            ),
+        ]  # fmt: skip
+        self.stdout.write(self.style.SUCCESS(f"tagsite is running at http://{host}:{port}/ (Ctrl-C stops it)"))
+        if password:
+            self.stdout.write(self.style.WARNING(f"Created admin user '{username}' with password: {password}"))
+            self.stdout.write("This password is shown only once.")
+        if folder:
+            from tagsite.tasks import import_folder_task
+
+            job = create_job("import_images", {"path": os.path.abspath(folder)})
+            import_folder_task.delay(job.pk)
+            self.stdout.write(f"Importing {folder} as job #{job.pk}: see http://{host}:{port}/jobs/")
+        self.wait(children)
+
+    def spawn(self, name: str, arguments: list[str]) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, *arguments], cwd=settings.BASE_DIR, start_new_session=True)
+
+    def wait(self, children: list[subprocess.Popen]) -> None:
+        stopping = False
+
+        def stop(*_):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.3)
+        if not stopping:
+            self.stderr.write("A child process exited; stopping.")
+        self.stdout.write("Stopping web server and worker...")
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for child in children:
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        self.stdout.write("Stopped.")

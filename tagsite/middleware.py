@@ -1,0 +1,23 @@
+"""Only authenticated staff see anything: every page needs a staff login unless it is public on purpose."""
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.http import JsonResponse
+
+PUBLIC_PREFIXES = ("/accounts/login/", "/static/", "/admin/login/")
+
+
+class StaffRequiredMiddleware:
+    """Pages redirect anonymous and non-staff users to the login page; the API answers 401/403 itself."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        path = request.path
+        user = request.user
+        if path.startswith(PUBLIC_PREFIXES) or path.startswith("/api/") or (user.is_authenticated and user.is_staff):
+            return self.get_response(request)
+        if request.headers.get("accept", "").startswith("application/json"):
+            return JsonResponse({"detail": "Staff login required."}, status=403)
+        return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)

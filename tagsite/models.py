@@ -1,0 +1,188 @@
+"""The library: images, tags, aliases, implications, per-stage status and job records."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Tag(models.Model):
+    class DanbooruCategory(models.IntegerChoices):
+        GENERAL = 0, "general"
+        ARTIST = 1, "artist"
+        COPYRIGHT = 3, "copyright"
+        CHARACTER = 4, "character"
+        META = 5, "meta"
+        RATING = 9, "rating"
+
+    name = models.CharField(max_length=255, unique=True, help_text="Canonical, normalised name.")
+    display_name = models.CharField(max_length=255)
+    danbooru_category = models.SmallIntegerField(choices=DanbooruCategory.choices, default=DanbooruCategory.GENERAL)
+    usage_count = models.PositiveIntegerField(default=0, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-usage_count", "name"]
+        indexes = [models.Index(fields=["name"], name="tag_name_prefix", opclasses=["varchar_pattern_ops"])]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+class TagAlias(models.Model):
+    """`antecedent` is rewritten to `tag` wherever a tag name comes in. Never chained."""
+
+    antecedent = models.CharField(max_length=255, unique=True, help_text="Normalised name that is rewritten.")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="aliases")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "tag aliases"
+        ordering = ["antecedent"]
+
+    def __str__(self) -> str:
+        return f"{self.antecedent} -> {self.tag.name}"
+
+
+class TagImplication(models.Model):
+    """An image tagged `antecedent` is also tagged `consequent`."""
+
+    antecedent = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="implies")
+    consequent = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="implied_by")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["antecedent", "consequent"], name="unique_implication"),
+            models.CheckConstraint(condition=~Q(antecedent=models.F("consequent")), name="implication_not_self"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.antecedent.name} => {self.consequent.name}"
+
+
+class Image(models.Model):
+    class Status(models.TextChoices):
+        OK = "ok", "ok"
+        FAILED = "failed", "failed"
+        DUPLICATE = "duplicate", "duplicate"
+        MISSING = "missing", "missing"
+
+    path = models.TextField(unique=True, help_text="Absolute path of the file.")
+    sha256 = models.CharField(max_length=64, db_index=True, blank=True)
+    size = models.BigIntegerField(default=0, help_text="Bytes.")
+    mtime = models.FloatField(default=0, help_text="File modification time, for change detection.")
+    format = models.CharField(max_length=16, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True, help_text="As displayed (EXIF rotation applied).")
+    height = models.PositiveIntegerField(null=True, blank=True)
+    orientation = models.PositiveSmallIntegerField(default=1, help_text="EXIF orientation, 1-8.")
+    frames = models.PositiveIntegerField(default=1)
+    rating = models.CharField(
+        max_length=16, blank=True, db_index=True, help_text="general/sensitive/questionable/explicit"
+    )
+    thumbnail = models.CharField(max_length=255, blank=True, help_text="Path under MEDIA_ROOT.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OK, db_index=True)
+    error = models.TextField(blank=True)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    tags = models.ManyToManyField(Tag, through="ImageTag", related_name="images")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["sha256"], condition=Q(status="ok"), name="unique_ok_image_content"),
+        ]
+
+    def __str__(self) -> str:
+        return self.path
+
+    @property
+    def filename(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+class ImageTag(models.Model):
+    """A tag on an image, with where it came from."""
+
+    class Source(models.TextChoices):
+        MANUAL = "manual", "manual"
+        FILE = "file", "read from the file"
+        IMPLIED = "implied", "implied"
+        MODEL = "model", "approved model suggestion"
+        MERGE = "merge", "tag merge"
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="image_tags")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="image_tags")
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.MANUAL)
+    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    model_name = models.CharField(max_length=255, blank=True, help_text="Model that suggested it, if any.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["image", "tag"], name="unique_image_tag")]
+        indexes = [models.Index(fields=["tag", "image"])]
+
+    def __str__(self) -> str:
+        return f"{self.image_id}:{self.tag.name}"
+
+
+class ImageStage(models.Model):
+    """Status and last error of one processing stage (ingest, thumbnail, keywords, tagging, ...) of an image."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+        SKIPPED = "skipped", "skipped"
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="stages")
+    stage = models.CharField(max_length=32)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["image", "stage"], name="unique_image_stage")]
+        indexes = [models.Index(fields=["stage", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.image_id}:{self.stage}={self.status}"
+
+
+class Job(models.Model):
+    """A long operation (import, tagging, categorisation, ...) with live progress."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        SUCCEEDED = "succeeded", "succeeded"
+        FAILED = "failed", "failed"
+
+    kind = models.CharField(max_length=64, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    params = models.JSONField(default=dict, blank=True)
+    current = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(null=True, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    errors = models.JSONField(default=list, blank=True, help_text="The first errors, as {item, error}.")
+    error_count = models.PositiveIntegerField(default=0)
+    message = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk} ({self.status})"
+
+    @property
+    def percent(self) -> float | None:
+        if not self.total:
+            return None
+        return round(100 * self.current / self.total, 1)

@@ -1,0 +1,35 @@
+"""Users and the moderators group."""
+
+import os
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+
+MODERATORS = "moderators"
+
+
+def ensure_superuser() -> tuple[str, str | None]:
+    """Make sure a staff superuser exists. Returns its name and, only when just generated, its password."""
+    User = get_user_model()
+    if User.objects.filter(is_superuser=True, is_staff=True, is_active=True).exists():
+        return User.objects.filter(is_superuser=True).values_list("username", flat=True).first(), None
+    username = os.environ.get("TAGSITE_ADMIN_USER", "admin")
+    password = os.environ.get("TAGSITE_ADMIN_PASSWORD")
+    generated = None
+    if not password:
+        password = generated = secrets.token_urlsafe(12)
+    User.objects.create_superuser(username, os.environ.get("TAGSITE_ADMIN_EMAIL", ""), password)
+    return username, generated
+
+
+def ensure_moderators_group(**kwargs) -> Group:
+    """The `moderators` group with the review permissions every app lists in MODERATOR_PERMISSIONS."""
+    group, _ = Group.objects.get_or_create(name=MODERATORS)
+    wanted = []
+    for dotted in settings.MODERATOR_PERMISSIONS:
+        app_label, codename = dotted.split(".", 1)
+        wanted += Permission.objects.filter(content_type__app_label=app_label, codename=codename)
+    group.permissions.add(*wanted)
+    return group

@@ -1,0 +1,309 @@
+"""Bringing files into the library: folder scans with change detection, single files, uploads.
+
+The content hash identifies an image. A scan stats every file but hashes and decodes only
+new or changed ones (size or mtime differ), so a rescan of an unchanged folder does no work.
+Files are only ever read: ingest never writes to a user's file.
+"""
+
+import hashlib
+import io
+import os
+import stat
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.dispatch import Signal
+
+from tagsite import imaging, metadata
+from tagsite.models import Image, ImageStage, ImageTag
+from tagsite.services.jobs import JobProgress
+from tagsite.services.tags import add_tags
+
+# Sent with `image_ids` of images that are new or whose content changed; later stages hook in here.
+images_ingested = Signal()
+
+CHUNK_SIZE = 16
+
+
+@dataclass
+class FileFacts:
+    path: str
+    size: int = 0
+    mtime: float = 0.0
+    sha256: str = ""
+    format: str = ""
+    width: int | None = None
+    height: int | None = None
+    orientation: int = 1
+    frames: int = 1
+    thumbnail: str = ""
+    keywords: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass
+class ScanResult:
+    files: dict[str, tuple[int, float]]  # path -> (size, mtime)
+    errors: dict[str, str]  # path -> why it cannot be read
+
+
+def scan_folder(root: str | Path, extensions: Iterable[str] | None = None) -> ScanResult:
+    """Image files below `root`, following directory symlinks but never around a loop."""
+    wanted = {ext.lower() for ext in (extensions or settings.IMAGE_EXTENSIONS)}
+    files: dict[str, tuple[int, float]] = {}
+    errors: dict[str, str] = {}
+    seen_dirs: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        info = os.stat(dirpath)
+        if (info.st_dev, info.st_ino) in seen_dirs:
+            dirnames[:] = []
+            continue
+        seen_dirs.add((info.st_dev, info.st_ino))
+        for name in dirnames[:]:
+            full = os.path.join(dirpath, name)
+            try:
+                os.stat(full)
+            except OSError as exc:
+                dirnames.remove(name)
+                errors[full] = describe_os_error(exc)
+        for name in filenames:
+            if os.path.splitext(name)[1].lower() not in wanted:
+                continue
+            full = os.path.join(dirpath, name)
+            try:
+                info = os.stat(full)
+            except OSError as exc:
+                errors[full] = describe_os_error(exc)
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                errors[full] = "not a regular file"
+                continue
+            files[full] = (info.st_size, info.st_mtime)
+    return ScanResult(files, errors)
+
+
+def describe_os_error(exc: OSError) -> str:
+    import errno
+
+    if exc.errno == errno.ELOOP:
+        return "symlink loop"
+    if exc.errno == errno.ENOENT:
+        return "broken symlink (target does not exist)"
+    if exc.errno == errno.EACCES:
+        return "permission denied"
+    return f"cannot read: {exc.strerror or exc}"
+
+
+def inspect_file(path: str) -> FileFacts:
+    """Hash, decode and thumbnail one file. Never raises: problems end up in `error`."""
+    facts = FileFacts(path)
+    try:
+        info = os.stat(path)
+        facts.size, facts.mtime = info.st_size, info.st_mtime
+        if not stat.S_ISREG(info.st_mode):
+            facts.error = "not a regular file"
+            return facts
+        if info.st_size == 0:
+            facts.error = "empty file (0 bytes)"
+            return facts
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        facts.error = describe_os_error(exc)
+        return facts
+    facts.sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        decoded = imaging.open_image(
+            io.BytesIO(data), max_pixels=settings.MAX_IMAGE_PIXELS, draft_size=settings.THUMBNAIL_SIZE
+        )
+    except imaging.ImageDecodeError as exc:
+        facts.error = str(exc)
+        return facts
+    facts.format = decoded.format
+    facts.width, facts.height = decoded.width, decoded.height
+    facts.orientation, facts.frames = decoded.orientation, decoded.frames
+    facts.thumbnail = ensure_thumbnail(facts.sha256, decoded.image)
+    return facts
+
+
+def ensure_thumbnail(sha256: str, image) -> str:
+    """Thumbnails are keyed by content, so they are made once, whatever the path."""
+    relative = f"thumbs/{sha256[:2]}/{sha256}.jpg"
+    target = Path(settings.MEDIA_ROOT) / relative
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}.part")
+        partial.write_bytes(imaging.thumbnail_jpeg(image, settings.THUMBNAIL_SIZE))
+        partial.replace(target)
+    return relative
+
+
+def inspect_chunk(paths: list[str]) -> list[FileFacts]:
+    """Inspect files and read their existing keywords with one ExifTool round trip."""
+    facts = [inspect_file(path) for path in paths]
+    readable = [f.path for f in facts if not f.error]
+    keywords = metadata.read_keywords(readable) if readable else {}
+    for f in facts:
+        f.keywords = keywords.get(f.path, [])
+    return facts
+
+
+def import_folder(root: str | Path, progress: JobProgress | None = None, extensions=None) -> dict[str, int]:
+    """Bring a folder in line with the library: new, changed, moved, deleted files. Returns counts."""
+    root = os.path.abspath(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"not a folder: {root}")
+    scan = scan_folder(root, extensions)
+    prefix = root.rstrip("/") + "/"
+    known = {row.path: row for row in Image.objects.filter(path__startswith=prefix)}
+    todo = [
+        path
+        for path, (size, mtime) in scan.files.items()
+        if path not in known or (known[path].size, known[path].mtime) != (size, mtime)
+    ]
+    gone = {path for path in known if path not in scan.files and path not in scan.errors}
+    counts = {"unchanged": len(scan.files) - len(todo)}
+    if progress:
+        progress.set_total(len(todo))
+    for path, why in scan.errors.items():
+        row = known.get(path)
+        if row is None or row.status != Image.Status.FAILED or row.error != why:
+            _save(FileFacts(path, error=why), row, gone, counts)
+        if progress:
+            progress.error(path, why)
+    ingest_paths(todo, known, gone, counts, progress)
+    missing = Image.objects.filter(path__in=gone).exclude(status=Image.Status.MISSING)
+    counts["missing"] = missing.update(status=Image.Status.MISSING, error="file not found at the last scan")
+    if progress:
+        progress.job.counts.update(counts)
+        progress.job.message = ", ".join(f"{value} {key}" for key, value in counts.items() if value)
+        progress.save(force=True)
+    return counts
+
+
+def ingest_paths(
+    paths: list[str],
+    known: dict[str, Image] | None = None,
+    gone: set[str] | None = None,
+    counts: dict[str, int] | None = None,
+    progress: JobProgress | None = None,
+    user=None,
+) -> list[Image]:
+    """Inspect files on all cores (decoding releases the GIL) and save them chunk by chunk."""
+    known = known if known is not None else {row.path: row for row in Image.objects.filter(path__in=paths)}
+    gone = gone if gone is not None else set()
+    counts = counts if counts is not None else {}
+    chunks = [paths[i : i + CHUNK_SIZE] for i in range(0, len(paths), CHUNK_SIZE)]
+    saved: list[Image] = []
+    changed_ids: list[int] = []
+    with ThreadPoolExecutor(max_workers=settings.INGEST_THREADS) as pool:
+        for facts in pool.map(inspect_chunk, chunks):
+            with transaction.atomic():
+                for f in facts:
+                    image, content_changed = _save(f, known.get(f.path), gone, counts, user)
+                    saved.append(image)
+                    if content_changed:
+                        changed_ids.append(image.pk)
+                    if progress:
+                        if f.error:
+                            progress.error(f.path, f.error)
+                        progress.advance()
+    if changed_ids:
+        images_ingested.send(sender=Image, image_ids=changed_ids)
+    return saved
+
+
+def _save(f: FileFacts, row: Image | None, gone: set[str], counts: dict[str, int], user=None) -> tuple[Image, bool]:
+    """Write one file's facts; returns the image and whether its content is new to the library."""
+    fields = {
+        "size": f.size,
+        "mtime": f.mtime,
+        "sha256": f.sha256,
+        "format": f.format,
+        "width": f.width,
+        "height": f.height,
+        "orientation": f.orientation,
+        "frames": f.frames,
+        "thumbnail": f.thumbnail,
+        "status": Image.Status.FAILED if f.error else Image.Status.OK,
+        "error": f.error,
+    }
+    kind = "failed" if f.error else ("changed" if row else "new")
+    content_changed = not f.error and (row is None or row.sha256 != f.sha256 or row.status != Image.Status.OK)
+    if not f.error:
+        twin = Image.objects.filter(sha256=f.sha256, status__in=[Image.Status.OK, Image.Status.MISSING]).first()
+        if twin is not None and twin.path != f.path:
+            if twin.path in gone or twin.status == Image.Status.MISSING or not os.path.exists(twin.path):
+                if row is not None:
+                    row.delete()
+                gone.discard(twin.path)
+                row, kind, content_changed = twin, "moved", False
+                fields["path"] = f.path
+            else:
+                fields["status"] = Image.Status.DUPLICATE
+                fields["error"] = f"same content as image #{twin.pk}: {twin.path}"
+                kind, content_changed = "duplicate", False
+    if row is None:
+        row = Image(path=f.path, uploaded_by=user)
+    for name, value in fields.items():
+        setattr(row, name, value)
+    try:
+        with transaction.atomic():
+            row.save()
+    except IntegrityError:  # another worker stored the same content a moment ago
+        row.status, row.error = Image.Status.DUPLICATE, "same content as an image stored concurrently"
+        row.save()
+        kind, content_changed = "duplicate", False
+    counts[kind] = counts.get(kind, 0) + 1
+    record_stage(row, "ingest", ImageStage.Status.FAILED if f.error else ImageStage.Status.DONE, f.error)
+    if f.keywords and row.status == Image.Status.OK:
+        add_tags([row], f.keywords, source=ImageTag.Source.FILE)
+    return row, content_changed
+
+
+def record_stage(image: Image, stage: str, status: str, error: str = "") -> None:
+    ImageStage.objects.update_or_create(image=image, stage=stage, defaults={"status": status, "error": error})
+
+
+class UploadRejected(ValueError):
+    """An upload that is too large, of a type we do not take, or not a decodable image."""
+
+
+def store_upload(upload, user=None) -> tuple[Image, bool]:
+    """Check, store and ingest an uploaded file. Returns the image and whether it is new."""
+    from django.utils import timezone
+    from django.utils.text import get_valid_filename
+
+    extension = Path(upload.name).suffix.lower()
+    if extension not in settings.IMAGE_EXTENSIONS:
+        allowed = ", ".join(settings.IMAGE_EXTENSIONS)
+        raise UploadRejected(f"file type '{extension or 'none'}' is not accepted (allowed: {allowed})")
+    if upload.size > settings.MAX_UPLOAD_BYTES:
+        raise UploadRejected(f"file is {upload.size} bytes, over the limit of {settings.MAX_UPLOAD_BYTES}")
+    data = b"".join(upload.chunks())
+    if not data:
+        raise UploadRejected("empty file (0 bytes)")
+    sha256 = hashlib.sha256(data).hexdigest()
+    existing = Image.objects.filter(sha256=sha256, status=Image.Status.OK).first()
+    if existing is not None:
+        return existing, False
+    try:
+        imaging.open_image(io.BytesIO(data), max_pixels=settings.MAX_IMAGE_PIXELS, draft_size=64)
+    except imaging.ImageDecodeError as exc:
+        raise UploadRejected(str(exc)) from exc
+    try:
+        safe_name = get_valid_filename(Path(upload.name).name)
+    except Exception:  # noqa: BLE001 - a name of only odd characters
+        safe_name = f"upload{extension}"
+    folder = Path(settings.MEDIA_ROOT) / "uploads" / timezone.now().strftime("%Y/%m")
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{sha256[:12]}-{safe_name}"
+    partial = target.with_name(target.name + ".part")
+    partial.write_bytes(data)
+    partial.replace(target)
+    (image,) = ingest_paths([str(target)], user=user)
+    return image, True

@@ -1,0 +1,237 @@
+"""Tag names, aliases, implications and tagging images, with Danbooru's rules."""
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+
+from tagsite.models import Image, ImageTag, Tag, TagAlias, TagImplication
+
+_SEPARATORS = re.compile(r"[\s_\-]+")
+_SPACES = re.compile(r"\s+")
+_SURROUNDING = "\"'`“”‘’«»,.;:!?*•·"
+
+
+class TagRuleError(ValueError):
+    """An alias or implication that Danbooru's rules forbid (a cycle, a self-reference)."""
+
+
+def normalize_tag_name(raw: str) -> str:
+    """The canonical key of a tag name.
+
+    NFKC, lower case, runs of spaces/underscores/hyphens become one underscore, surrounding
+    quotes and punctuation go. Names without two letters or digits are kaomoji or symbols
+    (`^_^`, `0_0`, `:d`, `-_-`) and keep their punctuation; only their spaces become underscores.
+    """
+    text = _SPACES.sub(" ", unicodedata.normalize("NFKC", raw)).strip().lower()
+    core = text.strip(_SURROUNDING + " ")
+    if sum(ch.isalnum() for ch in core) < 2 or sum(ch.isalnum() for ch in text) < 2:
+        return text.replace(" ", "_")
+    return _SEPARATORS.sub("_", core).strip("_")
+
+
+def display_name_for(raw: str) -> str:
+    """How a tag reads to people: the original spelling with underscores as spaces (kaomoji untouched)."""
+    text = _SPACES.sub(" ", unicodedata.normalize("NFKC", raw)).strip()
+    name = normalize_tag_name(raw)
+    if len(name) <= 3 or not any(ch.isalpha() for ch in name):
+        return text  # kaomoji and short symbols (`o_o`, `0_0`) read as written
+    return text.strip(_SURROUNDING + " ").replace("_", " ")
+
+
+def resolve_names(raw_names: Iterable[str]) -> dict[str, str]:
+    """Map each raw name to its canonical tag name: normalised, then rewritten by an alias if one exists."""
+    normalized = {raw: normalize_tag_name(raw) for raw in raw_names}
+    normalized = {raw: name for raw, name in normalized.items() if name}
+    aliases = dict(
+        TagAlias.objects.filter(antecedent__in=set(normalized.values())).values_list("antecedent", "tag__name")
+    )
+    return {raw: aliases.get(name, name) for raw, name in normalized.items()}
+
+
+def get_or_create_tags(raw_names: Iterable[str], category: int | None = None) -> dict[str, Tag]:
+    """The tags for these names (aliases applied), created where missing. Keyed by raw name."""
+    resolved = resolve_names(raw_names)
+    wanted: dict[str, str] = {}
+    for raw, name in resolved.items():
+        wanted.setdefault(name, raw)
+    existing = {tag.name: tag for tag in Tag.objects.filter(name__in=wanted)}
+    missing = [
+        Tag(name=name, display_name=display_name_for(raw)[:255], danbooru_category=category or 0)
+        for name, raw in wanted.items()
+        if name not in existing
+    ]
+    if missing:
+        Tag.objects.bulk_create(missing, ignore_conflicts=True)
+        existing.update({tag.name: tag for tag in Tag.objects.filter(name__in=[t.name for t in missing])})
+    return {raw: existing[name] for raw, name in resolved.items()}
+
+
+def implied_closure(tags: Iterable[Tag]) -> set[Tag]:
+    """The tags plus everything they imply, transitively."""
+    found = {tag.pk: tag for tag in tags}
+    frontier = set(found)
+    while frontier:
+        implied = TagImplication.objects.filter(antecedent_id__in=frontier).select_related("consequent")
+        frontier = set()
+        for implication in implied:
+            if implication.consequent_id not in found:
+                found[implication.consequent_id] = implication.consequent
+                frontier.add(implication.consequent_id)
+    return set(found.values())
+
+
+def add_tags(
+    images: Iterable[Image],
+    raw_names: Iterable[str],
+    *,
+    source: str = ImageTag.Source.MANUAL,
+    user=None,
+    model_name: str = "",
+) -> list[Tag]:
+    """Tag images with these names: aliases rewrite them, implied tags come along. Idempotent."""
+    images = list(images)
+    tags = set(get_or_create_tags(raw_names).values())
+    direct = {tag.pk for tag in tags}
+    all_tags = implied_closure(tags)
+    links = [
+        ImageTag(
+            image=image,
+            tag=tag,
+            source=source if tag.pk in direct else ImageTag.Source.IMPLIED,
+            added_by=user,
+            model_name=model_name,
+        )
+        for image in images
+        for tag in all_tags
+    ]
+    ImageTag.objects.bulk_create(links, ignore_conflicts=True)
+    refresh_usage_counts([tag.pk for tag in all_tags])
+    return sorted(all_tags, key=lambda tag: tag.name)
+
+
+def remove_tags(images: Iterable[Image], tags: Iterable[Tag]) -> int:
+    tag_ids = [tag.pk for tag in tags]
+    deleted, _ = ImageTag.objects.filter(image__in=list(images), tag_id__in=tag_ids).delete()
+    refresh_usage_counts(tag_ids)
+    return deleted
+
+
+def refresh_usage_counts(tag_ids: Iterable[int] | None = None) -> None:
+    """Recount how many images carry each tag (all tags when no ids are given)."""
+    count = ImageTag.objects.filter(tag=OuterRef("pk")).order_by().values("tag").annotate(n=Count("*")).values("n")[:1]
+    queryset = Tag.objects.all() if tag_ids is None else Tag.objects.filter(pk__in=list(tag_ids))
+    queryset.update(usage_count=Coalesce(Subquery(count), 0))
+
+
+@transaction.atomic
+def create_alias(antecedent_raw: str, target_raw: str, user=None) -> TagAlias:
+    """Make `antecedent` an alias of `target`, Danbooru style.
+
+    The target is followed to its own alias target (no chains); aliases that pointed at the
+    antecedent are re-pointed; an existing antecedent tag is merged into the target (its images,
+    implications and aliases move over); a cycle is rejected.
+    """
+    antecedent = normalize_tag_name(antecedent_raw)
+    target_name = resolve_names([target_raw])[target_raw]
+    if not antecedent or not target_name:
+        raise TagRuleError("Both names must be non-empty.")
+    if antecedent == target_name:
+        raise TagRuleError(f"Alias {antecedent} -> {target_name} would be a cycle.")
+    target = get_or_create_tags([target_name])[target_name]
+    TagAlias.objects.filter(tag__name=antecedent).update(tag=target)
+    old = Tag.objects.filter(name=antecedent).first()
+    if old is not None:
+        merge_tags(old, target)
+    alias, _ = TagAlias.objects.update_or_create(antecedent=antecedent, defaults={"tag": target, "created_by": user})
+    return alias
+
+
+def merge_tags(old: Tag, target: Tag) -> None:
+    """Move everything of `old` onto `target`, then delete `old`."""
+    moved = [
+        ImageTag(image_id=link.image_id, tag=target, source=link.source, added_by_id=link.added_by_id)
+        for link in ImageTag.objects.filter(tag=old)
+    ]
+    ImageTag.objects.bulk_create(moved, ignore_conflicts=True)
+    for implication in TagImplication.objects.filter(antecedent=old).exclude(consequent=target):
+        TagImplication.objects.get_or_create(antecedent=target, consequent=implication.consequent)
+    for implication in TagImplication.objects.filter(consequent=old).exclude(antecedent=target):
+        TagImplication.objects.get_or_create(antecedent=implication.antecedent, consequent=target)
+    TagAlias.objects.filter(tag=old).update(tag=target)
+    old.delete()
+    refresh_usage_counts([target.pk])
+
+
+@transaction.atomic
+def create_implication(antecedent_raw: str, consequent_raw: str, user=None) -> TagImplication:
+    """`antecedent` implies `consequent`; images already tagged get the implied tag now."""
+    tags = get_or_create_tags([antecedent_raw, consequent_raw])
+    antecedent, consequent = tags[antecedent_raw], tags[consequent_raw]
+    if antecedent == consequent:
+        raise TagRuleError(f"{antecedent.name} cannot imply itself.")
+    if antecedent in implied_closure([consequent]):
+        raise TagRuleError(f"{antecedent.name} => {consequent.name} would make a cycle.")
+    implication, _ = TagImplication.objects.get_or_create(
+        antecedent=antecedent, consequent=consequent, defaults={"created_by": user}
+    )
+    tagged = Image.objects.filter(image_tags__tag=antecedent)
+    implied = implied_closure([consequent])
+    ImageTag.objects.bulk_create(
+        [ImageTag(image=image, tag=tag, source=ImageTag.Source.IMPLIED) for image in tagged for tag in implied],
+        ignore_conflicts=True,
+    )
+    refresh_usage_counts([tag.pk for tag in implied])
+    return implication
+
+
+def search_images(
+    all_of: Iterable[str] = (), none_of: Iterable[str] = (), any_of: Iterable[str] = (), status: str | None = "ok"
+) -> QuerySet[Image]:
+    """Images carrying every tag of `all_of`, none of `none_of` and at least one of `any_of`."""
+    images = Image.objects.all()
+    if status:
+        images = images.filter(status=status)
+    for name in set(resolve_names(all_of).values()):
+        images = images.filter(pk__in=ImageTag.objects.filter(tag__name=name).values("image_id"))
+    excluded = set(resolve_names(none_of).values())
+    if excluded:
+        images = images.exclude(pk__in=ImageTag.objects.filter(tag__name__in=excluded).values("image_id"))
+    alternatives = set(resolve_names(any_of).values())
+    if alternatives:
+        images = images.filter(pk__in=ImageTag.objects.filter(tag__name__in=alternatives).values("image_id"))
+    return images
+
+
+def parse_query(query: str) -> tuple[list[str], list[str], list[str]]:
+    """`blue_eyes -hat ~cat ~dog` -> all-of, none-of, any-of. Words are tag names (spaces as underscores)."""
+    all_of, none_of, any_of = [], [], []
+    for word in query.split():
+        if word.startswith("-") and len(word) > 1 and normalize_tag_name(word[1:]):
+            none_of.append(word[1:])
+        elif word.startswith("~") and len(word) > 1:
+            any_of.append(word[1:])
+        else:
+            all_of.append(word)
+    return all_of, none_of, any_of
+
+
+def autocomplete(prefix: str, limit: int = 10) -> list[Tag]:
+    """Tags whose name or alias starts with the prefix, most used first."""
+    name = normalize_tag_name(prefix)
+    if not name:
+        return []
+    tags = list(Tag.objects.filter(name__startswith=name).order_by("-usage_count", "name")[:limit])
+    if len(tags) < limit:
+        seen = {tag.pk for tag in tags}
+        aliased = (
+            Tag.objects.filter(aliases__antecedent__startswith=name)
+            .exclude(pk__in=seen)
+            .distinct()
+            .order_by("-usage_count", "name")
+        )
+        tags += list(aliased[: limit - len(tags)])
+    return tags

@@ -1,0 +1,29 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from tagsite import api, views
+
+router = DefaultRouter()
+router.register("images", api.ImageViewSet, basename="api-image")
+router.register("tags", api.TagViewSet, basename="api-tag")
+router.register("aliases", api.TagAliasViewSet, basename="api-alias")
+router.register("implications", api.TagImplicationViewSet, basename="api-implication")
+router.register("jobs", api.JobViewSet, basename="api-job")
+
+urlpatterns = [
+    path("", views.library, name="library"),
+    path("upload/", views.upload, name="upload"),
+    path("jobs/", views.jobs, name="jobs"),
+    path("images/<int:pk>/", views.image_detail, name="image-detail"),
+    path("images/<int:pk>/thumbnail.jpg", views.image_thumbnail, name="image-thumbnail"),
+    path("images/<int:pk>/file", views.image_file, name="image-file"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]
