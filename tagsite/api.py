@@ -107,7 +107,7 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
         serializer.is_valid(raise_exception=True)
         image = self.get_object()
         tag_service.add_tags([image], serializer.validated_data["tags"], user=request.user)
-        return Response(ImageSerializer(image, context={"request": request}).data)
+        return Response(ImageSerializer(self.get_object(), context={"request": request}).data)
 
     @extend_schema(request=TagNamesSerializer, responses=ImageSerializer)
     @action(detail=True, methods=["post"], url_path="untag")
@@ -117,7 +117,7 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
         image = self.get_object()
         names = set(tag_service.resolve_names(serializer.validated_data["tags"]).values())
         tag_service.remove_tags([image], Tag.objects.filter(name__in=names))
-        return Response(ImageSerializer(image, context={"request": request}).data)
+        return Response(ImageSerializer(self.get_object(), context={"request": request}).data)
 
 
 class TagViewSet(

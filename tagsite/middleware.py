@@ -5,6 +5,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import JsonResponse
 
 PUBLIC_PREFIXES = ("/accounts/login/", "/static/", "/admin/login/")
+BROWSER_API_PAGES = ("/api/docs/",)
 
 
 class StaffRequiredMiddleware:
@@ -16,7 +17,8 @@ class StaffRequiredMiddleware:
     def __call__(self, request):
         path = request.path
         user = request.user
-        if path.startswith(PUBLIC_PREFIXES) or path.startswith("/api/") or (user.is_authenticated and user.is_staff):
+        api_call = path.startswith("/api/") and not path.startswith(BROWSER_API_PAGES)
+        if path.startswith(PUBLIC_PREFIXES) or api_call or (user.is_authenticated and user.is_staff):
             return self.get_response(request)
         if request.headers.get("accept", "").startswith("application/json"):
             return JsonResponse({"detail": "Staff login required."}, status=403)

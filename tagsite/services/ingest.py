@@ -160,11 +160,11 @@ def import_folder(root: str | Path, progress: JobProgress | None = None, extensi
     scan = scan_folder(root, extensions)
     prefix = root.rstrip("/") + "/"
     known = {row.path: row for row in Image.objects.filter(path__startswith=prefix)}
-    todo = [
+    todo = sorted(
         path
         for path, (size, mtime) in scan.files.items()
         if path not in known or (known[path].size, known[path].mtime) != (size, mtime)
-    ]
+    )
     gone = {path for path in known if path not in scan.files and path not in scan.errors}
     counts = {"unchanged": len(scan.files) - len(todo)}
     if progress:

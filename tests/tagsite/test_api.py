@@ -1,0 +1,134 @@
+import io
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image as PILImage
+from rest_framework.authtoken.models import Token
+
+from tagsite.models import Image
+
+pytestmark = pytest.mark.django_db
+
+
+def jpeg_bytes(color=(200, 100, 50), size=(80, 60)) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new("RGB", size, color).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def upload(client, name="cat.jpg", data=None, content_type="image/jpeg"):
+    file = SimpleUploadedFile(name, jpeg_bytes() if data is None else data, content_type=content_type)
+    return client.post("/api/images/upload/", {"file": file})
+
+
+@pytest.mark.parametrize("url", ["/", "/upload/", "/jobs/", "/images/1/", "/admin/", "/api/docs/"])
+def test_pages_need_a_staff_login(client, url):
+    response = client.get(url)
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+@pytest.mark.parametrize("url", ["/api/images/", "/api/tags/", "/api/jobs/", "/api/schema/", "/api/aliases/"])
+def test_api_needs_staff(client, url):
+    assert client.get(url).status_code in (401, 403)
+    User.objects.create_user("plain", password="pw-123456")
+    client.login(username="plain", password="pw-123456")
+    assert client.get(url).status_code == 403
+
+
+def test_login_page_is_public(client):
+    assert client.get("/accounts/login/").status_code == 200
+
+
+def test_token_auth(client):
+    staff = User.objects.create_user("bot", password="x", is_staff=True)
+    token = Token.objects.create(user=staff)
+    assert client.get("/api/images/", HTTP_AUTHORIZATION=f"Token {token.key}").status_code == 200
+
+
+def test_upload_search_and_tag_through_the_api(admin_client):
+    response = upload(admin_client)
+    assert response.status_code == 201, response.content
+    image = response.json()
+    assert image["width"] == 80 and image["thumbnail_url"]
+    assert admin_client.get(image["thumbnail_url"]).status_code == 200
+    assert upload(admin_client, name="again.jpg").status_code == 200  # same content: the same image
+
+    tagged = admin_client.post(f"/api/images/{image['id']}/tags/", {"tags": ["Cat", "sleeping"]}, "application/json")
+    assert sorted(tagged.json()["tags"]) == ["cat", "sleeping"]
+    found = admin_client.get("/api/images/", {"q": "cat -dog"}).json()
+    assert [row["id"] for row in found["results"]] == [image["id"]]
+    assert admin_client.get("/api/images/", {"tags": "cat", "exclude": "sleeping"}).json()["count"] == 0
+    names = [tag["name"] for tag in admin_client.get("/api/tags/autocomplete/", {"q": "sle"}).json()]
+    assert names == ["sleeping"]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("notes.txt", b"hello", "not accepted"),
+        ("fake.jpg", b"this is text", "not an image"),
+        ("empty.jpg", b"", "empty"),
+    ],
+)
+def test_bad_uploads_are_refused_clearly(admin_client, name, data, message):
+    response = upload(admin_client, name=name, data=data)
+    assert response.status_code == 400
+    assert message in " ".join(response.json()["file"])
+    assert not Image.objects.exists()
+
+
+def test_upload_size_limit(admin_client, settings):
+    settings.MAX_UPLOAD_BYTES = 100
+    response = upload(admin_client)
+    assert response.status_code == 400 and "over the limit" in response.json()["file"][0]
+
+
+def test_upload_name_cannot_escape_the_upload_folder(admin_client, settings):
+    response = upload(admin_client, name="../../../etc/evil.jpg")
+    assert response.status_code == 201
+    path = Image.objects.get().path
+    assert path.startswith(str(settings.MEDIA_ROOT / "uploads")) and ".." not in path
+
+
+def test_aliases_and_implications_api(admin_client):
+    assert (
+        admin_client.post("/api/aliases/", {"antecedent": "kitty", "target": "cat"}, "application/json").status_code
+        == 201
+    )
+    cycle = admin_client.post("/api/aliases/", {"antecedent": "cat", "target": "kitty"}, "application/json")
+    assert cycle.status_code == 400 and "cycle" in str(cycle.json())
+    created = admin_client.post("/api/implications/", {"antecedent": "cat", "consequent": "animal"}, "application/json")
+    assert created.status_code == 201
+    loop = admin_client.post("/api/implications/", {"antecedent": "animal", "consequent": "kitty"}, "application/json")
+    assert loop.status_code == 400
+
+
+def test_admin_upload_and_change_pages(admin_client):
+    file = SimpleUploadedFile("admin.jpg", jpeg_bytes((1, 2, 3)), content_type="image/jpeg")
+    response = admin_client.post("/admin/tagsite/image/add/", {"file": file})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    image = Image.objects.get()
+    assert admin_client.get(f"/admin/tagsite/image/{image.pk}/change/").status_code == 200
+    for model in ["image", "tag", "tagalias", "tagimplication", "imagetag", "imagestage", "job"]:
+        assert admin_client.get(f"/admin/tagsite/{model}/").status_code == 200, model
+
+
+def test_openapi_schema_and_docs(admin_client):
+    schema = admin_client.get("/api/schema/")
+    assert schema.status_code == 200 and b"/api/images/upload/" in schema.content
+    assert admin_client.get("/api/docs/").status_code == 200
+
+
+def test_moderators_group_exists_with_permissions():
+    group = Group.objects.get(name="moderators")
+    assert group.permissions.filter(codename="add_imagetag").exists()
+
+
+def test_pages_render(admin_client, image_folder):
+    from tagsite.services.ingest import import_folder
+
+    import_folder(image_folder)
+    image = Image.objects.first()
+    for url in ["/", "/?q=nothing", "/upload/", "/jobs/", f"/images/{image.pk}/", f"/images/{image.pk}/file"]:
+        assert admin_client.get(url).status_code == 200, url

@@ -1,0 +1,126 @@
+import pytest
+
+from tagsite.models import Image, ImageTag, Tag, TagAlias
+from tagsite.services import tags as tag_service
+from tagsite.services.tags import TagRuleError, normalize_tag_name
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Blue Eyes", "blue_eyes"),
+        ("  blue-eyes ", "blue_eyes"),
+        ("BLUE__EYES", "blue_eyes"),
+        ("blue \t eyes", "blue_eyes"),
+        ("ＢＬＵＥ　ＥＹＥＳ", "blue_eyes"),  # full-width letters and space (NFKC)
+        ('"smile",', "smile"),
+        ("'long hair.'", "long_hair"),
+        ("saber_(fate)", "saber_(fate)"),
+        ("^_^", "^_^"),
+        ("0_0", "0_0"),
+        ("o_o", "o_o"),
+        (":d", ":d"),
+        (";)", ";)"),
+        ("-_-", "-_-"),
+        (">_<", ">_<"),
+        ("", ""),
+    ],
+)
+def test_normalize_tag_name(raw, expected):
+    assert normalize_tag_name(raw) == expected
+
+
+@pytest.fixture
+def image(db, tmp_path):
+    return Image.objects.create(path=str(tmp_path / "a.jpg"), sha256="a" * 64)
+
+
+@pytest.mark.django_db
+def test_alias_rewrites_names_on_the_way_in(image):
+    tag_service.create_alias("blond hair", "blonde_hair")
+    tag_service.add_tags([image], ["Blond-Hair"])
+    assert list(image.tags.values_list("name", flat=True)) == ["blonde_hair"]
+    assert not Tag.objects.filter(name="blond_hair").exists()
+
+
+@pytest.mark.django_db
+def test_new_alias_repoints_older_aliases_instead_of_chaining():
+    tag_service.create_alias("a", "b")
+    tag_service.create_alias("b", "c")
+    assert dict(TagAlias.objects.values_list("antecedent", "tag__name")) == {"a": "c", "b": "c"}
+
+
+@pytest.mark.django_db
+def test_alias_to_an_alias_follows_it_to_the_end():
+    tag_service.create_alias("b", "c")
+    alias = tag_service.create_alias("a", "b")
+    assert alias.tag.name == "c"
+
+
+@pytest.mark.django_db
+def test_alias_cycle_is_rejected():
+    tag_service.create_alias("a", "b")
+    with pytest.raises(TagRuleError):
+        tag_service.create_alias("b", "a")
+    with pytest.raises(TagRuleError):
+        tag_service.create_alias("c", "C")
+
+
+@pytest.mark.django_db
+def test_alias_merges_an_existing_tag_with_its_images(image):
+    tag_service.add_tags([image], ["kitty"])
+    tag_service.create_alias("kitty", "cat")
+    assert list(image.tags.values_list("name", flat=True)) == ["cat"]
+    assert Tag.objects.get(name="cat").usage_count == 1
+
+
+@pytest.mark.django_db
+def test_implied_tags_are_added_with_their_parents(image):
+    tag_service.create_implication("cat_ears", "animal_ears")
+    tag_service.create_implication("animal_ears", "animal_features")
+    tag_service.add_tags([image], ["cat ears"], source=ImageTag.Source.MANUAL)
+    sources = dict(image.image_tags.values_list("tag__name", "source"))
+    assert sources == {"cat_ears": "manual", "animal_ears": "implied", "animal_features": "implied"}
+
+
+@pytest.mark.django_db
+def test_new_implication_applies_to_images_already_tagged(image):
+    tag_service.add_tags([image], ["cat_ears"])
+    tag_service.create_implication("cat_ears", "animal_ears")
+    assert image.tags.filter(name="animal_ears").exists()
+
+
+@pytest.mark.django_db
+def test_implication_cycle_is_rejected():
+    tag_service.create_implication("a", "b")
+    tag_service.create_implication("b", "c")
+    with pytest.raises(TagRuleError):
+        tag_service.create_implication("c", "a")
+    with pytest.raises(TagRuleError):
+        tag_service.create_implication("a", "A")
+
+
+@pytest.mark.django_db
+def test_search_all_none_any(tmp_path):
+    images = {}
+    for name, tags in {"1": ["cat", "dog"], "2": ["cat"], "3": ["dog", "bird"], "4": ["fish"]}.items():
+        images[name] = Image.objects.create(path=str(tmp_path / name), sha256=name * 64)
+        tag_service.add_tags([images[name]], tags)
+
+    def found(*args):
+        return sorted(image.path.rsplit("/", 1)[1] for image in tag_service.search_images(*args))
+
+    assert found(["cat"]) == ["1", "2"]
+    assert found(["cat", "dog"]) == ["1"]
+    assert found(["cat"], ["dog"]) == ["2"]
+    assert found([], [], ["bird", "fish"]) == ["3", "4"]
+    assert found(*tag_service.parse_query("dog -cat ~bird ~fish")) == ["3"]
+
+
+@pytest.mark.django_db
+def test_autocomplete_by_prefix_and_alias(tmp_path):
+    image = Image.objects.create(path=str(tmp_path / "x"), sha256="x" * 64)
+    tag_service.add_tags([image], ["blue_eyes", "blue_hair"])
+    tag_service.create_alias("azure_eyes", "blue_eyes")
+    assert [tag.name for tag in tag_service.autocomplete("Blue")] == ["blue_eyes", "blue_hair"]
+    assert [tag.name for tag in tag_service.autocomplete("azu")] == ["blue_eyes"]
