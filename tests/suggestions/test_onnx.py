@@ -1,0 +1,95 @@
+"""The ONNX adapter against real models built in the WD14 contract: wrong preprocessing fails here."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tagsite.ai.onnx import load_pixels, load_tagger, predict_files, preprocess, read_input_shape
+from tests.suggestions.wd14 import build_model
+
+RED = (255, 0, 0)
+MAX_PIXELS = 50_000_000
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "dynamic": load_tagger(str(build_model(root / "dynamic") / "model.onnx")),
+        "fixed": load_tagger(str(build_model(root / "fixed", batch=1) / "model.onnx")),
+        "small": load_tagger(str(build_model(root / "small", size=320) / "model.onnx")),
+    }
+
+
+def scores(tagger, image: Image.Image) -> np.ndarray:
+    """The nine pixel features: whole-image, top-band and bottom-band means of input channels 0, 1, 2."""
+    batch = preprocess(image, tagger.input_size)[None]
+    return tagger.predict(batch)[0][4:13]
+
+
+def test_shapes_are_read_from_the_graph(models):
+    assert (models["dynamic"].input_size, models["dynamic"].fixed_batch) == (448, None)
+    assert (models["fixed"].input_size, models["fixed"].fixed_batch) == (448, 1)
+    assert (models["small"].input_size, models["small"].fixed_batch) == (320, None)
+    assert models["dynamic"].providers == ["CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="NHWC"):
+        read_input_shape(["batch", 3, 448, 448])
+
+
+def test_same_process_reuses_the_session(models):
+    assert load_tagger(models["dynamic"].path) is models["dynamic"]
+
+
+@pytest.mark.parametrize("name", ["dynamic", "fixed", "small"])
+def test_pixels_go_in_as_bgr_0_to_255(models, name):
+    features = scores(models[name], Image.new("RGB", (300, 300), RED))
+    # channel 0 is blue, channel 2 is red: an RGB order would swap them, a /255 would give 1/255
+    np.testing.assert_allclose(features[:3], [0.0, 0.0, 1.0], atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["dynamic", "small"])
+def test_wide_image_is_padded_white_and_centred(models, name):
+    features = scores(models[name], Image.new("RGB", (400, 200), RED))
+    np.testing.assert_allclose(features[3:6], [1, 1, 1], atol=1e-3)  # top band: white padding
+    np.testing.assert_allclose(features[6:9], [1, 1, 1], atol=1e-3)  # bottom band: white too, so centred
+    np.testing.assert_allclose(features[:3], [0.5, 0.5, 1.0], atol=0.01)  # half padding, not stretched
+
+
+def test_tall_image_keeps_its_rows_and_gets_white_sides(models):
+    features = scores(models["dynamic"], Image.new("RGB", (100, 400), RED))
+    np.testing.assert_allclose(features[3:6], [0.75, 0.75, 1.0], atol=0.01)  # red in the middle quarter only
+    np.testing.assert_allclose(features[:3], [0.75, 0.75, 1.0], atol=0.01)
+
+
+def test_transparency_becomes_white(models):
+    features = scores(models["dynamic"], Image.new("RGBA", (64, 64), (0, 0, 0, 0)))
+    np.testing.assert_allclose(features, np.ones(9), atol=1e-3)
+
+
+def test_bicubic_resize_matches_the_reference(models):
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 256, (600, 600, 3), dtype=np.uint8))
+    pixels = preprocess(image, 448)
+    reference = np.asarray(image.resize((448, 448), Image.Resampling.BICUBIC), dtype=np.float32)[:, :, ::-1]
+    assert pixels.dtype == np.float32 and pixels.shape == (448, 448, 3)
+    np.testing.assert_array_equal(pixels, reference)
+
+
+@pytest.mark.parametrize("name", ["dynamic", "fixed"])
+def test_batches_predict_like_single_images(models, name, tmp_path):
+    colors = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (10, 20, 30), (200, 100, 0)]
+    paths = []
+    for index, color in enumerate(colors):
+        path = tmp_path / f"{index}.png"
+        Image.new("RGB", (120 + 40 * index, 90), color).save(path)
+        paths.append(str(path))
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8not really")
+    paths.insert(2, str(tmp_path / "broken.jpg"))
+    tagger = models[name]
+    load = lambda path: load_pixels(path, tagger.input_size, MAX_PIXELS)  # noqa: E731
+    results = list(predict_files(tagger, paths, load, batch_size=4, threads=2))
+    assert [r.item for r in results] == paths  # in order, the broken file in its place
+    assert results[2].probabilities is None and "image" in results[2].error
+    for result in results[:2] + results[3:]:
+        single = tagger.predict(load(result.item)[None])[0]
+        np.testing.assert_allclose(result.probabilities, single, atol=5e-3)  # float32 sums differ by batch layout
