@@ -18,6 +18,9 @@ class Tag(models.Model):
     display_name = models.CharField(max_length=255)
     danbooru_category = models.SmallIntegerField(choices=DanbooruCategory.choices, default=DanbooruCategory.GENERAL)
     usage_count = models.PositiveIntegerField(default=0, db_index=True)
+    extended_category = models.ForeignKey(
+        "categorization.ExtendedCategory", null=True, blank=True, on_delete=models.SET_NULL, related_name="tags"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -186,3 +189,63 @@ class Job(models.Model):
         if not self.total:
             return None
         return round(100 * self.current / self.total, 1)
+
+
+class LLMEndpoint(models.Model):
+    """A chat/embeddings server. The API key lives in the environment; only the variable's name is stored."""
+
+    class Kind(models.TextChoices):
+        OPENAI = "openai", "OpenAI-compatible"
+        GEMINI = "gemini", "Gemini (google-genai)"
+
+    name = models.SlugField(max_length=64, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.OPENAI)
+    base_url = models.CharField(
+        max_length=255,
+        blank=True,
+        default="http://127.0.0.1:1234/v1",
+        help_text="OpenAI-compatible: the /v1 base URL. Gemini: empty for Google's API.",
+    )
+    model = models.CharField(max_length=255, help_text="Model id as the server lists it.")
+    api_key_env = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Name of the environment variable that holds the API key, e.g. GEMINI_API_KEY.",
+    )
+    timeout = models.FloatField(default=120, help_text="Seconds per request.")
+    max_parallel = models.PositiveSmallIntegerField(
+        default=4, help_text="Requests in flight at once across all workers (the server's parallel slots)."
+    )
+    temperature = models.FloatField(default=0.1)
+    max_tokens = models.PositiveIntegerField(default=4096)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "LLM endpoint"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.model})"
+
+
+class LLMRole(models.Model):
+    """Which endpoint (and optionally which model on it) a stage uses."""
+
+    class Name(models.TextChoices):
+        CATEGORIZE = "categorize", "categorize"
+        CAPTION = "caption", "caption"
+        KEYWORDS = "keywords", "keywords"
+        DESCRIPTION = "description", "description"
+        TITLE = "title", "title"
+        EMOTION = "emotion", "emotion"
+        EMBED = "embed", "embed"
+
+    role = models.CharField(max_length=32, choices=Name.choices, unique=True)
+    endpoint = models.ForeignKey(LLMEndpoint, on_delete=models.PROTECT, related_name="roles")
+    model = models.CharField(max_length=255, blank=True, help_text="Overrides the endpoint's model for this role.")
+
+    class Meta:
+        ordering = ["role"]
+        verbose_name = "LLM role"
+
+    def __str__(self) -> str:
+        return f"{self.role} -> {self.endpoint.name}"

@@ -1,0 +1,181 @@
+"""OpenAI-compatible chat and embeddings over httpx (LM Studio, Ollama, vLLM, LMDeploy, OpenAI).
+
+Local servers differ in what they accept; `response_format={"type": "json_schema"}` is the one
+structured-output form they all take (LM Studio rejects `json_object`), and answers are validated
+here anyway because small models still stray from the schema.
+"""
+
+import base64
+import email.utils
+import io
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image, ImageOps
+
+from tagsite.ai.base import (
+    EndpointConfig,
+    LLMError,
+    LLMModelNotFound,
+    LLMRateLimited,
+    LLMTruncated,
+    LLMUnavailable,
+    parse_and_validate,
+)
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+def jpeg_bytes(image: str | Path | Image.Image, long_side: int = 1280, quality: int = 90) -> bytes:
+    """The image as JPEG, EXIF-rotated, flattened on white and downscaled to at most `long_side` pixels."""
+    picture = image if isinstance(image, Image.Image) else Image.open(image)
+    picture = ImageOps.exif_transpose(picture)
+    if picture.mode != "RGB":
+        background = Image.new("RGB", picture.size, "white")
+        background.paste(picture.convert("RGBA"), mask=picture.convert("RGBA").getchannel("A"))
+        picture = background
+    picture.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def image_data_url(image: str | Path | Image.Image, long_side: int = 1280) -> str:
+    """How OpenAI-compatible servers take an image: a base64 JPEG data URL."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(image, long_side)).decode("ascii")
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """`Retry-After` as seconds: either a number or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+class OpenAICompatClient:
+    """Chat (structured JSON) and embeddings against one endpoint, with pooled connections and retries.
+
+    Transport failures (connect errors, timeouts, 429, 5xx) are retried with exponential backoff and
+    full jitter, honouring `Retry-After`; a wrong answer is not retried here, the caller decides.
+    `slot` wraps every HTTP attempt (not the backoff sleeps) so a cross-process semaphore can cap
+    the requests in flight at the server's parallel slots.
+    """
+
+    def __init__(
+        self,
+        config: EndpointConfig,
+        *,
+        attempts: int = 4,
+        backoff: float = 0.5,
+        max_backoff: float = 20.0,
+        max_retry_after: float = 120.0,
+        image_long_side: int = 1280,
+        slot: Callable[[], AbstractContextManager] = nullcontext,
+    ):
+        self.config = config
+        self.attempts = attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_retry_after = max_retry_after
+        self.image_long_side = image_long_side
+        self.slot = slot
+        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        self.http = httpx.Client(
+            base_url=config.base_url.rstrip("/") + "/",
+            headers=headers,
+            timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
+            limits=httpx.Limits(max_connections=max(4, 2 * config.max_parallel), max_keepalive_connections=16),
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def list_models(self) -> list[str]:
+        return [model["id"] for model in self._request("GET", "models").json().get("data", [])]
+
+    def chat_json(self, system: str, user: str, schema: dict, *, name: str = "answer", images: Iterable = ()) -> Any:
+        """Ask for a JSON answer constrained by `schema`; return it parsed and validated."""
+        content: str | list = user
+        if images:
+            content = [{"type": "text", "text": user}] + [
+                {"type": "image_url", "image_url": {"url": image_data_url(image, self.image_long_side)}}
+                for image in images
+            ]
+        body = {
+            "model": self.config.model,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": content}],
+            "temperature": self.config.temperature,
+            "max_tokens": self.config.max_tokens,
+            "response_format": {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}},
+        }
+        payload = self._request("POST", "chat/completions", json=body).json()
+        try:
+            choice = payload["choices"][0]
+            text = choice["message"]["content"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise LLMUnavailable(f"{self.config.name}: malformed chat response ({exc!r})") from exc
+        if choice.get("finish_reason") == "length":
+            raise LLMTruncated(
+                f"answer cut off at max_tokens={self.config.max_tokens} (finish_reason=length)", raw=text or ""
+            )
+        return parse_and_validate(text, schema)
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """One vector per text, in input order."""
+        payload = self._request("POST", "embeddings", json={"model": self.config.model, "input": texts}).json()
+        rows = sorted(payload["data"], key=lambda row: row["index"])
+        if len(rows) != len(texts):
+            raise LLMUnavailable(f"{self.config.name}: {len(rows)} embeddings for {len(texts)} texts")
+        return [row["embedding"] for row in rows]
+
+    def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        last_problem = ""
+        for attempt in range(1, self.attempts + 1):
+            wait = None
+            try:
+                with self.slot():
+                    response = self.http.request(method, path, **kwargs)
+            except httpx.TimeoutException as exc:
+                last_problem = f"timed out after {self.config.timeout:g}s ({type(exc).__name__})"
+            except httpx.TransportError as exc:
+                last_problem = f"cannot connect to {self.config.base_url}: {exc}"
+            else:
+                if response.status_code < 400:
+                    return response
+                detail = response.text[:300]
+                if response.status_code == 404 and path != "models":
+                    raise LLMModelNotFound(
+                        f"{self.config.base_url}/{path} answered 404 for model {self.config.model!r}: {detail}"
+                    )
+                if response.status_code not in RETRYABLE_STATUS:
+                    raise LLMError(f"{self.config.base_url}/{path} answered HTTP {response.status_code}: {detail}")
+                last_problem = f"HTTP {response.status_code}: {detail}"
+                wait = retry_after_seconds(response.headers.get("retry-after"))
+                if wait is not None and wait > self.max_retry_after:
+                    raise LLMRateLimited(f"{self.config.name}: server asks to wait {wait:.0f}s ({detail})")
+                if response.status_code == 429 and attempt == self.attempts:
+                    raise LLMRateLimited(f"{self.config.name}: still rate limited after {attempt} attempts")
+            if attempt < self.attempts:
+                if wait is None:
+                    wait = random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+                logger.info("%s %s: %s; retry %d in %.2fs", self.config.name, path, last_problem, attempt, wait)
+                time.sleep(wait)
+        raise LLMUnavailable(f"{self.config.name}: {last_problem} (after {self.attempts} attempts)")

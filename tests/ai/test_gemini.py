@@ -1,0 +1,69 @@
+"""The google-genai client against a loopback server speaking Gemini's REST format."""
+
+import time
+
+import pytest
+
+from tagsite.ai.base import EndpointConfig, LLMError, LLMModelNotFound, LLMQuotaExhausted
+from tagsite.ai.gemini import GeminiClient
+from tests.llm_server import GeminiTestServer
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"emotion": {"type": "string", "enum": ["happy", "sad"]}},
+    "required": ["emotion"],
+}
+
+
+@pytest.fixture
+def server():
+    with GeminiTestServer(models=["gemini-test-flash"]) as server:
+        server.chat_rule = lambda body: {"emotion": "happy"}
+        yield server
+
+
+def client_for(server, model="gemini-test-flash") -> GeminiClient:
+    config = EndpointConfig(name="gemini", kind="gemini", base_url=server.url, model=model, api_key="test-key")
+    return GeminiClient(config, initial_delay=0.05, max_delay=0.1)
+
+
+def test_generate_content_round_trip_with_json_schema(server):
+    client = client_for(server)
+    assert client.chat_json("Label the face.", "Which emotion?", SCHEMA) == {"emotion": "happy"}
+    assert client.list_models() == ["gemini-test-flash"]
+    body = server.chat_requests()[0]
+    assert body["generationConfig"]["responseMimeType"] == "application/json"
+    assert body["generationConfig"]["responseJsonSchema"] == SCHEMA
+    assert body["systemInstruction"]["parts"][0]["text"] == "Label the face."
+
+
+def test_exhausted_daily_quota_is_reported_and_not_retried(server):
+    server.inject("quota_daily", "quota_daily", "quota_daily")
+    with pytest.raises(LLMQuotaExhausted, match="daily quota exhausted.*PerDay"):
+        client_for(server).chat_json("s", "u", SCHEMA)
+    assert len(server.chat_requests()) == 1
+
+
+def test_per_minute_rate_limit_waits_the_retry_delay_then_succeeds(server):
+    server.inject("rate_minute")
+    started = time.monotonic()
+    assert client_for(server).chat_json("s", "u", SCHEMA) == {"emotion": "happy"}
+    assert time.monotonic() - started >= 1.0
+    assert len(server.chat_requests()) == 2
+
+
+def test_server_errors_are_retried_by_the_sdk(server):
+    server.inject("500", "500")
+    assert client_for(server).chat_json("s", "u", SCHEMA) == {"emotion": "happy"}
+    assert len(server.chat_requests()) == 3
+
+
+def test_retired_model_is_reported_by_name(server):
+    with pytest.raises(LLMModelNotFound, match="'gemini-1.0-pro' is not available"):
+        client_for(server, model="gemini-1.0-pro").chat_json("s", "u", SCHEMA)
+
+
+def test_missing_api_key_is_a_configuration_error(server):
+    config = EndpointConfig(name="gemini", kind="gemini", base_url=server.url, model="gemini-test-flash")
+    with pytest.raises(LLMError, match="needs an API key"):
+        GeminiClient(config)

@@ -1,0 +1,257 @@
+"""Real HTTP servers on 127.0.0.1 that speak the OpenAI-compatible and Gemini wire formats.
+
+Answers come from a rule the test sets (`server.chat_rule(body) -> JSON-able answer`); the server
+can add latency, serve only `slots` requests at a time (the rest queue, as LM Studio's do), and
+inject faults in order, one per request: `server.inject("429", "invalid_json")`.
+
+OpenAI-compatible faults: 429 (with Retry-After), 500, hang (past the client's timeout),
+invalid_json, truncated (cut JSON, finish_reason length), off_enum (one value outside its enum),
+missing_item (one batch item dropped). Gemini faults: quota_daily, rate_minute, 500.
+"""
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+OFF_ENUM = "99_Not_A_Category"
+
+
+def first_enum(schema: dict) -> list[str]:
+    """The first enum in a JSON schema (depth first): what a batch answer's category must be one of."""
+    if "enum" in schema:
+        return schema["enum"]
+    for value in schema.get("properties", {}).values():
+        if found := first_enum(value):
+            return found
+    return first_enum(schema["items"]) if isinstance(schema.get("items"), dict) else []
+
+
+def stable_choice(text: str, options: list[str]) -> str:
+    return options[int(hashlib.sha1(text.encode()).hexdigest(), 16) % len(options)]
+
+
+def categorize_rule(lookup: Callable[[str], str | None] = lambda name: None) -> Callable[[dict], Any]:
+    """Answer a batch categorisation request: every `N: name` line of the prompt gets `lookup(name)`,
+    or a stable pick from the schema's enum when the lookup has no opinion."""
+
+    def rule(body: dict) -> Any:
+        schema = body["response_format"]["json_schema"]["schema"]
+        codes = first_enum(schema)
+        prompt = user_text(body)
+        lines = re.findall(r"^(\d+): (\S+)", prompt, flags=re.MULTILINE)
+        return {
+            "items": [
+                {"index": int(index), "category": lookup(name) or stable_choice(name, codes), "confidence": 0.9}
+                for index, name in lines
+            ]
+        }
+
+    return rule
+
+
+def user_text(body: dict) -> str:
+    content = body["messages"][-1]["content"]
+    return content if isinstance(content, str) else " ".join(p.get("text", "") for p in content if "text" in p)
+
+
+def apply_fault(answer: Any, fault: str | None) -> Any:
+    if fault == "off_enum":
+        if isinstance(answer, dict) and answer.get("items"):
+            answer["items"][0]["category"] = OFF_ENUM
+        elif isinstance(answer, dict):
+            key = next(k for k, v in answer.items() if isinstance(v, str))
+            answer[key] = OFF_ENUM
+    elif fault == "missing_item" and isinstance(answer, dict) and answer.get("items"):
+        answer["items"].pop()
+    return answer
+
+
+class _Server:
+    """The threads, the slots and the fault queue; subclasses speak a wire format."""
+
+    handler_class: type[BaseHTTPRequestHandler]
+
+    def __init__(self, *, latency: float = 0.0, slots: int = 64, models=("test-model",), hang_seconds: float = 5.0):
+        self.latency = latency
+        self.slots = threading.Semaphore(slots)
+        self.models = list(models)
+        self.hang_seconds = hang_seconds
+        self.retry_after = 1
+        self.chat_rule: Callable[[dict], Any] = lambda body: {"answer": "yes"}
+        self.faults: deque[str] = deque()
+        self.requests: list[tuple[str, dict]] = []
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self.handler_class)
+        self.httpd.daemon_threads = True
+        self.httpd.block_on_close = False
+        self.httpd.app = self
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
+
+    def inject(self, *faults: str) -> None:
+        self.faults.extend(faults)
+
+    def chat_requests(self) -> list[dict]:
+        return [body for path, body in self.requests if path.endswith(("chat/completions", ":generateContent"))]
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    def serve(self, handler: "_Handler", path: str, body: dict) -> None:
+        with self.lock:
+            self.requests.append((path, body))
+            fault = self.faults.popleft() if self.faults and path != "models" else None
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            with self.slots:
+                if self.latency:
+                    time.sleep(self.latency)
+                if fault == "hang":
+                    time.sleep(self.hang_seconds)
+                self.respond(handler, path, body, fault)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def respond(self, handler: "_Handler", path: str, body: dict, fault: str | None) -> None:
+        raise NotImplementedError
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):  # quiet
+        pass
+
+    def do_GET(self):
+        self.server.app.serve(self, self.path, {})
+
+    def do_POST(self):
+        length = int(self.headers.get("content-length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        self.server.app.serve(self, self.path, body)
+
+    def send_json(self, status: int, payload: Any, headers: dict | None = None, raw: bytes | None = None) -> None:
+        data = raw if raw is not None else json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a hang past its timeout)
+
+
+class OpenAITestServer(_Server):
+    """`/v1/models`, `/v1/chat/completions` (response_format json_schema) and `/v1/embeddings`."""
+
+    handler_class = _Handler
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def respond(self, handler, path, body, fault):
+        if path == "/v1/models":
+            models = [{"id": model, "object": "model"} for model in self.models]
+            return handler.send_json(200, {"object": "list", "data": models})
+        if fault == "429":
+            return handler.send_json(
+                429, {"error": {"message": "slow down"}}, headers={"Retry-After": str(self.retry_after)}
+            )
+        if fault == "500":
+            return handler.send_json(500, {"error": {"message": "internal error"}})
+        if path == "/v1/embeddings":
+            texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            data = [{"object": "embedding", "index": i, "embedding": embedding(text)} for i, text in enumerate(texts)]
+            return handler.send_json(200, {"object": "list", "data": data, "model": body.get("model")})
+        if path != "/v1/chat/completions":
+            return handler.send_json(404, {"error": {"message": f"no route {path}"}})
+        if body.get("model") not in self.models:
+            return handler.send_json(404, {"error": {"message": f"model {body.get('model')!r} not found"}})
+        if body.get("response_format", {}).get("type") not in (None, "json_schema", "text"):
+            return handler.send_json(400, {"error": {"message": "'response_format.type' must be 'json_schema'"}})
+        text = json.dumps(apply_fault(self.chat_rule(body), fault))
+        finish = "stop"
+        if fault == "invalid_json":
+            text = "Sure! Here are the categories: {items: [oops"
+        elif fault == "truncated":
+            text, finish = text[: len(text) // 2], "length"
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+        return handler.send_json(200, {"id": "chatcmpl-test", "object": "chat.completion", "choices": [choice]})
+
+
+def embedding(text: str, dimensions: int = 8) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [byte / 255 for byte in digest[:dimensions]]
+
+
+class GeminiTestServer(_Server):
+    """Gemini's REST format: `GET /v1beta/models`, `POST /v1beta/models/{model}:generateContent` (or v1)."""
+
+    handler_class = _Handler
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def respond(self, handler, path, body, fault):
+        path = path.split("?", 1)[0]
+        if re.fullmatch(r"/v1(beta)?/models", path):
+            return handler.send_json(200, {"models": [{"name": f"models/{m}"} for m in self.models]})
+        match = re.fullmatch(r"/v1(?:beta)?/models/([^:]+):generateContent", path)
+        if not match:
+            return handler.send_json(404, error(404, "NOT_FOUND", f"no route {path}"))
+        if fault == "quota_daily":
+            return handler.send_json(429, quota_error("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "43200s"))
+        if fault == "rate_minute":
+            return handler.send_json(429, quota_error("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "1s"))
+        if fault == "500":
+            return handler.send_json(500, error(500, "INTERNAL", "An internal error has occurred."))
+        if match.group(1) not in self.models:
+            message = f"models/{match.group(1)} is not found for API version v1beta, or is not supported."
+            return handler.send_json(404, error(404, "NOT_FOUND", message))
+        text = json.dumps(apply_fault(self.chat_rule(body), fault))
+        candidate = {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}
+        return handler.send_json(200, {"candidates": [candidate], "modelVersion": match.group(1)})
+
+
+def error(code: int, status: str, message: str, details: list | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "status": status, "details": details or []}}
+
+
+def quota_error(quota_id: str, delay: str) -> dict:
+    details = [
+        {
+            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+            "violations": [{"quotaMetric": "generativelanguage.googleapis.com/requests", "quotaId": quota_id}],
+        },
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
+    ]
+    return error(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota.", details)
