@@ -11,6 +11,7 @@ import pytest
 from tests.factories import make_jpeg
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.browser"]
 
 
 @pytest.fixture(scope="session")

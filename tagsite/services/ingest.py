@@ -299,9 +299,9 @@ def store_upload(upload, user=None) -> tuple[Image, bool]:
         safe_name = get_valid_filename(Path(upload.name).name)
     except Exception:  # noqa: BLE001 - a name of only odd characters
         safe_name = f"upload{extension}"
-    folder = Path(settings.MEDIA_ROOT) / "uploads" / timezone.now().strftime("%Y/%m")
+    folder = Path(settings.MEDIA_ROOT) / "uploads" / timezone.now().strftime("%Y/%m") / sha256[:12]
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{sha256[:12]}-{safe_name}"
+    target = folder / safe_name
     partial = target.with_name(target.name + ".part")
     partial.write_bytes(data)
     partial.replace(target)

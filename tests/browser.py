@@ -1,0 +1,42 @@
+"""Headless Chromium from Debian, driven by Playwright (never a downloaded browser)."""
+
+import os
+
+import pytest
+
+CHROMIUM = os.environ.get("TAGSITE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def staff_page(browser, live_server, django_user_model):
+    """A browser page logged in as a staff superuser through the login form."""
+    django_user_model.objects.create_superuser("moderator", "", "a-long-password")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{live_server.url}/")
+    page.fill("input[name=username]", "moderator")
+    page.fill("input[name=password]", "a-long-password")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+    yield page
+    context.close()

@@ -1,0 +1,42 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.factories import make_jpeg, write_keywords
+
+SCREENSHOTS = Path(os.environ.get("TAGSITE_SCREENSHOTS", "/tmp/tagsite-screenshots"))
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_login_upload_see_thumbnail_find_by_tag(staff_page, live_server, tmp_path):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page = staff_page
+    photo = make_jpeg(tmp_path / "harbour at dusk.jpg", size=(640, 480), color=(40, 90, 160))
+    write_keywords(photo, subject=["Harbour", "boats"])
+
+    page.click("text=Upload")
+    page.set_input_files("#file-input", str(photo))
+    result = page.locator("#upload-results li").first
+    result.locator("text=added").wait_for()
+    thumbnail = result.locator("img")
+    thumbnail.wait_for()
+    assert page.evaluate("img => img.naturalWidth", thumbnail.element_handle()) > 0
+    page.screenshot(path=SCREENSHOTS / "upload.png")
+
+    page.click("text=Library")
+    page.fill("#q", "harb")
+    page.locator(".suggestions li", has_text="harbour").click()  # autocomplete
+    assert page.input_value("#q").startswith("harbour")
+    page.fill("#q", "harbour -cats")
+    page.click("button:has-text('Search')")
+    tile = page.locator(".tile", has_text="harbour_at_dusk")
+    tile.wait_for()
+    assert page.locator(".tile").count() == 1
+    assert page.evaluate("img => img.naturalWidth", tile.locator("img").element_handle()) > 0
+    page.screenshot(path=SCREENSHOTS / "library.png")
+
+    page.fill("#q", "boats -harbour")
+    page.click("button:has-text('Search')")
+    page.locator("text=No images match").wait_for()
