@@ -1,1 +1,154 @@
-"""Models of the suggestions app (filled by its issue)."""
+"""Tagger model versions, mappings of their labels to internal tags, suggestions and their review."""
+
+from django.conf import settings
+from django.db import models
+
+from tagsite.models import Image, Tag
+
+
+class MLModelVersion(models.Model):
+    """An installed ONNX tagger: a WD14-format model, or a custom theme model with its own labels."""
+
+    class Kind(models.TextChoices):
+        WD14 = "wd14", "WD14 (Danbooru labels)"
+        CUSTOM = "custom", "custom theme model"
+
+    name = models.CharField(max_length=100)
+    version = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.WD14)
+    label_source = models.CharField(
+        max_length=64, default="danbooru", help_text="The TagMapping source its labels are looked up in."
+    )
+    model_file = models.TextField(help_text="Absolute path of model.onnx.")
+    labels_file = models.TextField(help_text="Absolute path of the label CSV (selected_tags.csv).")
+    sha256 = models.CharField(max_length=64)
+    input_size = models.PositiveIntegerField(help_text="H = W of the NHWC input, read from the graph.")
+    fixed_batch = models.PositiveIntegerField(null=True, blank=True, help_text="Empty when the batch axis is dynamic.")
+    label_count = models.PositiveIntegerField()
+    thresholds = models.JSONField(default=dict, blank=True, help_text='Per category: {"general": 0.35, ...}.')
+    tag_thresholds = models.JSONField(default=dict, blank=True, help_text="Per label, overriding its category.")
+    use_mcut = models.BooleanField(default=False, help_text="Maximum cut thresholding instead of fixed ones.")
+    active = models.BooleanField(default=True, db_index=True)
+    source = models.CharField(max_length=255, blank=True, help_text="Where it was installed from.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "model version"
+        ordering = ["name", "-created_at"]
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="unique_model_version")]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
+
+
+class TagMapping(models.Model):
+    """An external label (a Danbooru tag, a theme model's label) mapped to an internal tag, or ignored."""
+
+    source = models.CharField(max_length=64, default="danbooru")
+    external_tag = models.CharField(max_length=255)
+    tag = models.ForeignKey(Tag, null=True, blank=True, on_delete=models.CASCADE, help_text="Empty: ignore.")
+    confidence = models.FloatField(default=1.0, help_text="Multiplies the model's confidence.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["source", "external_tag"]
+        constraints = [models.UniqueConstraint(fields=["source", "external_tag"], name="unique_tag_mapping")]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.external_tag} -> {self.tag.name if self.tag else 'ignore'}"
+
+
+class UnmappedTag(models.Model):
+    """A label a model predicted that has no mapping yet: the moderators' worklist."""
+
+    source = models.CharField(max_length=64)
+    external_tag = models.CharField(max_length=255)
+    category = models.SmallIntegerField(choices=Tag.DanbooruCategory.choices, default=0)
+    first_seen = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["source", "external_tag"]
+        constraints = [models.UniqueConstraint(fields=["source", "external_tag"], name="unique_unmapped_tag")]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.external_tag}"
+
+
+class HeldPrediction(models.Model):
+    """A prediction of an unmapped label, kept until the label is mapped (then it becomes a suggestion)."""
+
+    unmapped = models.ForeignKey(UnmappedTag, on_delete=models.CASCADE, related_name="predictions")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE)
+    model_version = models.ForeignKey(MLModelVersion, on_delete=models.CASCADE)
+    confidence = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["unmapped", "image", "model_version"], name="unique_held_prediction")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image_id}:{self.unmapped} ({self.confidence:.2f})"
+
+
+class ImageRun(models.Model):
+    """That a model version has processed an image: written with its suggestions, so a rerun skips it."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="model_runs")
+    model_version = models.ForeignKey(MLModelVersion, on_delete=models.CASCADE, related_name="runs")
+    rating = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["image", "model_version"], name="unique_image_run")]
+
+    def __str__(self) -> str:
+        return f"{self.image_id} by {self.model_version}"
+
+
+class TagSuggestion(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        APPROVED = "approved", "approved"
+        REJECTED = "rejected", "rejected"
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="suggestions")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="suggestions")
+    model_version = models.ForeignKey(MLModelVersion, on_delete=models.CASCADE, related_name="suggestions")
+    external_tag = models.CharField(max_length=255, help_text="The model's own label.")
+    category = models.SmallIntegerField(choices=Tag.DanbooruCategory.choices, default=0)
+    confidence = models.FloatField(db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["image", "category", "-confidence"]
+        permissions = [("review_tagsuggestion", "Can approve or reject tag suggestions")]
+        constraints = [models.UniqueConstraint(fields=["image", "tag", "model_version"], name="unique_tag_suggestion")]
+        indexes = [
+            models.Index(fields=["status", "image"]),
+            models.Index(fields=["model_version", "status"]),
+            models.Index(fields=["tag", "status"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image_id}:{self.tag.name} ({self.confidence:.2f}, {self.status})"
+
+
+class ReviewDecision(models.Model):
+    """Audit: who approved or rejected which suggestion, when, and through what."""
+
+    suggestion = models.ForeignKey(TagSuggestion, on_delete=models.CASCADE, related_name="decisions")
+    status = models.CharField(max_length=16, choices=TagSuggestion.Status.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    via = models.CharField(max_length=32, help_text="page, api, bulk, admin ...")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.status} #{self.suggestion_id}"

@@ -212,4 +212,38 @@ MODERATOR_PERMISSIONS = [
     "tagsite.add_imagetag",
     "tagsite.delete_imagetag",
     "tagsite.view_job",
+    "categorization.view_extendedcategory",
+    "categorization.categorize_tags",
+    "categorization.view_categoryproposal",
 ]
+
+# Suggestions (WD14 taggers): models folder, default thresholds, what happens to unmapped labels.
+SUGGESTIONS_MODELS_DIR = Path(os.environ.get("TAGSITE_MODELS_DIR", VAR_DIR / "models")).resolve()
+SUGGESTIONS_DEFAULT_THRESHOLDS = {"general": 0.35, "character": 0.85}
+# "create": an unmapped label becomes an internal tag of its normalised name; "worklist": it waits for a moderator.
+SUGGESTIONS_UNMAPPED = os.environ.get("TAGSITE_SUGGESTIONS_UNMAPPED", "create")
+SUGGESTIONS_ON_INGEST = env_bool("TAGSITE_SUGGESTIONS_ON_INGEST", True)
+SUGGESTIONS_BATCH_SIZE = int(os.environ.get("TAGSITE_SUGGESTIONS_BATCH_SIZE", 32))
+SUGGESTIONS_DECODE_THREADS = int(os.environ.get("TAGSITE_SUGGESTIONS_DECODE_THREADS", os.cpu_count() or 2))
+SUGGESTIONS_USE_GPU = env_bool("TAGSITE_SUGGESTIONS_USE_GPU", True)
+SUGGESTIONS_TARGET_PRECISION = float(os.environ.get("TAGSITE_SUGGESTIONS_TARGET_PRECISION", 0.9))
+if not CELERY_BROKER_URL.startswith("filesystem://"):
+    # How long Redis keeps a dead worker's unacknowledged task before handing it out again.
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600))
+MODERATOR_PERMISSIONS += [
+    "suggestions.view_tagsuggestion",
+    "suggestions.review_tagsuggestion",
+    "suggestions.view_mlmodelversion",
+    "suggestions.view_tagmapping",
+    "suggestions.add_tagmapping",
+    "suggestions.change_tagmapping",
+    "suggestions.view_unmappedtag",
+    "suggestions.view_reviewdecision",
+]
+
+# LLM categorisation (categorization app). Endpoints and roles live in the database (admin);
+# TAGSITE_LLM_<ROLE>_URL/_MODEL/_KIND/_API_KEY_ENV/_MAX_PARALLEL/_TIMEOUT override them per role.
+# Auto-apply writes the LLM's category straight onto the tag (seed 000's behaviour), logged as an
+# auto-applied proposal; off, every answer waits for review on /tag_categorize.
+CATEGORIZE_AUTO_APPLY = env_bool("TAGSITE_CATEGORIZE_AUTO_APPLY")
+CATEGORIZE_REQUEST_SIZE = int(os.environ.get("TAGSITE_CATEGORIZE_REQUEST_SIZE", 40))

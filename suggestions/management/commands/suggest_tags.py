@@ -1,0 +1,36 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from suggestions import services
+from tagsite.services.jobs import create_job, run_job
+
+
+class Command(BaseCommand):
+    help = "Suggest tags for images that active models have not processed yet (the backlog)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--model", help="Only this model name (default: every active model)")
+        parser.add_argument("--batch-size", type=int, default=None, help="Images per inference batch")
+        parser.add_argument("--limit", type=int, default=None, help="At most this many images per model")
+        parser.add_argument("--skip", type=int, default=0, help="Skip the first N images of the backlog")
+        parser.add_argument("--dry-run", action="store_true", help="Infer and print, store nothing")
+
+    def handle(self, *args, **options):
+        models = list(services.active_models(options["model"]))
+        if not models:
+            raise CommandError("no active model" + (f" named {options['model']}" if options["model"] else ""))
+        for model in models:
+            backlog = services.images_to_tag(model)
+            start = options["skip"]
+            images = backlog[start : start + options["limit"]] if options["limit"] else backlog[start:]
+            params = {key: options[key] for key in ("batch_size", "limit", "skip", "dry_run")}
+            job = create_job("suggest_tags", {"model": str(model), **params})
+            with run_job(job, progress_bar=True, description=str(model)) as progress:
+                images = list(images)
+                progress.set_total(len(images))
+                counts = services.suggest_tags(
+                    model, images, batch_size=options["batch_size"], progress=progress, dry_run=options["dry_run"]
+                )
+                for key, value in counts.items():
+                    progress.count(key, value)
+                job.message = ", ".join(f"{value} {key}" for key, value in counts.items())
+            self.stdout.write(f"{model}: {job.message}{' (dry run: nothing stored)' if options['dry_run'] else ''}")

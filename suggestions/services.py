@@ -1,0 +1,592 @@
+"""Suggestions: installing taggers, running them over images, mapping their labels, review, learning from it.
+
+Every prediction ends up in exactly one place: a pending TagSuggestion (mapped, aliases and
+implications applied), the unmapped worklist (held until a moderator maps or ignores the label),
+or nowhere because a mapping says ignore, the image already has the tag, or a human rejected the
+same tag from the same model before.
+"""
+
+import csv
+import hashlib
+import shutil
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from pathlib import Path
+
+import numpy as np
+import onnx
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+from django.utils.text import slugify
+
+from suggestions.models import (
+    HeldPrediction,
+    ImageRun,
+    MLModelVersion,
+    ReviewDecision,
+    TagMapping,
+    TagSuggestion,
+    UnmappedTag,
+)
+from tagsite.ai.onnx import load_pixels, load_tagger, predict_files, read_input_shape
+from tagsite.models import Image, ImageStage, ImageTag, Tag, TagImplication
+from tagsite.services.ingest import record_stage
+from tagsite.services.jobs import JobProgress
+from tagsite.services.tags import add_tags, get_or_create_tags, refresh_usage_counts, resolve_names
+
+MODEL_FILE = "model.onnx"
+LABEL_FILES = ("selected_tags.csv", "labels.csv")
+RATING = Tag.DanbooruCategory.RATING
+STAGE = "suggest"
+
+
+class ModelInstallError(Exception):
+    """A model that cannot be installed: files missing, not the WD14 contract, or not downloadable."""
+
+
+# Installing models
+
+
+def download_model(repo_id: str, revision: str | None = None) -> Path:
+    """Fetch model.onnx and selected_tags.csv from Hugging Face into its cache; needs the network."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        folder = snapshot_download(repo_id, revision=revision, allow_patterns=[MODEL_FILE, *LABEL_FILES])
+    except (HfHubHTTPError, OSError) as exc:
+        raise ModelInstallError(
+            f"cannot download {repo_id} from Hugging Face: {type(exc).__name__}: {exc}\n"
+            "The machine looks offline (or the repository does not exist). Download model.onnx and "
+            "selected_tags.csv on a connected machine, then run: install_model NAME --from DIR"
+        ) from exc
+    return Path(folder)
+
+
+def install_model(
+    name: str,
+    source_dir: str | Path,
+    *,
+    version: str = "",
+    kind: str = MLModelVersion.Kind.WD14,
+    label_source: str = "",
+    thresholds: dict[str, float] | None = None,
+    use_mcut: bool = False,
+    activate: bool = True,
+    origin: str = "",
+) -> MLModelVersion:
+    """Copy a model folder into the models directory and register it; shape facts come from the graph."""
+    source_dir = Path(source_dir)
+    model_path = source_dir / MODEL_FILE
+    labels_path = next((source_dir / f for f in LABEL_FILES if (source_dir / f).is_file()), None)
+    if not model_path.is_file() or labels_path is None:
+        raise ModelInstallError(f"{source_dir} needs {MODEL_FILE} and one of {', '.join(LABEL_FILES)}")
+    sha256 = file_sha256(model_path)
+    size, fixed_batch, outputs = read_graph_shape(model_path)
+    labels = read_labels(str(labels_path))
+    if outputs is not None and outputs != len(labels.names):
+        raise ModelInstallError(f"the model has {outputs} outputs but {labels_path.name} lists {len(labels.names)}")
+    version = version or sha256[:12]
+    target = Path(settings.SUGGESTIONS_MODELS_DIR) / slugify(name) / slugify(version)
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model_path, target / MODEL_FILE)
+    shutil.copyfile(labels_path, target / labels_path.name)
+    model, _ = MLModelVersion.objects.update_or_create(
+        name=name,
+        version=version,
+        defaults={
+            "kind": kind,
+            "label_source": label_source or ("danbooru" if kind == MLModelVersion.Kind.WD14 else name),
+            "model_file": str(target / MODEL_FILE),
+            "labels_file": str(target / labels_path.name),
+            "sha256": sha256,
+            "input_size": size,
+            "fixed_batch": fixed_batch,
+            "label_count": len(labels.names),
+            "thresholds": {**settings.SUGGESTIONS_DEFAULT_THRESHOLDS, **(thresholds or {})},
+            "use_mcut": use_mcut,
+            "active": activate,
+            "source": origin or str(source_dir),
+        },
+    )
+    return model
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(partial(handle.read, 1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_graph_shape(path: Path) -> tuple[int, int | None, int | None]:
+    """(input size, fixed batch or None, number of outputs or None) from the ONNX graph."""
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several kinds on a bad file
+        raise ModelInstallError(f"{path} is not a readable ONNX model: {exc}") from exc
+    initializers = {init.name for init in graph.initializer}
+    inputs = [item for item in graph.input if item.name not in initializers]
+    dims = lambda value: [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]  # noqa: E731
+    try:
+        size, fixed_batch = read_input_shape(dims(inputs[0]))
+    except (IndexError, ValueError) as exc:
+        raise ModelInstallError(f"{path} is not in the WD14 contract: {exc}") from exc
+    output_dims = dims(graph.output[0])
+    return size, fixed_batch, output_dims[-1] if output_dims else None
+
+
+@dataclass(frozen=True)
+class Labels:
+    names: list[str]
+    categories: np.ndarray
+
+
+@lru_cache(maxsize=32)
+def read_labels(path: str) -> Labels:
+    """Row i is output i: `selected_tags.csv` (tag_id,name,category,count) or any CSV with a `name` column."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or "name" not in rows[0]:
+        raise ModelInstallError(f"{path} has no `name` column")
+    return Labels([row["name"] for row in rows], np.array([int(row.get("category") or 0) for row in rows]))
+
+
+# Running models
+
+
+def category_key(category: int) -> str:
+    return Tag.DanbooruCategory(category).label if category in Tag.DanbooruCategory.values else "general"
+
+
+def threshold_vector(model: MLModelVersion, labels: Labels) -> np.ndarray:
+    """Per-label thresholds: the label's own, else its category's, else the general one."""
+    general = model.thresholds.get("general", settings.SUGGESTIONS_DEFAULT_THRESHOLDS["general"])
+    per_category = {c: model.thresholds.get(category_key(c), general) for c in set(labels.categories.tolist())}
+    return np.array(
+        [
+            model.tag_thresholds.get(name, per_category[category])
+            for name, category in zip(labels.names, labels.categories.tolist(), strict=True)
+        ],
+        dtype=np.float32,
+    )
+
+
+def mcut_threshold(probabilities: np.ndarray) -> float:
+    """Maximum cut thresholding (Largeron et al. 2012): the middle of the widest gap between sorted scores."""
+    ordered = np.sort(probabilities)[::-1]
+    if len(ordered) < 2:
+        return 0.0
+    gap = int(np.argmax(ordered[:-1] - ordered[1:]))
+    return float((ordered[gap] + ordered[gap + 1]) / 2)
+
+
+@dataclass
+class Candidate:
+    label: str
+    category: int
+    confidence: float
+
+
+def select_labels(
+    model: MLModelVersion, labels: Labels, thresholds: np.ndarray, probabilities: np.ndarray
+) -> tuple[str, list[Candidate]]:
+    """The rating (best rating label) and the labels above their thresholds (or MCut's)."""
+    is_rating = labels.categories == RATING
+    rating = ""
+    if is_rating.any():
+        rating = labels.names[int(np.flatnonzero(is_rating)[np.argmax(probabilities[is_rating])])]
+    limits = thresholds.copy()
+    if model.use_mcut:
+        for category in set(labels.categories.tolist()) - {RATING}:
+            members = labels.categories == category
+            floor = 0.15 if category == Tag.DanbooruCategory.CHARACTER else 0.0
+            limits[members] = max(floor, mcut_threshold(probabilities[members]))
+    chosen = np.flatnonzero(~is_rating & (probabilities >= limits))
+    return rating, [Candidate(labels.names[i], int(labels.categories[i]), float(probabilities[i])) for i in chosen]
+
+
+def active_models(name: str | None = None) -> QuerySet[MLModelVersion]:
+    models = MLModelVersion.objects.filter(active=True)
+    return models.filter(name=name) if name else models
+
+
+def images_to_tag(model: MLModelVersion, images: QuerySet[Image] | None = None) -> QuerySet[Image]:
+    """Decodable images this model version has not processed yet, oldest first."""
+    images = Image.objects.all() if images is None else images
+    return images.filter(status=Image.Status.OK).exclude(model_runs__model_version=model).order_by("pk")
+
+
+def suggest_tags(
+    model: MLModelVersion,
+    images: Iterable[Image],
+    *,
+    batch_size: int | None = None,
+    progress: JobProgress | None = None,
+    dry_run: bool = False,
+) -> dict[str, int]:
+    """Run a model over images and store suggestions image by image (each in one transaction)."""
+    counts = {"images": 0, "suggestions": 0, "held": 0, "failed": 0}
+    labels = read_labels(model.labels_file)
+    thresholds = threshold_vector(model, labels)
+    for image, rating, candidates, error in predict_images(model, images, labels, thresholds, batch_size):
+        if error:
+            counts["failed"] += 1
+            record_stage(image, STAGE, ImageStage.Status.FAILED, f"{model}: {error}")
+            if progress:
+                progress.error(image.path, error)
+        elif dry_run:
+            counts["images"] += 1
+            counts["suggestions"] += len(candidates)
+            if progress and progress.bar is not None:
+                names = ", ".join(f"{c.label} {c.confidence:.2f}" for c in candidates)
+                progress.bar.write(f"{image.path}: rating {rating}; {names}")
+        else:
+            stored, held = store_predictions(model, image, rating, candidates)
+            counts["images"] += 1
+            counts["suggestions"] += stored
+            counts["held"] += held
+        if progress:
+            progress.advance()
+    return counts
+
+
+def predict_images(
+    model: MLModelVersion, images: Iterable[Image], labels: Labels, thresholds: np.ndarray, batch_size: int | None
+) -> Iterator[tuple[Image, str, list[Candidate], str]]:
+    tagger = load_tagger(model.model_file, use_gpu=settings.SUGGESTIONS_USE_GPU)
+    load = lambda image: load_pixels(image.path, tagger.input_size, settings.MAX_IMAGE_PIXELS)  # noqa: E731
+    for prediction in predict_files(
+        tagger,
+        images,
+        load,
+        batch_size=batch_size or settings.SUGGESTIONS_BATCH_SIZE,
+        threads=settings.SUGGESTIONS_DECODE_THREADS,
+    ):
+        if prediction.error:
+            yield prediction.item, "", [], prediction.error
+        else:
+            rating, candidates = select_labels(model, labels, thresholds, prediction.probabilities)
+            yield prediction.item, rating, candidates, ""
+
+
+@transaction.atomic
+def store_predictions(model: MLModelVersion, image: Image, rating: str, candidates: list[Candidate]) -> tuple[int, int]:
+    """Store one image's result once: a second delivery of the same work finds the run and stops."""
+    _, created = ImageRun.objects.get_or_create(image=image, model_version=model, defaults={"rating": rating})
+    if not created:
+        return 0, 0
+    if rating:
+        Image.objects.filter(pk=image.pk).update(rating=rating)
+    mapped, held = resolve_labels(model, candidates)
+    if held:
+        HeldPrediction.objects.bulk_create(
+            [HeldPrediction(unmapped=u, image=image, model_version=model, confidence=c.confidence) for u, c in held],
+            ignore_conflicts=True,
+        )
+    stored = create_suggestions(image, model, mapped)
+    record_stage(image, STAGE, ImageStage.Status.DONE)
+    return stored, len(held)
+
+
+def resolve_labels(
+    model: MLModelVersion, candidates: list[Candidate]
+) -> tuple[dict[Tag, Candidate], list[tuple[UnmappedTag, Candidate]]]:
+    """Labels to internal tags through TagMapping; unmapped labels get a same-name tag or wait, by setting."""
+    source = model.label_source
+    mappings = {
+        m.external_tag: m
+        for m in TagMapping.objects.filter(source=source, external_tag__in=[c.label for c in candidates])
+        .select_related("tag")
+    }  # fmt: skip
+    unmapped = [c for c in candidates if c.label not in mappings]
+    held: list[tuple[UnmappedTag, Candidate]] = []
+    if unmapped and settings.SUGGESTIONS_UNMAPPED == "create":
+        mappings.update(map_to_same_name(source, [(c.label, c.category) for c in unmapped]))
+    else:
+        for candidate in unmapped:
+            worklist_entry, _ = UnmappedTag.objects.get_or_create(
+                source=source, external_tag=candidate.label, defaults={"category": candidate.category}
+            )
+            held.append((worklist_entry, candidate))
+    mapped: dict[Tag, Candidate] = {}
+    for candidate in candidates:
+        mapping = mappings.get(candidate.label)
+        if mapping is None or mapping.tag is None:
+            continue
+        confidence = candidate.confidence * mapping.confidence
+        if mapping.tag not in mapped or mapped[mapping.tag].confidence < confidence:
+            mapped[mapping.tag] = Candidate(candidate.label, candidate.category, confidence)
+    return mapped, held
+
+
+def map_to_same_name(source: str, labels: list[tuple[str, int]], user=None) -> dict[str, TagMapping]:
+    """Mappings of labels to internal tags of their own normalised names (aliases applied), made as needed."""
+    by_category: dict[int, list[str]] = defaultdict(list)
+    for label, category in labels:
+        by_category[category].append(label)
+    tags = {}
+    for category, names in by_category.items():
+        tags.update(get_or_create_tags(names, category=category))
+    TagMapping.objects.bulk_create(
+        [TagMapping(source=source, external_tag=label, tag=tags[label], created_by=user) for label in tags],
+        ignore_conflicts=True,
+    )
+    return {m.external_tag: m for m in TagMapping.objects.filter(source=source, external_tag__in=list(tags))}
+
+
+def create_suggestions(image: Image, model: MLModelVersion, mapped: dict[Tag, Candidate]) -> int:
+    """Pending suggestions for the tags and what they imply, minus tags the image has or a human rejected."""
+    confidence = {tag.pk: c for tag, c in mapped.items()}
+    frontier = set(confidence)
+    while frontier:  # implied tags inherit the best confidence of what implies them
+        edges = TagImplication.objects.filter(antecedent_id__in=frontier).values_list("antecedent_id", "consequent_id")
+        frontier = set()
+        for antecedent, consequent in edges:
+            if consequent not in confidence or confidence[consequent].confidence < confidence[antecedent].confidence:
+                frontier.add(consequent)
+                parent = confidence[antecedent]
+                confidence[consequent] = Candidate(parent.label, parent.category, parent.confidence)
+    excluded = set(ImageTag.objects.filter(image=image).values_list("tag_id", flat=True))
+    excluded |= set(
+        TagSuggestion.objects.filter(
+            image=image, model_version__name=model.name, status=TagSuggestion.Status.REJECTED
+        ).values_list("tag_id", flat=True)
+    )
+    suggestions = [
+        TagSuggestion(
+            image=image,
+            tag_id=tag_id,
+            model_version=model,
+            external_tag=c.label,
+            category=c.category,
+            confidence=round(c.confidence, 4),
+        )
+        for tag_id, c in confidence.items()
+        if tag_id not in excluded
+    ]
+    return len(TagSuggestion.objects.bulk_create(suggestions, ignore_conflicts=True))
+
+
+# Mappings and the unmapped worklist
+
+
+@transaction.atomic
+def set_mapping(source: str, external_tag: str, tag: Tag | None, user=None, confidence: float = 1.0) -> TagMapping:
+    """Map (or ignore, with tag None) a label; predictions held for it become suggestions or go."""
+    mapping, _ = TagMapping.objects.update_or_create(
+        source=source,
+        external_tag=external_tag,
+        defaults={"tag": tag, "confidence": confidence, "created_by": user},
+    )
+    entry = UnmappedTag.objects.filter(source=source, external_tag=external_tag).first()
+    if entry is not None:
+        if tag is not None:
+            for held in entry.predictions.select_related("image", "model_version"):
+                candidate = Candidate(external_tag, entry.category, held.confidence * confidence)
+                create_suggestions(held.image, held.model_version, {tag: candidate})
+        entry.delete()
+    return mapping
+
+
+def resolve_worklist(entries: Iterable[UnmappedTag], action: str, tag_name: str = "", user=None) -> int:
+    """Bulk decision on worklist entries: `map` to one tag, `same_name` tags, or `ignore`."""
+    entries = list(entries)
+    target = get_or_create_tags([tag_name])[tag_name] if action == "map" else None
+    if action == "map" and target is None:
+        raise ValueError("a tag name is needed to map to")
+    for entry in entries:
+        if action == "same_name":
+            target = get_or_create_tags([entry.external_tag], category=entry.category)[entry.external_tag]
+        set_mapping(entry.source, entry.external_tag, target if action != "ignore" else None, user)
+    return len(entries)
+
+
+def worklist(source: str | None = None) -> QuerySet[UnmappedTag]:
+    """Unmapped labels, the most predicted first, with how many images wait on each."""
+    entries = UnmappedTag.objects.annotate(
+        waiting=Count("predictions__image", distinct=True), predictions_count=Count("predictions")
+    )
+    if source:
+        entries = entries.filter(source=source)
+    return entries.order_by("-waiting", "external_tag")
+
+
+def import_tag_mappings(path: str | Path, source: str = "danbooru", user=None) -> dict[str, list[str]]:
+    """Seed 002's CSV `danbooru_tag,internal_tag_title,action` (map|ignore): created, skipped, missing."""
+    result: dict[str, list[str]] = {"created": [], "skipped": [], "missing": []}
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if not (row.get("danbooru_tag") or "").startswith("#")]
+    for row in rows:
+        external = (row.get("danbooru_tag") or "").strip()
+        title = (row.get("internal_tag_title") or "").strip()
+        action = (row.get("action") or "map").strip().lower()
+        if not external:
+            continue
+        if TagMapping.objects.filter(source=source, external_tag=external).exists():
+            result["skipped"].append(external)
+            continue
+        tag = None
+        if action == "map":
+            name = resolve_names([title]).get(title) if title else None
+            tag = Tag.objects.filter(name=name).first() if name else None
+            if tag is None:
+                result["missing"].append(f"{external} -> {title or '(no title)'}")
+                continue
+        set_mapping(source, external, tag, user)
+        result["created"].append(external)
+    return result
+
+
+# Review
+
+
+def decide(suggestions: Iterable[TagSuggestion], status: str, user, via: str = "page") -> int:
+    """Approve or reject suggestions: approval tags the image (with provenance), rejection is remembered."""
+    ids = [s.pk for s in suggestions]
+    with transaction.atomic():
+        chosen = list(
+            TagSuggestion.objects.select_for_update(of=("self",))
+            .filter(pk__in=ids)
+            .exclude(status=status)
+            .select_related("image", "tag", "model_version")
+        )
+        if not chosen:
+            return 0
+        now = timezone.now()
+        for suggestion in chosen:
+            was_approved = suggestion.status == TagSuggestion.Status.APPROVED
+            suggestion.status, suggestion.reviewed_by, suggestion.reviewed_at = status, user, now
+            if status == TagSuggestion.Status.APPROVED:
+                add_tags(
+                    [suggestion.image],
+                    [suggestion.tag.name],
+                    source=ImageTag.Source.MODEL,
+                    user=user,
+                    model_name=str(suggestion.model_version),
+                )
+            elif was_approved:  # a change of mind takes back the tag the approval added
+                ImageTag.objects.filter(
+                    image=suggestion.image, tag=suggestion.tag, source=ImageTag.Source.MODEL
+                ).delete()
+                refresh_usage_counts([suggestion.tag_id])
+        TagSuggestion.objects.bulk_update(chosen, ["status", "reviewed_by", "reviewed_at"])
+        ReviewDecision.objects.bulk_create(
+            [ReviewDecision(suggestion=s, status=status, user=user, via=via) for s in chosen]
+        )
+    return len(chosen)
+
+
+def review_images(images: Iterable[Image], threshold: float, user, via: str = "page") -> dict[str, int]:
+    """Approve each image's pending suggestions at or above `threshold` and reject the rest."""
+    pending = TagSuggestion.objects.filter(image__in=list(images), status=TagSuggestion.Status.PENDING)
+    return {
+        "approved": decide(pending.filter(confidence__gte=threshold), TagSuggestion.Status.APPROVED, user, via),
+        "rejected": decide(pending.filter(confidence__lt=threshold), TagSuggestion.Status.REJECTED, user, via),
+    }
+
+
+def review_queue(
+    status: str = TagSuggestion.Status.PENDING,
+    model: str = "",
+    tag: str = "",
+    min_confidence: float | None = None,
+    max_confidence: float | None = None,
+) -> tuple[QuerySet[Image], QuerySet[TagSuggestion]]:
+    """Images with matching suggestions (oldest first), and those suggestions."""
+    suggestions = TagSuggestion.objects.all()
+    if status:
+        suggestions = suggestions.filter(status=status)
+    if model:
+        suggestions = suggestions.filter(model_version__name=model)
+    if tag:
+        suggestions = suggestions.filter(Q(tag__name__startswith=tag) | Q(external_tag__startswith=tag))
+    if min_confidence is not None:
+        suggestions = suggestions.filter(confidence__gte=min_confidence)
+    if max_confidence is not None:
+        suggestions = suggestions.filter(confidence__lte=max_confidence)
+    images = Image.objects.filter(pk__in=suggestions.values("image_id")).order_by("pk")
+    return images, suggestions.select_related("tag", "model_version")
+
+
+# Learning from review
+
+
+@dataclass
+class TagPrecision:
+    model_version: MLModelVersion
+    label: str
+    tag_name: str
+    approved: int
+    rejected: int
+    pending: int
+    threshold: float
+    precision: float | None  # of decided suggestions at or above the current threshold
+    recommended: float | None  # the lowest threshold whose decided suggestions reach the target precision
+
+
+def review_report(models: Iterable[MLModelVersion] | None = None, target_precision: float = 0.9) -> list[TagPrecision]:
+    """Per model version and label: decisions, precision at the current threshold, a threshold for the target."""
+    suggestions = TagSuggestion.objects.all()
+    if models is not None:
+        suggestions = suggestions.filter(model_version__in=list(models))
+    decided: dict[tuple[int, str], list[tuple[float, bool]]] = defaultdict(list)
+    names: dict[tuple[int, str], str] = {}
+    pending: dict[tuple[int, str], int] = defaultdict(int)
+    rows = suggestions.values_list("model_version_id", "external_tag", "tag__name", "confidence", "status")
+    for model_id, label, tag_name, confidence, status in rows.iterator():
+        key = (model_id, label)
+        names.setdefault(key, tag_name)
+        if status == TagSuggestion.Status.PENDING:
+            pending[key] += 1
+        else:
+            decided[key].append((confidence, status == TagSuggestion.Status.APPROVED))
+    versions = MLModelVersion.objects.in_bulk({model_id for model_id, _ in names})
+    thresholds = {pk: label_thresholds(version) for pk, version in versions.items()}
+    report = []
+    for (model_id, label), tag_name in sorted(names.items(), key=lambda item: (item[0][0], item[0][1])):
+        outcomes = decided.get((model_id, label), [])
+        threshold = float(thresholds[model_id].get(label, 0.0))
+        above = [approved for confidence, approved in outcomes if confidence >= threshold]
+        report.append(
+            TagPrecision(
+                model_version=versions[model_id],
+                label=label,
+                tag_name=tag_name,
+                approved=sum(approved for _, approved in outcomes),
+                rejected=sum(not approved for _, approved in outcomes),
+                pending=pending[(model_id, label)],
+                threshold=round(threshold, 4),
+                precision=round(sum(above) / len(above), 4) if above else None,
+                recommended=recommend_threshold(outcomes, target_precision),
+            )
+        )
+    return report
+
+
+def label_thresholds(model: MLModelVersion) -> dict[str, float]:
+    labels = read_labels(model.labels_file)
+    return dict(zip(labels.names, threshold_vector(model, labels).tolist(), strict=True))
+
+
+def recommend_threshold(outcomes: list[tuple[float, bool]], target_precision: float) -> float | None:
+    """The lowest confidence c such that decided suggestions with confidence >= c reach the target precision."""
+    best = None
+    approved = 0
+    for count, (confidence, ok) in enumerate(sorted(outcomes, reverse=True), start=1):
+        approved += ok
+        if approved / count >= target_precision:
+            best = confidence
+    return round(best, 4) if best is not None else None
+
+
+def apply_thresholds(model: MLModelVersion, thresholds: dict[str, float]) -> MLModelVersion:
+    """Set per-label thresholds (from the report) on a model version; later runs use them."""
+    model.tag_thresholds = {**model.tag_thresholds, **{label: float(value) for label, value in thresholds.items()}}
+    model.save(update_fields=["tag_thresholds"])
+    return model

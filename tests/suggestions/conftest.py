@@ -1,0 +1,30 @@
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+
+from suggestions import services
+from tagsite.models import Image
+from tagsite.services.ingest import ingest_paths
+from tests.suggestions.wd14 import build_model
+
+
+@pytest.fixture
+def models_dir(settings, tmp_path):
+    settings.SUGGESTIONS_MODELS_DIR = tmp_path / "models"
+    return settings.SUGGESTIONS_MODELS_DIR
+
+
+@pytest.fixture
+def wd14(models_dir, tmp_path):
+    """The dynamic-batch 448 test model, installed and active."""
+    return services.install_model("wd-test", build_model(tmp_path / "wd14-src"), version="v1")
+
+
+def add_image(folder: Path, name: str, color, size=(96, 96)) -> Image:
+    """A real PNG of one colour, ingested into the library."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    PILImage.new("RGB", size, color).save(path)
+    (image,) = ingest_paths([str(path)])
+    return image
