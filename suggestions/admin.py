@@ -1,0 +1,97 @@
+from django.contrib import admin, messages
+
+from suggestions import services
+from suggestions.models import MLModelVersion, ReviewDecision, TagMapping, TagSuggestion, UnmappedTag
+from tagsite.admin import thumbnail_html
+
+
+@admin.register(MLModelVersion)
+class MLModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["name", "version", "kind", "input_size", "fixed_batch", "label_count", "use_mcut", "active"]
+    list_filter = ["kind", "active"]
+    list_editable = ["active", "use_mcut"]
+    search_fields = ["name", "version", "sha256"]
+    readonly_fields = [
+        "kind", "model_file", "labels_file", "sha256", "input_size", "fixed_batch", "label_count",
+        "source", "created_at",
+    ]  # fmt: skip
+
+
+@admin.register(TagMapping)
+class TagMappingAdmin(admin.ModelAdmin):
+    list_display = ["external_tag", "source", "tag", "confidence", "created_by", "created_at"]
+    list_filter = ["source"]
+    search_fields = ["external_tag", "tag__name"]
+    autocomplete_fields = ["tag"]
+    readonly_fields = ["created_by", "created_at"]
+
+    def save_model(self, request, obj, form, change):
+        """Through the service, so predictions held for the label are released."""
+        mapping = services.set_mapping(obj.source, obj.external_tag, obj.tag, request.user, obj.confidence)
+        obj.pk = mapping.pk
+
+
+@admin.register(UnmappedTag)
+class UnmappedTagAdmin(admin.ModelAdmin):
+    list_display = ["external_tag", "source", "category", "waiting", "first_seen"]
+    list_filter = ["source", "category"]
+    search_fields = ["external_tag"]
+    actions = ["map_same_name", "ignore"]
+
+    def get_queryset(self, request):
+        return services.worklist()
+
+    @admin.display(ordering="waiting", description="images waiting")
+    def waiting(self, entry):
+        return entry.waiting
+
+    @admin.action(description="Map to tags of their own names", permissions=["change"])
+    def map_same_name(self, request, queryset):
+        self.message_user(request, f"{services.resolve_worklist(queryset, 'same_name', user=request.user)} mapped")
+
+    @admin.action(description="Ignore these labels", permissions=["change"])
+    def ignore(self, request, queryset):
+        count = services.resolve_worklist(queryset, "ignore", user=request.user)
+        self.message_user(request, f"{count} ignored", messages.WARNING)
+
+
+@admin.register(TagSuggestion)
+class TagSuggestionAdmin(admin.ModelAdmin):
+    list_display = ["thumb", "tag", "external_tag", "confidence", "model_version", "status", "reviewed_by"]
+    list_filter = ["status", "model_version", "category"]
+    search_fields = ["tag__name", "external_tag", "image__path"]
+    raw_id_fields = ["image", "tag"]
+    readonly_fields = [f.name for f in TagSuggestion._meta.fields]
+    actions = ["approve", "reject"]
+    list_select_related = ["image", "tag", "model_version", "reviewed_by"]
+
+    @admin.display(description="image")
+    def thumb(self, suggestion):
+        return thumbnail_html(suggestion.image)
+
+    def has_review_permission(self, request):
+        return request.user.has_perm("suggestions.review_tagsuggestion")
+
+    @admin.action(description="Approve (tag the images)", permissions=["review"])
+    def approve(self, request, queryset):
+        count = services.decide(queryset, TagSuggestion.Status.APPROVED, request.user, via="admin")
+        self.message_user(request, f"{count} approved")
+
+    @admin.action(description="Reject", permissions=["review"])
+    def reject(self, request, queryset):
+        count = services.decide(queryset, TagSuggestion.Status.REJECTED, request.user, via="admin")
+        self.message_user(request, f"{count} rejected")
+
+
+@admin.register(ReviewDecision)
+class ReviewDecisionAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "user", "status", "suggestion", "via"]
+    list_filter = ["status", "via"]
+    search_fields = ["user__username", "suggestion__tag__name"]
+    readonly_fields = ["suggestion", "status", "user", "via", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,177 @@
+"""REST API of suggestions: the review queue, decisions (moderators only), model versions, the worklist."""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import permissions, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from suggestions import services
+from suggestions.models import MLModelVersion, TagSuggestion, UnmappedTag
+from tagsite.models import Image
+
+
+class CanReview(permissions.BasePermission):
+    """Deciding is for the moderators group (and superusers); reading is for any staff user."""
+
+    message = "Only moderators may approve or reject suggestions."
+
+    def has_permission(self, request, view):
+        return request.user.has_perm("suggestions.review_tagsuggestion")
+
+
+class TagSuggestionSerializer(serializers.ModelSerializer):
+    tag = serializers.CharField(source="tag.name", read_only=True)
+    tag_display = serializers.CharField(source="tag.display_name", read_only=True)
+    model = serializers.CharField(source="model_version.__str__", read_only=True)
+    category_name = serializers.CharField(source="get_category_display", read_only=True)
+
+    class Meta:
+        model = TagSuggestion
+        fields = [
+            "id", "image", "tag", "tag_display", "external_tag", "category", "category_name", "confidence",
+            "model_version", "model", "status", "reviewed_by", "reviewed_at", "created_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+VIA = ["api", "page"]
+
+
+class DecisionSerializer(serializers.Serializer):
+    ids = serializers.ListField(child=serializers.IntegerField(), allow_empty=False, max_length=5000)
+    status = serializers.ChoiceField(choices=[TagSuggestion.Status.APPROVED, TagSuggestion.Status.REJECTED])
+    via = serializers.ChoiceField(choices=VIA, default="api", help_text="Recorded in the audit.")
+
+
+class ReviewImagesSerializer(serializers.Serializer):
+    images = serializers.ListField(child=serializers.IntegerField(), allow_empty=False, max_length=1000)
+    threshold = serializers.FloatField(min_value=0, max_value=1)
+    via = serializers.ChoiceField(choices=VIA, default="api", help_text="Recorded in the audit.")
+
+
+class DecisionResultSerializer(serializers.Serializer):
+    approved = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+
+
+QUEUE_PARAMETERS = [
+    OpenApiParameter("status", OpenApiTypes.STR, description="pending (default), approved, rejected; empty: all"),
+    OpenApiParameter("image", OpenApiTypes.INT, description="Only this image's suggestions"),
+    OpenApiParameter("model", OpenApiTypes.STR, description="Model name"),
+    OpenApiParameter("tag", OpenApiTypes.STR, description="Tag or label name prefix"),
+    OpenApiParameter("min_confidence", OpenApiTypes.FLOAT),
+    OpenApiParameter("max_confidence", OpenApiTypes.FLOAT),
+]
+
+
+def queue_filters(params) -> dict:
+    number = lambda key: float(params[key]) if params.get(key) else None  # noqa: E731
+    return {
+        "status": params.get("status", TagSuggestion.Status.PENDING),
+        "model": params.get("model", ""),
+        "tag": params.get("tag", ""),
+        "min_confidence": number("min_confidence"),
+        "max_confidence": number("max_confidence"),
+    }
+
+
+class TagSuggestionViewSet(viewsets.ReadOnlyModelViewSet):
+    """Tag suggestions: the review queue (oldest image first) and decisions on one or many."""
+
+    serializer_class = TagSuggestionSerializer
+
+    def get_permissions(self):
+        deciding = self.action in {"approve", "reject", "decide", "review_images"}
+        return [*super().get_permissions(), *([CanReview()] if deciding else [])]
+
+    def get_queryset(self):
+        if self.action != "list":
+            return TagSuggestion.objects.select_related("tag", "model_version")
+        try:
+            _, suggestions = services.review_queue(**queue_filters(self.request.query_params))
+        except ValueError as exc:
+            raise serializers.ValidationError({"detail": str(exc)}) from exc
+        if image := self.request.query_params.get("image"):
+            suggestions = suggestions.filter(image_id=image)
+        return suggestions.order_by("image_id", "category", "-confidence")
+
+    @extend_schema(parameters=QUEUE_PARAMETERS)
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses=TagSuggestionSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        """Approve: the image gets the tag (source `model`, with the model's name)."""
+        return self._decide_one(request, TagSuggestion.Status.APPROVED)
+
+    @extend_schema(request=None, responses=TagSuggestionSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        """Reject: remembered, so the same model does not suggest this tag for this image again."""
+        return self._decide_one(request, TagSuggestion.Status.REJECTED)
+
+    def _decide_one(self, request, status):
+        suggestion = self.get_object()
+        services.decide([suggestion], status, request.user, via="api")
+        suggestion.refresh_from_db()
+        return Response(TagSuggestionSerializer(suggestion).data)
+
+    @extend_schema(request=DecisionSerializer, responses=DecisionResultSerializer)
+    @action(detail=False, methods=["post"])
+    def decide(self, request):
+        """Approve or reject many suggestions by id."""
+        serializer = DecisionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        chosen = TagSuggestion.objects.filter(pk__in=data["ids"])
+        count = services.decide(chosen, data["status"], request.user, data["via"])
+        empty = {TagSuggestion.Status.APPROVED: 0, TagSuggestion.Status.REJECTED: 0}
+        return Response({**empty, data["status"]: count})
+
+    @extend_schema(request=ReviewImagesSerializer, responses=DecisionResultSerializer)
+    @action(detail=False, methods=["post"], url_path="review-images")
+    def review_images(self, request):
+        """Per image: approve pending suggestions at or above `threshold`, reject the rest."""
+        serializer = ReviewImagesSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        images = Image.objects.filter(pk__in=data["images"])
+        return Response(services.review_images(images, data["threshold"], request.user, data["via"]))
+
+
+class MLModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MLModelVersion
+        fields = [
+            "id", "name", "version", "kind", "label_source", "sha256", "input_size", "fixed_batch",
+            "label_count", "thresholds", "tag_thresholds", "use_mcut", "active", "source", "created_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class MLModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
+    """Installed tagger versions (install with `manage.py install_model`)."""
+
+    queryset = MLModelVersion.objects.all()
+    serializer_class = MLModelVersionSerializer
+    filterset_fields = ["name", "active"]
+
+
+class UnmappedTagSerializer(serializers.ModelSerializer):
+    waiting = serializers.IntegerField(read_only=True, help_text="Images whose predictions wait on this label.")
+
+    class Meta:
+        model = UnmappedTag
+        fields = ["id", "source", "external_tag", "category", "waiting", "first_seen"]
+        read_only_fields = fields
+
+
+class UnmappedTagViewSet(viewsets.ReadOnlyModelViewSet):
+    """The worklist of labels predicted without a mapping, most waited on first."""
+
+    serializer_class = UnmappedTagSerializer
+
+    def get_queryset(self):
+        return services.worklist(self.request.query_params.get("source"))

@@ -1,0 +1,95 @@
+"""The REST API and the pages of suggestions, with the moderators group as the only deciders."""
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from suggestions import services
+from suggestions.models import ReviewDecision, TagSuggestion, UnmappedTag
+from tagsite.models import ImageTag
+from tagsite.services.accounts import ensure_moderators_group
+from tests.suggestions.conftest import add_image
+
+RED = (255, 0, 0)
+
+
+@pytest.fixture
+def queue(wd14, tmp_path):
+    images = [add_image(tmp_path / "lib", f"{i}.png", RED, size=(90 + i, 90)) for i in range(3)]
+    services.suggest_tags(wd14, images)
+    return images
+
+
+def staff_client(client, username: str, moderator: bool):
+    user = get_user_model().objects.create_user(username, password="pw-long-enough", is_staff=True)
+    if moderator:
+        user.groups.add(ensure_moderators_group())
+    client.force_login(user)
+    return client, user
+
+
+@pytest.mark.django_db
+def test_list_the_queue_and_one_image(admin_client, queue):
+    data = admin_client.get("/api/suggestions/", {"min_confidence": 0.95}).json()
+    assert data["count"] == 9 and {row["tag"] for row in data["results"]} == {"long_hair", "blush", "short_hair"}
+    first = admin_client.get("/api/suggestions/", {"image": queue[0].pk}).json()["results"]
+    assert [row["category_name"] for row in first] == ["general"] * 4 + ["character"]
+    assert first[0]["model"] == "wd-test v1" and first[0]["status"] == "pending"
+    assert admin_client.get("/api/suggestions/", {"tag": "hatsune"}).json()["count"] == 3
+
+
+@pytest.mark.django_db
+def test_moderators_decide_and_are_audited(client, queue):
+    moderator_client, moderator = staff_client(client, "mod", moderator=True)
+    suggestion = TagSuggestion.objects.filter(image=queue[0], tag__name="blush").get()
+    response = moderator_client.post(f"/api/suggestions/{suggestion.pk}/approve/")
+    assert response.status_code == 200 and response.json()["status"] == "approved"
+    assert ImageTag.objects.filter(image=queue[0], tag__name="blush", source="model").exists()
+    ids = list(TagSuggestion.objects.filter(tag__name="hatsune_miku").values_list("pk", flat=True))
+    response = moderator_client.post("/api/suggestions/decide/", {"ids": ids, "status": "rejected"}, "application/json")
+    assert response.json() == {"approved": 0, "rejected": 3}
+    response = moderator_client.post(
+        "/api/suggestions/review-images/", {"images": [queue[1].pk], "threshold": 0.7}, "application/json"
+    )
+    assert response.json() == {"approved": 3, "rejected": 1}  # hatsune_miku was already rejected
+    assert ReviewDecision.objects.filter(user=moderator, via="api").count() == 8
+
+
+@pytest.mark.django_db
+def test_staff_without_the_group_cannot_decide(client, queue):
+    staff, _ = staff_client(client, "viewer", moderator=False)
+    suggestion = TagSuggestion.objects.first()
+    assert staff.get("/api/suggestions/").status_code == 200
+    assert staff.post(f"/api/suggestions/{suggestion.pk}/approve/").status_code == 403
+    assert (
+        staff.post(
+            "/api/suggestions/decide/", {"ids": [suggestion.pk], "status": "approved"}, "application/json"
+        ).status_code
+        == 403
+    )  # noqa: E501
+    assert staff.post("/suggestions/unmapped/", {"ids": [1], "action": "ignore"}).status_code == 403
+    suggestion.refresh_from_db()
+    assert suggestion.status == "pending"
+
+
+@pytest.mark.django_db
+def test_openapi_schema_documents_the_endpoints(admin_client):
+    schema = admin_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    for path in ["/api/suggestions/", "/api/suggestions/{id}/approve/", "/api/suggestions/decide/",
+                 "/api/suggestions/review-images/", "/api/model-versions/", "/api/unmapped-tags/"]:  # fmt: skip
+        assert path in schema["paths"], path
+
+
+@pytest.mark.django_db
+def test_pages_render(admin_client, queue, settings, wd14, tmp_path):
+    page = admin_client.get("/suggestions/", {"tag": "long"}).content.decode()
+    assert page.count('class="review-card"') == 3 and "long hair" in page and "--c: 1.000" in page
+    settings.SUGGESTIONS_UNMAPPED = "worklist"
+    services.suggest_tags(wd14, [add_image(tmp_path / "lib", "blue.png", (0, 0, 255))])
+    page = admin_client.get("/suggestions/unmapped/").content.decode()
+    assert "1girl" in page and "breasts" in page
+    entry = UnmappedTag.objects.get(external_tag="1girl")
+    response = admin_client.post("/suggestions/unmapped/", {"ids": [entry.pk], "action": "map", "tag": "woman"})
+    assert response.status_code == 302 and TagSuggestion.objects.filter(tag__name="woman").exists()
+    services.decide(TagSuggestion.objects.filter(tag__name="long_hair")[:1], "rejected", None)
+    page = admin_client.get("/suggestions/report/").content.decode()
+    assert "long_hair" in page and "not reached" in page
