@@ -31,6 +31,11 @@ class DecodedImage:
     height: int
     orientation: int
     frames: int
+    may_have_keywords: bool  # False only when the format's XMP/IPTC blocks are known to be absent
+
+
+# Formats whose XMP and IPTC blocks Pillow exposes in `info`; for others ExifTool is always asked.
+KEYWORD_INFO_KEYS = {"JPEG": ("xmp", "photoshop"), "PNG": ("xmp", "XML:com.adobe.xmp"), "WEBP": ("xmp",), "GIF": ()}
 
 
 def open_image(path_or_file, *, max_pixels: int, draft_size: int | None = None) -> DecodedImage:
@@ -50,6 +55,8 @@ def open_image(path_or_file, *, max_pixels: int, draft_size: int | None = None) 
         if width == 0 or height == 0:
             raise ImageDecodeError("image has no pixels")
         fmt = img.format or ""
+        keys = KEYWORD_INFO_KEYS.get(fmt)
+        may_have_keywords = keys is None or any(key in img.info for key in keys)
         frames = getattr(img, "n_frames", 1)
         orientation = img.getexif().get(EXIF_ORIENTATION, 1)
         if not isinstance(orientation, int) or not 1 <= orientation <= 8:
@@ -65,7 +72,7 @@ def open_image(path_or_file, *, max_pixels: int, draft_size: int | None = None) 
         rgb = rgb.transpose(TRANSPOSE_FOR_ORIENTATION[orientation])
     if orientation in SWAPPED_ORIENTATIONS:
         width, height = height, width
-    return DecodedImage(rgb, fmt, width, height, orientation, frames)
+    return DecodedImage(rgb, fmt, width, height, orientation, frames, may_have_keywords)
 
 
 def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:

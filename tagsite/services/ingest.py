@@ -41,6 +41,7 @@ class FileFacts:
     orientation: int = 1
     frames: int = 1
     thumbnail: str = ""
+    may_have_keywords: bool = False
     keywords: list[str] = field(default_factory=list)
     error: str = ""
 
@@ -126,6 +127,7 @@ def inspect_file(path: str) -> FileFacts:
     facts.format = decoded.format
     facts.width, facts.height = decoded.width, decoded.height
     facts.orientation, facts.frames = decoded.orientation, decoded.frames
+    facts.may_have_keywords = decoded.may_have_keywords
     facts.thumbnail = ensure_thumbnail(facts.sha256, decoded.image)
     return facts
 
@@ -143,9 +145,13 @@ def ensure_thumbnail(sha256: str, image) -> str:
 
 
 def inspect_chunk(paths: list[str]) -> list[FileFacts]:
-    """Inspect files and read their existing keywords with one ExifTool round trip."""
+    """Inspect files and read their existing keywords with one ExifTool round trip.
+
+    Files without any XMP or IPTC block skip ExifTool: that Perl round trip would cost more
+    than the decode.
+    """
     facts = [inspect_file(path) for path in paths]
-    readable = [f.path for f in facts if not f.error]
+    readable = [f.path for f in facts if not f.error and f.may_have_keywords]
     keywords = metadata.read_keywords(readable) if readable else {}
     for f in facts:
         f.keywords = keywords.get(f.path, [])

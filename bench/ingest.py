@@ -1,0 +1,110 @@
+"""Import speed as a fraction of the machine's raw hash + decode + thumbnail rate, measured side by side.
+
+    .venv/bin/python bench/ingest.py [--count 500] [--size 3000x2000]
+
+Generates real-size JPEGs, then measures (1) a plain loop that hashes, decodes (the same
+draft-mode decode the importer uses) and thumbnails every file on all cores, and (2)
+`import_folder` into a throwaway database (hash, decode, thumbnail, ExifTool keyword read,
+database writes). Prints both rates and their ratio.
+"""
+
+import argparse
+import hashlib
+import io
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def make_photo(path: Path, width: int, height: int, seed: int) -> None:
+    """A photo-like JPEG: smooth colour fields with fine grain, about the size of a camera file."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 255, (height // 100, width // 100, 3), dtype=np.uint8))
+    pixels = np.asarray(coarse.resize((width, height), Image.Resampling.BICUBIC), dtype=np.int16)
+    pixels += rng.integers(-12, 12, (height, width, 1), dtype=np.int16)
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, "JPEG", quality=90)
+
+
+def raw_work(path: str, thumb_dir: str, thumb_size: int, max_pixels: int) -> None:
+    from tagsite import imaging
+
+    data = Path(path).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    decoded = imaging.open_image(io.BytesIO(data), max_pixels=max_pixels, draft_size=thumb_size)
+    Path(thumb_dir, f"{digest}.jpg").write_bytes(imaging.thumbnail_jpeg(decoded.image, thumb_size))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=500)
+    parser.add_argument("--size", default="3000x2000")
+    args = parser.parse_args()
+    width, height = map(int, args.size.split("x"))
+    work = Path(tempfile.mkdtemp(prefix="tagsite-bench-ingest-"))
+    os.environ["TAGSITE_MEDIA_DIR"] = str(work / "media")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tagsite.settings")
+
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.test.utils import setup_databases, teardown_databases
+
+    from tagsite.services.ingest import import_folder
+
+    folder = work / "photos"
+    folder.mkdir()
+    print(f"Generating {args.count} JPEGs of {width}x{height} in {folder} ...", flush=True)
+    for index in range(args.count):
+        make_photo(folder / f"photo_{index:05d}.jpg", width, height, index)
+    files = sorted(str(path) for path in folder.iterdir())
+    megabytes = sum(Path(f).stat().st_size for f in files) / 1e6
+    cores = os.cpu_count() or 1
+    print(f"{len(files)} files, {megabytes:.0f} MB, {cores} cores", flush=True)
+
+    thumbs = work / "raw-thumbs"
+    thumbs.mkdir()
+    started = time.perf_counter()
+    with ProcessPoolExecutor(cores) as pool:
+        list(
+            pool.map(
+                raw_work,
+                files,
+                [str(thumbs)] * len(files),
+                [settings.THUMBNAIL_SIZE] * len(files),
+                [settings.MAX_IMAGE_PIXELS] * len(files),
+                chunksize=4,
+            )
+        )
+    raw_rate = len(files) / (time.perf_counter() - started)
+
+    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"bench_tagsite_{os.getpid()}"
+    databases = setup_databases(verbosity=0, interactive=False)
+    try:
+        started = time.perf_counter()
+        counts = import_folder(folder)
+        import_rate = len(files) / (time.perf_counter() - started)
+        started = time.perf_counter()
+        rescan = import_folder(folder)
+        rescan_seconds = time.perf_counter() - started
+    finally:
+        teardown_databases(databases, verbosity=0)
+
+    assert counts.get("new") == len(files), counts
+    print(f"raw hash+decode+thumbnail loop, {cores} processes: {raw_rate:7.1f} images/s")
+    print(f"import_folder (+ExifTool, +database):       {import_rate:7.1f} images/s")
+    print(f"ratio import / raw:                          {import_rate / raw_rate:7.2f}")
+    print(f"rescan of the unchanged folder: {rescan_seconds:.2f} s ({rescan})")
+
+
+if __name__ == "__main__":
+    main()
