@@ -40,3 +40,19 @@ def test_login_upload_see_thumbnail_find_by_tag(staff_page, live_server, tmp_pat
     page.fill("#q", "boats -harbour")
     page.click("button:has-text('Search')")
     page.locator("text=No images match").wait_for()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_jobs_page_shows_live_progress(staff_page, live_server):
+    from tagsite.models import Job
+
+    job = Job.objects.create(kind="import_images", status="running", current=1, total=10)
+    page = staff_page
+    page.click("text=Jobs")
+    row = page.locator(f"tr[data-job='{job.pk}']")
+    assert row.locator(".numbers").inner_text() == "1/10"
+    Job.objects.filter(pk=job.pk).update(current=7, status="succeeded", message="7 new")
+    row.locator(".numbers", has_text="7/10").wait_for(timeout=10_000)  # no reload: the page polls the API
+    assert row.locator(".status").inner_text() == "succeeded"
+    page.screenshot(path=SCREENSHOTS / "jobs.png")

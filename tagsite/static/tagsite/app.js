@@ -92,7 +92,8 @@ function setupJobs(table) {
     for (const job of data.results) {
       const tr = document.createElement("tr");
       tr.dataset.job = job.id;
-      const cells = [job.id, job.kind, job.status, "", job.message, job.error_count, job.started_at || ""];
+      const started = job.started_at ? new Date(job.started_at).toLocaleString() : "";
+      const cells = [job.id, job.kind, job.status, "", job.message, job.error_count, started];
       cells.forEach((value, i) => { const td = document.createElement("td"); td.textContent = value; tr.appendChild(td); });
       tr.children[2].className = `status ${job.status}`;
       tr.children[3].innerHTML = `<progress max="${job.total || 1}" value="${job.current}"></progress> <span class="numbers">${job.current}/${job.total ?? "?"}</span>`;
