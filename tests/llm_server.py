@@ -36,15 +36,32 @@ def stable_choice(text: str, options: list[str]) -> str:
     return options[int(hashlib.sha1(text.encode()).hexdigest(), 16) % len(options)]
 
 
+def schema_answer(schema: dict) -> Any:
+    """The simplest answer that satisfies a JSON schema: first enum values, required properties only."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object":
+        return {key: schema_answer(schema["properties"][key]) for key in schema.get("required", [])}
+    return {"array": [], "string": "test", "number": 0.5, "integer": 0, "boolean": True}.get(kind)
+
+
+def default_rule(body: dict) -> Any:
+    return schema_answer(body["response_format"]["json_schema"]["schema"])
+
+
 def categorize_rule(lookup: Callable[[str], str | None] = lambda name: None) -> Callable[[dict], Any]:
     """Answer a batch categorisation request: every `N: name` line of the prompt gets `lookup(name)`,
-    or a stable pick from the schema's enum when the lookup has no opinion."""
+    or a stable pick from the schema's enum when the lookup has no opinion. Other requests get
+    the schema's simplest answer (the preflight's round trip)."""
 
     def rule(body: dict) -> Any:
         schema = body["response_format"]["json_schema"]["schema"]
         codes = first_enum(schema)
         prompt = user_text(body)
         lines = re.findall(r"^(\d+): (\S+)", prompt, flags=re.MULTILINE)
+        if not lines:
+            return default_rule(body)
         return {
             "items": [
                 {"index": int(index), "category": lookup(name) or stable_choice(name, codes), "confidence": 0.9}
@@ -83,7 +100,7 @@ class _Server:
         self.models = list(models)
         self.hang_seconds = hang_seconds
         self.retry_after = 1
-        self.chat_rule: Callable[[dict], Any] = lambda body: {"answer": "yes"}
+        self.chat_rule: Callable[[dict], Any] = default_rule
         self.faults: deque[str] = deque()
         self.requests: list[tuple[str, dict]] = []
         self.lock = threading.Lock()

@@ -1,0 +1,75 @@
+"""Seed 000's command: categorise the most used uncategorised tags with the `categorize` LLM role."""
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from categorization.services import Outcome, categorize_uncategorized
+from tagsite.ai.base import LLMError
+from tagsite.ai.registry import check_endpoint, client_for, resolve_role
+from tagsite.services.jobs import create_job, run_job
+
+RULE = "=" * 70
+
+
+class Command(BaseCommand):
+    help = "Categorise uncategorised tags (most used first) into the 22 extended categories with an LLM."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--batch-size", type=int, default=100, help="Tags fetched per batch; without --limit, one batch."
+        )
+        parser.add_argument("--limit", type=int, help="Maximum total tags to process.")
+        parser.add_argument("--dry-run", action="store_true", help="Ask the LLM but save nothing.")
+        parser.add_argument("--skip", type=int, default=0, help="Skip the first N tags (to resume).")
+        parser.add_argument("--request-size", type=int, help="Tags per LLM request (TAGSITE_CATEGORIZE_REQUEST_SIZE).")
+        parser.add_argument("--role", default="categorize", help="Registry role whose endpoint is used.")
+
+    def handle(self, *args, **options):
+        try:
+            config = resolve_role(options["role"])
+        except LLMError as exc:
+            raise CommandError(str(exc))
+        self.stdout.write(f"{RULE}\nAutomated Tag Categorization using LLM\n{RULE}\n")
+        self.stdout.write(f"Endpoint: {config.name} {config.base_url} model {config.model}")
+        self.stdout.write(f"Batch size: {options['batch_size']}  Limit: {options['limit'] or '-'}")
+        if options["dry_run"]:
+            self.stdout.write("DRY RUN MODE - No changes will be saved")
+        self.stdout.write("\nTesting LLM connection...")
+        for check in check_endpoint(config, options["role"]):
+            self.stdout.write(f"  {'✓' if check.ok else '✗'} {check.name}: {check.detail}")
+            if not check.ok:
+                raise CommandError(f"Failed to connect to LLM: {check.detail}")
+
+        params = {key: options[key] for key in ("batch_size", "limit", "skip", "dry_run", "request_size", "role")}
+        job = create_job("categorize", params)
+        verbose = options["verbosity"] >= 2
+        seen = 0
+
+        def show(outcome: Outcome) -> None:
+            nonlocal seen
+            seen += 1
+            tag = outcome.tag
+            result = f"✓ {outcome.code} ({outcome.confidence:.2f})" if outcome.ok else f"✗ {outcome.error}"
+            tqdm.write(f"[{seen}] {tag.name} (used {tag.usage_count}x) {result}")
+
+        with run_job(job, progress_bar=True, description="categorising") as progress, client_for(config) as client:
+            summary = categorize_uncategorized(
+                client,
+                batch_size=options["batch_size"],
+                limit=options["limit"],
+                skip=options["skip"],
+                dry_run=options["dry_run"],
+                request_size=options["request_size"],
+                progress=progress,
+                on_outcome=show if verbose else lambda outcome: None,
+            )
+        self.stdout.write(f"\n{RULE}\nCategorization Complete\n{RULE}")
+        self.stdout.write(f"Total processed: {summary.processed}")
+        self.stdout.write(f"Successful: {summary.successful} ({summary.cached} from cache)")
+        self.stdout.write(f"Failed: {summary.failed}")
+        self.stdout.write(f"Success rate: {summary.success_rate:.1f}%")
+        self.stdout.write(f"Requests: {summary.requests}  Job: #{job.pk}")
+        for outcome in summary.failures[:20]:
+            self.stdout.write(f"  failed: {outcome.tag.name}: {outcome.error}")
+        if options["dry_run"]:
+            self.stdout.write("\nDRY RUN - No changes were saved to the database")

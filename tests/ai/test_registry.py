@@ -1,0 +1,82 @@
+"""The registry: roles resolve to endpoints with environment overrides; slots cap requests across connections."""
+
+import threading
+
+import pytest
+from django.db import connections
+
+from tagsite.ai.base import EndpointConfig, LLMError
+from tagsite.ai.gemini import GeminiClient
+from tagsite.ai.registry import client_for, resolve_role
+from tagsite.models import LLMEndpoint, LLMRole
+from tests.llm_server import OpenAITestServer
+
+
+@pytest.fixture
+def local(db):
+    """The migration's default endpoint (recreated: a transactional test elsewhere may have flushed it)."""
+    endpoint, _ = LLMEndpoint.objects.get_or_create(name="local", defaults={"model": "local-model"})
+    for role in LLMRole.Name.values:
+        LLMRole.objects.get_or_create(role=role, defaults={"endpoint": endpoint})
+    return endpoint
+
+
+def test_roles_default_to_lm_studio_on_loopback(local):
+    config = resolve_role("caption")
+    assert (config.name, config.kind, config.base_url, config.model) == (
+        "local",
+        "openai",
+        "http://127.0.0.1:1234/v1",
+        "local-model",
+    )
+
+
+def test_role_model_and_environment_override_the_row(local, monkeypatch):
+    LLMRole.objects.filter(role="keywords").update(model="qwen2.5-vl-7b")
+    assert resolve_role("keywords").model == "qwen2.5-vl-7b"
+    monkeypatch.setenv("TAGSITE_LLM_KEYWORDS_URL", "http://127.0.0.1:8000/v1")
+    monkeypatch.setenv("TAGSITE_LLM_KEYWORDS_MAX_PARALLEL", "8")
+    config = resolve_role("keywords")
+    assert (config.base_url, config.max_parallel, config.model) == ("http://127.0.0.1:8000/v1", 8, "qwen2.5-vl-7b")
+
+
+def test_api_key_is_read_from_the_named_variable_and_never_stored(local, monkeypatch):
+    gemini = LLMEndpoint.objects.create(
+        name="gemini", kind="gemini", base_url="", model="gemini-2.5-flash", api_key_env="TEST_GEMINI_KEY"
+    )
+    LLMRole.objects.filter(role="emotion").update(endpoint=gemini)
+    monkeypatch.setenv("TEST_GEMINI_KEY", "secret-value")
+    config = resolve_role("emotion")
+    assert config.api_key == "secret-value" and config.kind == "gemini"
+    assert isinstance(client_for(config), GeminiClient)
+    assert "secret-value" not in str(LLMEndpoint.objects.filter(pk=gemini.pk).values().get())
+
+
+def test_unknown_or_unconfigured_roles_say_what_to_do(local):
+    with pytest.raises(LLMError, match="unknown role 'painting'"):
+        resolve_role("painting")
+    LLMRole.objects.filter(role="title").delete()
+    with pytest.raises(LLMError, match="set TAGSITE_LLM_TITLE_URL"):
+        resolve_role("title")
+
+
+@pytest.mark.django_db
+def test_slots_cap_requests_across_database_sessions():
+    """Each thread has its own database session, as each worker process does; the cap holds across them."""
+    with OpenAITestServer(latency=0.1) as server:
+        config = EndpointConfig(name="capped", base_url=server.url, model="test-model", max_parallel=2)
+
+        def work():
+            try:
+                with client_for(config) as client:
+                    for _ in range(3):
+                        client.list_models()
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert server.max_in_flight == 2
