@@ -1,0 +1,113 @@
+"""Suggestions through a real Celery worker on Redis: upload to approval in Chromium, and a SIGKILL mid-batch."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from suggestions import services
+from suggestions.models import ImageRun, TagSuggestion
+from suggestions.tasks import infer_tags
+from tagsite.celery import app
+from tagsite.models import ImageTag
+from tagsite.services.ingest import ingest_paths
+from tests.conftest import database_url, start_worker, stop_worker, wait_for
+from tests.suggestions.wd14 import build_model
+
+SCREENSHOTS = Path(os.environ.get("TAGSITE_SCREENSHOTS", "/tmp/tagsite-screenshots"))
+RED_SET = {"long_hair", "blush", "short_hair", "simple_background", "hatsune_miku"}
+
+
+@pytest.mark.worker
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_upload_worker_suggests_and_a_moderator_reviews_in_the_browser(
+    celery_worker, staff_page, live_server, wd14, tmp_path
+):
+    picture = tmp_path / "red square.png"
+    PILImage.new("RGB", (300, 300), (255, 0, 0)).save(picture)
+    page = staff_page
+    page.click("text=Upload")
+    page.set_input_files("#file-input", str(picture))
+    page.locator("#upload-results li", has_text="added").wait_for()
+    image_id = wait_for(lambda: ImageRun.objects.filter(model_version=wd14).values_list("image_id", flat=True).first())
+    assert set(TagSuggestion.objects.filter(image_id=image_id).values_list("tag__name", flat=True)) == RED_SET
+
+    page.click("text=Review")
+    card = page.locator(f".review-card[data-image='{image_id}']")
+    card.locator(".suggestion", has_text="long hair").locator("button.approve").click()
+    card.locator(".suggestion.approved", has_text="long hair").wait_for()
+    card.locator(".suggestion", has_text="hatsune miku").locator("button.reject").click()
+    card.locator(".suggestion.rejected", has_text="hatsune miku").wait_for()
+    page.keyboard.press("3")  # the third tag: characters come first, then general by confidence
+    card.locator(".suggestion.approved").nth(1).wait_for()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "review.png", full_page=True)
+
+    link = ImageTag.objects.get(image_id=image_id, tag__name="long_hair")
+    assert (link.source, link.model_name, link.added_by.username) == ("model", "wd-test v1", "moderator")
+    assert TagSuggestion.objects.get(image_id=image_id, tag__name="hatsune_miku").status == "rejected"
+    assert TagSuggestion.objects.filter(image_id=image_id, status="approved").count() == 2
+
+    v2 = services.install_model("wd-test", build_model(tmp_path / "v2"), version="v2")
+    infer_tags.delay([image_id], v2.pk)
+    wait_for(lambda: ImageRun.objects.filter(model_version=v2, image_id=image_id).exists())
+    again = set(TagSuggestion.objects.filter(image_id=image_id, model_version=v2).values_list("tag__name", flat=True))
+    assert "hatsune_miku" not in again and "long_hair" not in again  # rejected, or already on the image
+    assert again  # while the tags still undecided are suggested by the new version
+
+
+def kill_tree(process) -> None:
+    """SIGKILL a worker and its pool children, by their ids, with no chance to clean up."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    for pid in children:
+        os.kill(int(pid), signal.SIGKILL)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+@pytest.mark.worker
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_worker_killed_mid_batch_loses_and_duplicates_nothing(celery_worker, wd14, tmp_path, settings):
+    settings.SUGGESTIONS_ON_INGEST = False  # the task below is the only one
+    folder = tmp_path / "big"
+    folder.mkdir()
+    pixels = np.zeros((1600, 1600, 3), dtype=np.uint8)
+    pixels[..., 0] = 255
+    paths = []
+    for index in range(30):
+        pixels[800, : index + 1] = 254  # a different file each, the same suggestions
+        PILImage.fromarray(pixels).save(folder / f"{index}.png", compress_level=1)
+        paths.append(str(folder / f"{index}.png"))
+    ids = [image.pk for image in ingest_paths(paths)]
+    session_worker = [f"test-{os.getpid()}@{os.uname().nodename}"]
+    app.control.cancel_consumer("gpu", destination=session_worker, reply=True)
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "CELERY_VISIBILITY_TIMEOUT": "2",
+        "TAGSITE_SUGGESTIONS_BATCH_SIZE": "2",
+        "TAGSITE_SUGGESTIONS_DECODE_THREADS": "1",
+    }
+    worker = start_worker(env, tmp_path / "killed.log", name="killed")
+    try:
+        infer_tags.delay(ids)
+        done_at_kill = wait_for(lambda: ImageRun.objects.count() or None, timeout=60, interval=0.01)
+        kill_tree(worker)
+        assert 0 < done_at_kill < len(ids) and ImageRun.objects.count() < len(ids), "not killed mid-batch"
+        time.sleep(2.5)  # past the visibility timeout: the unacknowledged task is handed out again
+        worker = start_worker(env, tmp_path / "restarted.log", name="restarted")
+        wait_for(lambda: ImageRun.objects.count() == len(ids), timeout=90)
+        time.sleep(0.5)  # a duplicate delivery would show up now
+    finally:
+        stop_worker(worker)
+        app.control.add_consumer("gpu", destination=session_worker, reply=True)
+    for image_id in ids:
+        runs = ImageRun.objects.filter(image_id=image_id)
+        names = list(TagSuggestion.objects.filter(image_id=image_id).values_list("tag__name", flat=True))
+        assert runs.count() == 1 and sorted(names) == sorted(RED_SET), image_id
