@@ -178,7 +178,8 @@ def import_folder(root: str | Path, progress: JobProgress | None = None, extensi
     for path, why in scan.errors.items():
         row = known.get(path)
         if row is None or row.status != Image.Status.FAILED or row.error != why:
-            _save(FileFacts(path, error=why), row, gone, counts)
+            image, _ = _save(FileFacts(path, error=why), row, {}, gone, counts)
+            record_stage(image, "ingest", ImageStage.Status.FAILED, why)
         if progress:
             progress.error(path, why)
     ingest_paths(todo, known, gone, counts, progress)
@@ -208,9 +209,12 @@ def ingest_paths(
     changed_ids: list[int] = []
     with ThreadPoolExecutor(max_workers=settings.INGEST_THREADS) as pool:
         for facts in pool.map(inspect_chunk, chunks):
+            twins = _images_by_content([f.sha256 for f in facts if f.sha256])
+            outcomes = []
             with transaction.atomic():
                 for f in facts:
-                    image, content_changed = _save(f, known.get(f.path), gone, counts, user)
+                    image, content_changed = _save(f, known.get(f.path), twins, gone, counts, user)
+                    outcomes.append((image, ImageStage.Status.FAILED if f.error else ImageStage.Status.DONE, f.error))
                     saved.append(image)
                     if content_changed:
                         changed_ids.append(image.pk)
@@ -218,12 +222,21 @@ def ingest_paths(
                         if f.error:
                             progress.error(f.path, f.error)
                         progress.advance()
+                record_stages("ingest", outcomes)
     if changed_ids:
         images_ingested.send(sender=Image, image_ids=changed_ids)
     return saved
 
 
-def _save(f: FileFacts, row: Image | None, gone: set[str], counts: dict[str, int], user=None) -> tuple[Image, bool]:
+def _images_by_content(hashes: list[str]) -> dict[str, Image]:
+    """Present or missing images with these hashes (a present one wins), to spot moves and duplicates."""
+    rows = Image.objects.filter(sha256__in=hashes, status__in=[Image.Status.OK, Image.Status.MISSING])
+    return {row.sha256: row for row in sorted(rows, key=lambda row: row.status == Image.Status.OK)}
+
+
+def _save(
+    f: FileFacts, row: Image | None, twins: dict[str, Image], gone: set[str], counts: dict[str, int], user=None
+) -> tuple[Image, bool]:
     """Write one file's facts; returns the image and whether its content is new to the library."""
     fields = {
         "size": f.size,
@@ -241,7 +254,7 @@ def _save(f: FileFacts, row: Image | None, gone: set[str], counts: dict[str, int
     kind = "failed" if f.error else ("changed" if row else "new")
     content_changed = not f.error and (row is None or row.sha256 != f.sha256 or row.status != Image.Status.OK)
     if not f.error:
-        twin = Image.objects.filter(sha256=f.sha256, status__in=[Image.Status.OK, Image.Status.MISSING]).first()
+        twin = twins.get(f.sha256)
         if twin is not None and twin.path != f.path:
             if twin.path in gone or twin.status == Image.Status.MISSING or not os.path.exists(twin.path):
                 if row is not None:
@@ -265,14 +278,25 @@ def _save(f: FileFacts, row: Image | None, gone: set[str], counts: dict[str, int
         row.save()
         kind, content_changed = "duplicate", False
     counts[kind] = counts.get(kind, 0) + 1
-    record_stage(row, "ingest", ImageStage.Status.FAILED if f.error else ImageStage.Status.DONE, f.error)
+    if row.status == Image.Status.OK:
+        twins[row.sha256] = row
     if f.keywords and row.status == Image.Status.OK:
         add_tags([row], f.keywords, source=ImageTag.Source.FILE)
     return row, content_changed
 
 
+def record_stages(stage: str, outcomes: list[tuple[Image, str, str]]) -> None:
+    """Upsert the (image, status, error) outcomes of one stage in a single query."""
+    ImageStage.objects.bulk_create(
+        [ImageStage(image=image, stage=stage, status=status, error=error) for image, status, error in outcomes],
+        update_conflicts=True,
+        unique_fields=["image", "stage"],
+        update_fields=["status", "error", "updated_at"],
+    )
+
+
 def record_stage(image: Image, stage: str, status: str, error: str = "") -> None:
-    ImageStage.objects.update_or_create(image=image, stage=stage, defaults={"status": status, "error": error})
+    record_stages(stage, [(image, status, error)])
 
 
 class UploadRejected(ValueError):
