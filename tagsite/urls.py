@@ -22,6 +22,7 @@ urlpatterns = [
     path("images/<int:pk>/file", views.image_file, name="image-file"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("categorization.urls")),
     path("admin/", admin.site.urls),
     path("", include("suggestions.urls")),
     path("api/", include(router.urls)),

@@ -29,7 +29,7 @@ def llm(monkeypatch):
 
 
 @pytest.fixture
-def client(llm):
+def llm_client(llm):
     with client_for(resolve_role("categorize"), backoff=0.05) as client:
         yield client
 

@@ -4,6 +4,7 @@ import pytest
 
 from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory
 from categorization.services import Prompt, categorize_uncategorized, reject_proposals
+from tagsite.ai.registry import client_for, resolve_role
 from tagsite.models import Job, Tag
 from tagsite.services.jobs import create_job, run_job
 from tests.categorization.conftest import KNOWN, make_tags
@@ -28,9 +29,9 @@ def test_the_22_categories_come_from_the_migration():
     assert ExtendedCategory.objects.get(code="03_Body_Face").description == "Eyes & face"
 
 
-def test_many_tags_per_request_most_used_first_as_pending_proposals(llm, client):
+def test_many_tags_per_request_most_used_first_as_pending_proposals(llm, llm_client):
     make_tags(*NAMES)
-    summary = categorize_uncategorized(client, limit=8, request_size=3, auto_apply=False)
+    summary = categorize_uncategorized(llm_client, limit=8, request_size=3, auto_apply=False)
     assert (summary.processed, summary.successful, summary.failed, summary.requests) == (8, 8, 0, 3)
     assert sorted(asked(llm)) == sorted([NAMES[0:3], NAMES[3:6], NAMES[6:8]])
     body = llm.chat_requests()[0]
@@ -43,62 +44,62 @@ def test_many_tags_per_request_most_used_first_as_pending_proposals(llm, client)
     assert not Tag.objects.filter(extended_category__isnull=False).exists()  # waits for review
 
 
-def test_auto_apply_sets_the_category_and_logs_it(llm, client):
+def test_auto_apply_sets_the_category_and_logs_it(llm, llm_client):
     make_tags(*NAMES[:4])
-    categorize_uncategorized(client, limit=4, request_size=10, auto_apply=True)
+    categorize_uncategorized(llm_client, limit=4, request_size=10, auto_apply=True)
     assert {t.name: t.extended_category.code for t in Tag.objects.select_related("extended_category")} == {
         name: KNOWN[name] for name in NAMES[:4]
     }
     assert set(CategoryProposal.objects.values_list("status", flat=True)) == {"auto"}
 
 
-def test_dry_run_saves_nothing(llm, client):
+def test_dry_run_saves_nothing(llm, llm_client):
     make_tags(*NAMES)
-    summary = categorize_uncategorized(client, limit=8, dry_run=True, auto_apply=True)
+    summary = categorize_uncategorized(llm_client, limit=8, dry_run=True, auto_apply=True)
     assert summary.successful == 8
     assert not CategoryProposal.objects.exists() and not CachedAnswer.objects.exists()
     assert not Tag.objects.filter(extended_category__isnull=False).exists()
 
 
 @pytest.mark.parametrize("fault", ["off_enum", "missing_item"])
-def test_only_the_invalid_or_missing_tag_is_asked_again(llm, client, fault):
+def test_only_the_invalid_or_missing_tag_is_asked_again(llm, llm_client, fault):
     make_tags(*NAMES[:5])
     llm.inject(fault)
-    summary = categorize_uncategorized(client, limit=5, request_size=5)
+    summary = categorize_uncategorized(llm_client, limit=5, request_size=5)
     assert summary.successful == 5 and summary.requests == 2
     assert len(asked(llm)[1]) == 1
     assert not CategoryProposal.objects.filter(category__code=OFF_ENUM).exists()
 
 
-def test_invalid_json_is_asked_again(llm, client):
+def test_invalid_json_is_asked_again(llm, llm_client):
     make_tags(*NAMES[:5])
     llm.inject("invalid_json")
-    summary = categorize_uncategorized(client, limit=5, request_size=5)
+    summary = categorize_uncategorized(llm_client, limit=5, request_size=5)
     assert (summary.successful, summary.requests) == (5, 2)
 
 
-def test_truncated_answer_halves_the_batch(llm, client):
+def test_truncated_answer_halves_the_batch(llm, llm_client):
     make_tags(*NAMES)
     llm.inject("truncated")
-    summary = categorize_uncategorized(client, limit=8, request_size=8)
+    summary = categorize_uncategorized(llm_client, limit=8, request_size=8)
     assert summary.successful == 8
     assert [len(names) for names in asked(llm)] == [8, 4, 4]
 
 
 @pytest.mark.parametrize("fault", ["429", "500", "hang"])
-def test_transport_faults_are_retried(llm, client, fault):
+def test_transport_faults_are_retried(llm, llm_client, fault):
     make_tags(*NAMES[:3])
     llm.inject(fault)
-    summary = categorize_uncategorized(client, limit=3)
+    summary = categorize_uncategorized(llm_client, limit=3)
     assert summary.successful == 3 and CategoryProposal.objects.count() == 3
 
 
-def test_a_tag_still_invalid_after_3_attempts_fails_with_the_reason(llm, client):
+def test_a_tag_still_invalid_after_3_attempts_fails_with_the_reason(llm, llm_client):
     make_tags("blue_eyes", "smile")
     llm.inject("off_enum", "off_enum", "off_enum")
     job = create_job("categorize")
     with run_job(job) as progress:
-        summary = categorize_uncategorized(client, limit=2, progress=progress)
+        summary = categorize_uncategorized(llm_client, limit=2, progress=progress)
     assert (summary.successful, summary.failed, summary.requests) == (1, 1, 3)
     failed = summary.failures[0]
     assert failed.tag.name == "blue_eyes" and "after 3 attempts" in failed.error and "category" in failed.error
@@ -107,38 +108,36 @@ def test_a_tag_still_invalid_after_3_attempts_fails_with_the_reason(llm, client)
     assert list(CategoryProposal.objects.values_list("tag__name", flat=True)) == ["smile"]
 
 
-def test_server_down_fails_the_batch_and_writes_nothing(llm, client):
+def test_server_down_fails_the_batch_and_writes_nothing(llm, llm_client):
     make_tags(*NAMES[:3])
     llm.inject(*["500"] * 4)
-    summary = categorize_uncategorized(client, limit=3)
+    summary = categorize_uncategorized(llm_client, limit=3)
     assert summary.failed == 3 and "HTTP 500" in summary.failures[0].error
     assert not CategoryProposal.objects.exists() and not CachedAnswer.objects.exists()
 
 
-def test_answers_are_cached_by_name_model_and_prompt_version(llm, client, admin_user):
+def test_answers_are_cached_by_name_model_and_prompt_version(llm, llm_client, admin_user):
     make_tags(*NAMES[:4])
-    categorize_uncategorized(client, limit=4)
+    categorize_uncategorized(llm_client, limit=4)
     reject_proposals(CategoryProposal.objects.all(), admin_user)  # back among the uncategorised
     assert CachedAnswer.objects.filter(prompt_version=Prompt.build().version).count() == 4
-    summary = categorize_uncategorized(client, limit=4)
+    summary = categorize_uncategorized(llm_client, limit=4)
     assert (summary.successful, summary.cached, summary.requests) == (4, 4, 0)
     assert len(llm.chat_requests()) == 1
 
 
-def test_skip_and_limit_follow_usage_order(llm, client):
+def test_skip_and_limit_follow_usage_order(llm, llm_client):
     make_tags(*NAMES)
-    categorize_uncategorized(client, skip=2, limit=3)
+    categorize_uncategorized(llm_client, skip=2, limit=3)
     assert asked(llm) == [NAMES[2:5]]
 
 
 def test_parallel_requests_fill_but_never_exceed_the_endpoint_slots(llm, monkeypatch):
-    from tagsite.ai.registry import client_for, resolve_role
-
     llm.latency = 0.15
     monkeypatch.setenv("TAGSITE_LLM_CATEGORIZE_MAX_PARALLEL", "3")
     make_tags(*[f"tag_{i}" for i in range(24)])
-    with client_for(resolve_role("categorize")) as client:
-        summary = categorize_uncategorized(client, limit=24, request_size=2)
+    with client_for(resolve_role("categorize")) as llm_client:
+        summary = categorize_uncategorized(llm_client, limit=24, request_size=2)
     assert summary.successful == 24 and summary.requests == 12
     assert llm.max_in_flight == 3
     assert Job.objects.count() == 0  # the service itself makes no job; commands and tasks do

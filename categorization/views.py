@@ -1,0 +1,103 @@
+"""The /tag_categorize page: browse and filter tags, categorise by hand or in bulk, review LLM proposals."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.db.models import Prefetch, Q
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from categorization import services
+from categorization.models import CategoryProposal, ExtendedCategory
+from categorization.tasks import categorize_tags_task
+from tagsite.models import Job, Tag
+from tagsite.services.jobs import create_job
+
+STATES = [("all", "all tags"), ("uncategorised", "uncategorised"), ("proposal", "has a pending proposal")]
+
+
+def filtered_tags(params) -> tuple:
+    """Tags matching the page's filters (search, category, state), each with its pending proposal."""
+    pending = CategoryProposal.objects.filter(status=CategoryProposal.Status.PENDING).select_related("category")
+    tags = Tag.objects.select_related("extended_category").prefetch_related(
+        Prefetch("category_proposals", queryset=pending, to_attr="pending")
+    )
+    if query := params.get("q", "").strip():
+        tags = tags.filter(Q(name__icontains=query) | Q(display_name__icontains=query))
+    if code := params.get("category", ""):
+        tags = tags.filter(extended_category__code=code)
+    state = params.get("state", "all")
+    if state == "uncategorised":
+        tags = tags.filter(extended_category__isnull=True)
+    elif state == "proposal":
+        tags = tags.filter(category_proposals__status=CategoryProposal.Status.PENDING)
+    return tags.order_by("-usage_count", "name"), query, code, state
+
+
+@permission_required("categorization.view_extendedcategory", raise_exception=True)
+def tag_categorize(request):
+    tags, query, code, state = filtered_tags(request.GET)
+    page = Paginator(tags, 100).get_page(request.GET.get("page"))
+    chart = services.distribution()
+    biggest = max((count for _, _, count in chart), default=0) or 1
+    job_id = request.GET.get("job")
+    job = Job.objects.filter(pk=job_id).first() if job_id else Job.objects.filter(kind="categorize").first()
+    return render(
+        request,
+        "categorization/tag_categorize.html",
+        {
+            "page": page,
+            "query": query,
+            "category": code,
+            "state": state,
+            "states": STATES,
+            "categories": ExtendedCategory.objects.all(),
+            "chart": [(c, name, n, round(100 * n / biggest, 1)) for c, name, n in chart],
+            "job": job,
+            "pending_total": CategoryProposal.objects.filter(status=CategoryProposal.Status.PENDING).count(),
+        },
+    )
+
+
+@require_POST
+@permission_required("categorization.categorize_tags", raise_exception=True)
+def tag_categorize_action(request):
+    """One form, many buttons: `set:<id>`, `accept:<id>`, `reject:<id>`, `bulk_set`, `bulk_accept`, `bulk_reject`."""
+    verb, _, tag_id = request.POST.get("action", "").partition(":")
+    selected = [tag_id] if tag_id else request.POST.getlist("tags")
+    tag_ids = [int(pk) for pk in selected if pk.isdigit()]
+    if not tag_ids:
+        messages.warning(request, "Select at least one tag.")
+        return back(request)
+    proposals = CategoryProposal.objects.filter(tag_id__in=tag_ids)
+    if verb in ("set", "bulk_set"):
+        field = f"category_{tag_id}" if tag_id else "bulk_category"
+        code = request.POST.get(field, "")
+        category = get_object_or_404(ExtendedCategory, code=code) if code else None
+        count = services.set_category(tag_ids, category, request.user)
+        messages.success(request, f"{count} tag(s) set to {category or 'uncategorised'}.")
+    elif verb in ("accept", "bulk_accept"):
+        messages.success(request, f"{services.accept_proposals(proposals, request.user)} proposal(s) accepted.")
+    elif verb in ("reject", "bulk_reject"):
+        messages.success(request, f"{services.reject_proposals(proposals, request.user)} proposal(s) rejected.")
+    else:
+        messages.error(request, f"Unknown action {verb!r}.")
+    return back(request)
+
+
+@require_POST
+@permission_required("categorization.categorize_tags", raise_exception=True)
+def tag_categorize_run(request):
+    """Start an LLM run on the `llm` queue; the page then follows the job's progress."""
+    limit = request.POST.get("limit", "")
+    limit = max(1, min(int(limit), 1_000_000)) if limit.isdigit() else 100
+    job = create_job("categorize", {"limit": limit, "batch_size": limit}, user=request.user)
+    transaction.on_commit(lambda: categorize_tags_task.delay(job.pk))
+    messages.info(request, f"LLM categorisation of up to {limit} tags started (job #{job.pk}).")
+    return redirect(f"{reverse('tag-categorize')}?job={job.pk}")
+
+
+def back(request):
+    return redirect(f"{reverse('tag-categorize')}?{request.POST.get('query_string', '')}")

@@ -1,0 +1,91 @@
+"""The /tag_categorize page: filters, by-hand and bulk categorisation, proposal review, LLM runs, permissions."""
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from categorization.models import CategoryProposal, ExtendedCategory
+from categorization.services import set_category
+from tagsite.models import Job, Tag
+from tests.categorization.conftest import make_tags, point_local_endpoint_at
+from tests.conftest import wait_for
+
+
+def propose(tag: Tag, code: str, confidence: float = 0.8) -> CategoryProposal:
+    category = ExtendedCategory.objects.get(code=code)
+    return CategoryProposal.objects.create(
+        tag=tag, category=category, confidence=confidence, model="m", prompt_version="v"
+    )
+
+
+def test_page_lists_tags_with_proposals_filters_and_chart(admin_client):
+    eyes, hat, sky = make_tags("blue_eyes", "hat", "sky")
+    propose(eyes, "03_Body_Face")
+    set_category([hat.pk], ExtendedCategory.objects.get(code="08_Attire_Acc"), None)
+    page = admin_client.get("/tag_categorize").content.decode()
+    assert ">blue_eyes<" in page and "03_Body_Face <span" in page and 'id="category-chart"' in page
+    assert 'data-code="08_Attire_Acc"' in page
+    only_proposals = admin_client.get("/tag_categorize", {"state": "proposal"}).content.decode()
+    assert ">blue_eyes<" in only_proposals and ">hat<" not in only_proposals
+    uncategorised = admin_client.get("/tag_categorize", {"state": "uncategorised", "q": "sk"}).context["page"]
+    assert [tag.name for tag in uncategorised] == ["sky"]
+    by_category = admin_client.get("/tag_categorize", {"category": "08_Attire_Acc"}).context["page"]
+    assert [tag.name for tag in by_category] == ["hat"]
+
+
+def test_set_by_hand_settles_the_pending_proposal(admin_client, admin_user):
+    (eyes,) = make_tags("blue_eyes")
+    proposal = propose(eyes, "02_Body_Hair")
+    response = admin_client.post(
+        "/tag_categorize/action",
+        {"action": f"set:{eyes.pk}", f"category_{eyes.pk}": "03_Body_Face", "query_string": "q=blue"},
+    )
+    assert response.status_code == 302 and response["Location"] == "/tag_categorize?q=blue"
+    eyes.refresh_from_db()
+    proposal.refresh_from_db()
+    assert eyes.extended_category.code == "03_Body_Face"
+    assert proposal.status == "rejected" and proposal.reviewer == admin_user
+
+
+def test_bulk_set_accept_and_reject(admin_client):
+    a, b, c, d = make_tags("a_tag", "b_tag", "c_tag", "d_tag")
+    for tag in (a, b, c):
+        propose(tag, "13_Object")
+    admin_client.post("/tag_categorize/action", {"action": "bulk_accept", "tags": [a.pk, b.pk]})
+    admin_client.post("/tag_categorize/action", {"action": "bulk_reject", "tags": [c.pk]})
+    admin_client.post("/tag_categorize/action", {"action": "bulk_set", "tags": [d.pk], "bulk_category": "14_Setting"})
+    codes = dict(Tag.objects.values_list("name", "extended_category__code"))
+    assert codes == {"a_tag": "13_Object", "b_tag": "13_Object", "c_tag": None, "d_tag": "14_Setting"}
+    assert dict(CategoryProposal.objects.values_list("tag__name", "status")) == {
+        "a_tag": "accepted", "b_tag": "accepted", "c_tag": "rejected"
+    }  # fmt: skip
+
+
+def test_moderators_may_categorise_and_other_staff_may_not(client):
+    (tag,) = make_tags("hat")
+    staff = User.objects.create_user("staff", password="pw-123456", is_staff=True)
+    client.force_login(staff)
+    assert client.get("/tag_categorize").status_code == 403
+    from tagsite.services.accounts import ensure_moderators_group
+
+    ensure_moderators_group()
+    staff.groups.add(Group.objects.get(name="moderators"))
+    assert client.get("/tag_categorize").status_code == 200
+    client.post("/tag_categorize/action", {"action": f"set:{tag.pk}", f"category_{tag.pk}": "08_Attire_Acc"})
+    assert Tag.objects.get(pk=tag.pk).extended_category.code == "08_Attire_Acc"
+    client.logout()
+    assert client.get("/tag_categorize").status_code == 302  # to the login page
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_llm_run_from_the_page_on_a_real_worker(celery_worker, admin_client, llm):
+    point_local_endpoint_at(llm)
+    make_tags("1girl", "blue_eyes", "smile", "running", "sword")
+    response = admin_client.post("/tag_categorize/run", {"limit": "4"})
+    job_id = int(response["Location"].split("job=")[1])
+    job = wait_for(lambda: Job.objects.filter(pk=job_id, status__in=["succeeded", "failed"]).first())
+    assert job.status == "succeeded", job.message
+    assert job.current == job.total == 4 and "success rate 100.0%" in job.message
+    assert CategoryProposal.objects.filter(job=job, status="pending").count() == 4
+    page = admin_client.get(f"/tag_categorize?job={job_id}").content.decode()
+    assert f"Job #{job_id}" in page and "succeeded" in page
