@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory
@@ -371,9 +371,5 @@ def reject_proposals(proposals: QuerySet[CategoryProposal], user) -> int:
 
 def distribution() -> list[tuple[str, str, int]]:
     """(code, name, tag count) per category, then uncategorised, for the chart."""
-    rows = ExtendedCategory.objects.annotate(n=Count("tags")).values_list("code", "name", "n")
+    rows = ExtendedCategory.objects.annotate(n=Count("tags")).order_by("code").values_list("code", "name", "n")
     return [*rows, ("", "uncategorised", Tag.objects.filter(extended_category__isnull=True).count())]
-
-
-def pending_filter() -> Q:
-    return Q(category_proposals__status=CategoryProposal.Status.PENDING)

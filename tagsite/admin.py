@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from tagsite.models import Image, ImageStage, ImageTag, Job, Tag, TagAlias, TagImplication
+from tagsite.models import Image, ImageStage, ImageTag, Job, LLMEndpoint, LLMRole, Tag, TagAlias, TagImplication
 from tagsite.services import tags as tag_service
 from tagsite.services.ingest import UploadRejected, store_upload
 
@@ -87,8 +87,8 @@ class ImageAdmin(admin.ModelAdmin):
 
 @admin.register(Tag)
 class TagAdmin(admin.ModelAdmin):
-    list_display = ["name", "display_name", "danbooru_category", "usage_count"]
-    list_filter = ["danbooru_category"]
+    list_display = ["name", "display_name", "danbooru_category", "extended_category", "usage_count"]
+    list_filter = ["danbooru_category", "extended_category"]
     search_fields = ["name", "display_name", "aliases__antecedent"]
     readonly_fields = ["usage_count", "created_at"]
 
@@ -169,3 +169,22 @@ class JobAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "status", "current", "total", "error_count", "created_at", "finished_at"]
     list_filter = ["kind", "status"]
     readonly_fields = [field.name for field in Job._meta.fields]
+
+
+class LLMRoleInline(admin.TabularInline):
+    model = LLMRole
+    extra = 0
+
+
+@admin.register(LLMEndpoint)
+class LLMEndpointAdmin(admin.ModelAdmin):
+    """Endpoints hold the *name* of the API key's environment variable, never the key."""
+
+    list_display = ["name", "kind", "base_url", "model", "max_parallel", "timeout", "api_key_env"]
+    list_filter = ["kind"]
+    inlines = [LLMRoleInline]
+
+
+@admin.register(LLMRole)
+class LLMRoleAdmin(admin.ModelAdmin):
+    list_display = ["role", "endpoint", "model"]

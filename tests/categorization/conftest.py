@@ -4,7 +4,7 @@ import pytest
 from django.apps import apps
 
 from tagsite.ai.registry import client_for, resolve_role
-from tagsite.models import LLMEndpoint, Tag
+from tagsite.models import LLMEndpoint, LLMRole, Tag
 from tests.llm_server import OpenAITestServer, categorize_rule
 
 # Seed 000's examples: what the test server answers for these names (others get a stable pick).
@@ -36,9 +36,10 @@ def llm_client(llm):
 
 def point_local_endpoint_at(server, max_parallel: int = 4) -> None:
     """For a worker process, which does not see this process's environment overrides."""
-    LLMEndpoint.objects.update_or_create(
+    endpoint, _ = LLMEndpoint.objects.update_or_create(
         name="local", defaults={"base_url": server.url, "model": "test-model", "max_parallel": max_parallel}
     )
+    LLMRole.objects.update_or_create(role="categorize", defaults={"endpoint": endpoint, "model": ""})
 
 
 def make_tags(*names: str) -> list[Tag]:

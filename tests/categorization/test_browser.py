@@ -1,0 +1,39 @@
+"""Headless Chromium on /tag_categorize: categorise a tag by hand, bulk-accept proposals, see the chart."""
+
+import pytest
+
+from categorization.models import CategoryProposal, ExtendedCategory
+from tagsite.models import Tag
+from tests.categorization.conftest import make_tags
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_categorise_by_hand_bulk_accept_and_chart(staff_page, live_server, tmp_path):
+    hat, eyes, hair = make_tags("hat", "blue_eyes", "long_hair")
+    for tag, code in ((eyes, "03_Body_Face"), (hair, "02_Body_Hair")):
+        CategoryProposal.objects.create(
+            tag=tag, category=ExtendedCategory.objects.get(code=code), confidence=0.9, model="m", prompt_version="v"
+        )
+    page = staff_page
+    page.goto(f"{live_server.url}/tag_categorize")
+
+    page.select_option(f"select[name=category_{hat.pk}]", "08_Attire_Acc")
+    page.click(f"button[value='set:{hat.pk}']")
+    page.wait_for_selector(".message.success")
+    assert Tag.objects.get(pk=hat.pk).extended_category.code == "08_Attire_Acc"
+
+    page.check(f"input[name=tags][value='{eyes.pk}']")
+    page.check(f"input[name=tags][value='{hair.pk}']")
+    page.click("button[value=bulk_accept]")
+    page.wait_for_selector("text=2 proposal(s) accepted.")
+    assert dict(Tag.objects.values_list("name", "extended_category__code")) == {
+        "hat": "08_Attire_Acc", "blue_eyes": "03_Body_Face", "long_hair": "02_Body_Hair"
+    }  # fmt: skip
+
+    chart = page.locator("#category-chart")
+    assert chart.is_visible()
+    face_bar = chart.locator(".chart-row[data-code='03_Body_Face'] .chart-bar span")
+    assert face_bar.bounding_box()["width"] > 50  # one of the tallest bars
+    assert chart.locator(".chart-row[data-code='03_Body_Face'] .chart-count").inner_text() == "1"
+    page.screenshot(path=str(tmp_path / "tag_categorize.png"), full_page=True)
