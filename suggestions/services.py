@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
@@ -222,6 +222,13 @@ def images_to_tag(model: MLModelVersion, images: QuerySet[Image] | None = None) 
     return images.filter(status=Image.Status.OK).exclude(model_runs__model_version=model).order_by("pk")
 
 
+@dataclass
+class Result:
+    image: Image
+    rating: str
+    candidates: list[Candidate]
+
+
 def suggest_tags(
     model: MLModelVersion,
     images: Iterable[Image],
@@ -230,98 +237,134 @@ def suggest_tags(
     progress: JobProgress | None = None,
     dry_run: bool = False,
 ) -> dict[str, int]:
-    """Run a model over images and store suggestions image by image (each in one transaction)."""
+    """Run a model over images and store suggestions batch by batch, each batch in one transaction."""
     counts = {"images": 0, "suggestions": 0, "held": 0, "failed": 0}
-    labels = read_labels(model.labels_file)
-    thresholds = threshold_vector(model, labels)
-    for image, rating, candidates, error in predict_images(model, images, labels, thresholds, batch_size):
+    batch_size = batch_size or settings.SUGGESTIONS_BATCH_SIZE
+    results: list[Result] = []
+    for result, error in predict_images(model, images, batch_size):
         if error:
             counts["failed"] += 1
-            record_stage(image, STAGE, ImageStage.Status.FAILED, f"{model}: {error}")
+            record_stage(result.image, STAGE, ImageStage.Status.FAILED, f"{model}: {error}")
             if progress:
-                progress.error(image.path, error)
+                progress.error(result.image.path, error)
         elif dry_run:
             counts["images"] += 1
-            counts["suggestions"] += len(candidates)
+            counts["suggestions"] += len(result.candidates)
             if progress and progress.bar is not None:
-                names = ", ".join(f"{c.label} {c.confidence:.2f}" for c in candidates)
-                progress.bar.write(f"{image.path}: rating {rating}; {names}")
+                names = ", ".join(f"{c.label} {c.confidence:.2f}" for c in result.candidates)
+                progress.bar.write(f"{result.image.path}: rating {result.rating}; {names}")
         else:
-            stored, held = store_predictions(model, image, rating, candidates)
-            counts["images"] += 1
-            counts["suggestions"] += stored
-            counts["held"] += held
+            results.append(result)
+        if len(results) >= batch_size:
+            store_results(model, results, counts)
+            results = []
         if progress:
             progress.advance()
+    store_results(model, results, counts)
     return counts
 
 
-def predict_images(
-    model: MLModelVersion, images: Iterable[Image], labels: Labels, thresholds: np.ndarray, batch_size: int | None
-) -> Iterator[tuple[Image, str, list[Candidate], str]]:
+def predict_images(model: MLModelVersion, images: Iterable[Image], batch_size: int) -> Iterator[tuple[Result, str]]:
+    """(result, "") per decoded image and (empty result, error) per file that could not be decoded."""
+    labels = read_labels(model.labels_file)
+    thresholds = threshold_vector(model, labels)
     tagger = load_tagger(model.model_file, use_gpu=settings.SUGGESTIONS_USE_GPU)
     load = lambda image: load_pixels(image.path, tagger.input_size, settings.MAX_IMAGE_PIXELS)  # noqa: E731
-    for prediction in predict_files(
-        tagger,
-        images,
-        load,
-        batch_size=batch_size or settings.SUGGESTIONS_BATCH_SIZE,
-        threads=settings.SUGGESTIONS_DECODE_THREADS,
-    ):
+    threads = settings.SUGGESTIONS_DECODE_THREADS
+    for prediction in predict_files(tagger, images, load, batch_size=batch_size, threads=threads):
         if prediction.error:
-            yield prediction.item, "", [], prediction.error
+            yield Result(prediction.item, "", []), prediction.error
         else:
             rating, candidates = select_labels(model, labels, thresholds, prediction.probabilities)
-            yield prediction.item, rating, candidates, ""
+            yield Result(prediction.item, rating, candidates), ""
 
 
-@transaction.atomic
-def store_predictions(model: MLModelVersion, image: Image, rating: str, candidates: list[Candidate]) -> tuple[int, int]:
-    """Store one image's result once: a second delivery of the same work finds the run and stops."""
-    _, created = ImageRun.objects.get_or_create(image=image, model_version=model, defaults={"rating": rating})
-    if not created:
-        return 0, 0
-    if rating:
-        Image.objects.filter(pk=image.pk).update(rating=rating)
-    mapped, held = resolve_labels(model, candidates)
-    if held:
-        HeldPrediction.objects.bulk_create(
-            [HeldPrediction(unmapped=u, image=image, model_version=model, confidence=c.confidence) for u, c in held],
-            ignore_conflicts=True,
+def store_results(model: MLModelVersion, results: list[Result], counts: dict[str, int]) -> None:
+    """Store each image's result exactly once, however often the work is delivered (or run side by side)."""
+    for _attempt in range(3):
+        try:
+            with transaction.atomic():
+                stored, held, images = _store(model, results)
+            break
+        except IntegrityError:  # another worker stored some of these meanwhile: the next attempt skips them
+            continue
+    else:
+        raise RuntimeError(f"could not store {len(results)} results of {model}: keys kept conflicting")
+    counts["images"] += images
+    counts["suggestions"] += stored
+    counts["held"] += held
+
+
+def _store(model: MLModelVersion, results: list[Result]) -> tuple[int, int, int]:
+    done = set(
+        ImageRun.objects.filter(model_version=model, image__in=[r.image for r in results]).values_list(
+            "image_id", flat=True
         )
-    stored = create_suggestions(image, model, mapped)
-    record_stage(image, STAGE, ImageStage.Status.DONE)
-    return stored, len(held)
+    )
+    results = [r for r in results if r.image.pk not in done]
+    if not results:
+        return 0, 0, 0
+    ImageRun.objects.bulk_create([ImageRun(image=r.image, model_version=model, rating=r.rating) for r in results])
+    by_rating: dict[str, list[int]] = defaultdict(list)
+    for result in results:
+        by_rating[result.rating].append(result.image.pk)
+    for rating, image_ids in by_rating.items():
+        if rating:
+            Image.objects.filter(pk__in=image_ids).update(rating=rating)
+    mapped, held = resolve_labels(model, [c for r in results for c in r.candidates])
+    per_image: dict[Image, dict[Tag, Candidate]] = {}
+    held_rows = []
+    for result in results:
+        per_image[result.image] = {}
+        for candidate in result.candidates:
+            if candidate.label in held:
+                held_rows.append(
+                    HeldPrediction(
+                        unmapped=held[candidate.label],
+                        image=result.image,
+                        model_version=model,
+                        confidence=candidate.confidence,
+                    )
+                )
+            elif (target := mapped.get(candidate.label)) is not None:
+                tag, factor = target
+                best = per_image[result.image].get(tag)
+                if best is None or best.confidence < candidate.confidence * factor:
+                    per_image[result.image][tag] = Candidate(
+                        candidate.label, candidate.category, candidate.confidence * factor
+                    )
+    HeldPrediction.objects.bulk_create(held_rows, ignore_conflicts=True)
+    stored = create_suggestions(model, per_image)
+    ImageStage.objects.bulk_create(
+        [ImageStage(image=r.image, stage=STAGE, status=ImageStage.Status.DONE, error="") for r in results],
+        update_conflicts=True,
+        unique_fields=["image", "stage"],
+        update_fields=["status", "error", "updated_at"],
+    )
+    return stored, len(held_rows), len(results)
 
 
 def resolve_labels(
     model: MLModelVersion, candidates: list[Candidate]
-) -> tuple[dict[Tag, Candidate], list[tuple[UnmappedTag, Candidate]]]:
-    """Labels to internal tags through TagMapping; unmapped labels get a same-name tag or wait, by setting."""
+) -> tuple[dict[str, tuple[Tag, float]], dict[str, UnmappedTag]]:
+    """Labels to (internal tag, confidence factor) through TagMapping, ignored ones left out; unmapped labels
+    get a same-name tag or a worklist entry, by setting."""
     source = model.label_source
+    labels = {c.label: c.category for c in candidates}
     mappings = {
         m.external_tag: m
-        for m in TagMapping.objects.filter(source=source, external_tag__in=[c.label for c in candidates])
-        .select_related("tag")
-    }  # fmt: skip
-    unmapped = [c for c in candidates if c.label not in mappings]
-    held: list[tuple[UnmappedTag, Candidate]] = []
+        for m in TagMapping.objects.filter(source=source, external_tag__in=list(labels)).select_related("tag")
+    }
+    unmapped = [(label, category) for label, category in labels.items() if label not in mappings]
+    held: dict[str, UnmappedTag] = {}
     if unmapped and settings.SUGGESTIONS_UNMAPPED == "create":
-        mappings.update(map_to_same_name(source, [(c.label, c.category) for c in unmapped]))
+        mappings.update(map_to_same_name(source, unmapped))
     else:
-        for candidate in unmapped:
-            worklist_entry, _ = UnmappedTag.objects.get_or_create(
-                source=source, external_tag=candidate.label, defaults={"category": candidate.category}
+        for label, category in unmapped:
+            held[label], _ = UnmappedTag.objects.get_or_create(
+                source=source, external_tag=label, defaults={"category": category}
             )
-            held.append((worklist_entry, candidate))
-    mapped: dict[Tag, Candidate] = {}
-    for candidate in candidates:
-        mapping = mappings.get(candidate.label)
-        if mapping is None or mapping.tag is None:
-            continue
-        confidence = candidate.confidence * mapping.confidence
-        if mapping.tag not in mapped or mapped[mapping.tag].confidence < confidence:
-            mapped[mapping.tag] = Candidate(candidate.label, candidate.category, confidence)
+    mapped = {label: (m.tag, m.confidence) for label, m in mappings.items() if m.tag is not None}
     return mapped, held
 
 
@@ -337,40 +380,59 @@ def map_to_same_name(source: str, labels: list[tuple[str, int]], user=None) -> d
         [TagMapping(source=source, external_tag=label, tag=tags[label], created_by=user) for label in tags],
         ignore_conflicts=True,
     )
-    return {m.external_tag: m for m in TagMapping.objects.filter(source=source, external_tag__in=list(tags))}
+    return {
+        m.external_tag: m
+        for m in TagMapping.objects.filter(source=source, external_tag__in=list(tags)).select_related("tag")
+    }
 
 
-def create_suggestions(image: Image, model: MLModelVersion, mapped: dict[Tag, Candidate]) -> int:
-    """Pending suggestions for the tags and what they imply, minus tags the image has or a human rejected."""
-    confidence = {tag.pk: c for tag, c in mapped.items()}
-    frontier = set(confidence)
-    while frontier:  # implied tags inherit the best confidence of what implies them
-        edges = TagImplication.objects.filter(antecedent_id__in=frontier).values_list("antecedent_id", "consequent_id")
-        frontier = set()
-        for antecedent, consequent in edges:
-            if consequent not in confidence or confidence[consequent].confidence < confidence[antecedent].confidence:
-                frontier.add(consequent)
-                parent = confidence[antecedent]
-                confidence[consequent] = Candidate(parent.label, parent.category, parent.confidence)
-    excluded = set(ImageTag.objects.filter(image=image).values_list("tag_id", flat=True))
-    excluded |= set(
-        TagSuggestion.objects.filter(
-            image=image, model_version__name=model.name, status=TagSuggestion.Status.REJECTED
-        ).values_list("tag_id", flat=True)
-    )
-    suggestions = [
-        TagSuggestion(
-            image=image,
-            tag_id=tag_id,
-            model_version=model,
-            external_tag=c.label,
-            category=c.category,
-            confidence=round(c.confidence, 4),
-        )
-        for tag_id, c in confidence.items()
-        if tag_id not in excluded
-    ]
+def create_suggestions(model: MLModelVersion, per_image: dict[Image, dict[Tag, Candidate]]) -> int:
+    """Pending suggestions for the tags and what they imply, minus tags an image has or a human rejected."""
+    implies = implication_edges({tag.pk for tags in per_image.values() for tag in tags})
+    image_ids = [image.pk for image in per_image]
+    rejected = TagSuggestion.objects.filter(
+        image_id__in=image_ids, model_version__name=model.name, status=TagSuggestion.Status.REJECTED
+    ).values_list("image_id", "tag_id")
+    excluded = set(ImageTag.objects.filter(image_id__in=image_ids).values_list("image_id", "tag_id").union(rejected))
+    suggestions = []
+    for image, tags in per_image.items():
+        confidence = {tag.pk: candidate for tag, candidate in tags.items()}
+        frontier = list(confidence)
+        while frontier:  # implied tags inherit the best confidence of what implies them
+            antecedent = frontier.pop()
+            for consequent in implies.get(antecedent, ()):
+                best = confidence.get(consequent)
+                if best is None or best.confidence < confidence[antecedent].confidence:
+                    confidence[consequent] = confidence[antecedent]
+                    frontier.append(consequent)
+        suggestions += [
+            TagSuggestion(
+                image=image,
+                tag_id=tag_id,
+                model_version=model,
+                external_tag=c.label,
+                category=c.category,
+                confidence=round(c.confidence, 4),
+            )
+            for tag_id, c in confidence.items()
+            if (image.pk, tag_id) not in excluded
+        ]
     return len(TagSuggestion.objects.bulk_create(suggestions, ignore_conflicts=True))
+
+
+def implication_edges(tag_ids: set[int]) -> dict[int, list[int]]:
+    """antecedent -> consequents for everything reachable from these tags (one query per level)."""
+    edges: dict[int, list[int]] = defaultdict(list)
+    frontier, seen = set(tag_ids), set(tag_ids)
+    while frontier:
+        rows = TagImplication.objects.filter(antecedent_id__in=frontier).values_list("antecedent_id", "consequent_id")
+        frontier = set()
+        for antecedent, consequent in rows:
+            edges[antecedent].append(consequent)
+            if consequent not in seen:
+                seen.add(consequent)
+                frontier.add(consequent)
+    return edges
 
 
 # Mappings and the unmapped worklist
@@ -387,9 +449,12 @@ def set_mapping(source: str, external_tag: str, tag: Tag | None, user=None, conf
     entry = UnmappedTag.objects.filter(source=source, external_tag=external_tag).first()
     if entry is not None:
         if tag is not None:
+            per_model: dict[MLModelVersion, dict[Image, dict[Tag, Candidate]]] = defaultdict(dict)
             for held in entry.predictions.select_related("image", "model_version"):
                 candidate = Candidate(external_tag, entry.category, held.confidence * confidence)
-                create_suggestions(held.image, held.model_version, {tag: candidate})
+                per_model[held.model_version][held.image] = {tag: candidate}
+            for model, per_image in per_model.items():
+                create_suggestions(model, per_image)
         entry.delete()
     return mapping
 

@@ -101,7 +101,8 @@ def preprocess(image: Image.Image, size: int) -> np.ndarray:
     square.paste(rgb, ((side - rgb.width) // 2, (side - rgb.height) // 2))
     if side != size:
         square = square.resize((size, size), Image.Resampling.BICUBIC)
-    return np.asarray(square, dtype=np.float32)[:, :, ::-1]
+    red, green, blue = square.split()
+    return np.asarray(Image.merge("RGB", (blue, green, red)), dtype=np.float32)  # contiguous, so batching is a copy
 
 
 def load_pixels(path: str, size: int, max_pixels: int) -> np.ndarray:
