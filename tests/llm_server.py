@@ -159,6 +159,7 @@ class _Server:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else keep-alive answers wait ~40 ms for a delayed ACK
 
     def log_message(self, format, *args):  # quiet
         pass
