@@ -92,8 +92,6 @@ def apply_fault(answer: Any, fault: str | None) -> Any:
 class _Server:
     """The threads, the slots and the fault queue; subclasses speak a wire format."""
 
-    handler_class: type[BaseHTTPRequestHandler]
-
     def __init__(self, *, latency: float = 0.0, slots: int = 64, models=("test-model",), hang_seconds: float = 5.0):
         self.latency = latency
         self.slots = threading.Semaphore(slots)
@@ -106,7 +104,7 @@ class _Server:
         self.lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self.handler_class)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.block_on_close = False
         self.httpd.app = self
@@ -189,8 +187,6 @@ class _Handler(BaseHTTPRequestHandler):
 class OpenAITestServer(_Server):
     """`/v1/models`, `/v1/chat/completions` (response_format json_schema) and `/v1/embeddings`."""
 
-    handler_class = _Handler
-
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
@@ -232,8 +228,6 @@ def embedding(text: str, dimensions: int = 8) -> list[float]:
 
 class GeminiTestServer(_Server):
     """Gemini's REST format: `GET /v1beta/models`, `POST /v1beta/models/{model}:generateContent` (or v1)."""
-
-    handler_class = _Handler
 
     @property
     def url(self) -> str:
