@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Count, Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory
@@ -337,6 +337,26 @@ def summary_line(summary: Summary, dry_run: bool = False) -> str:
 
 
 # Human decisions
+
+STATES = [("all", "all tags"), ("uncategorised", "uncategorised"), ("proposal", "has a pending proposal")]
+
+
+def filter_tags(query: str = "", code: str = "", state: str = "all") -> QuerySet[Tag]:
+    """Tags matching the page's (and the API's) filters, most used first, each with its pending proposal
+    in `.pending` (a list of at most one)."""
+    pending = CategoryProposal.objects.filter(status=CategoryProposal.Status.PENDING).select_related("category")
+    tags = Tag.objects.select_related("extended_category").prefetch_related(
+        Prefetch("category_proposals", queryset=pending, to_attr="pending")
+    )
+    if query:
+        tags = tags.filter(Q(name__icontains=query) | Q(display_name__icontains=query))
+    if code:
+        tags = tags.filter(extended_category__code=code)
+    if state == "uncategorised":
+        tags = tags.filter(extended_category__isnull=True)
+    elif state == "proposal":
+        tags = tags.filter(category_proposals__status=CategoryProposal.Status.PENDING)
+    return tags.order_by("-usage_count", "name")
 
 
 def set_category(tag_ids: Iterable[int], category: ExtendedCategory | None, user) -> int:

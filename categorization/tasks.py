@@ -1,11 +1,12 @@
 """Celery tasks of categorisation (routed to the `llm` queue): thin callers of the services."""
 
 from celery import shared_task
+from django.db import transaction
 
 from categorization.services import categorize_uncategorized
 from tagsite.ai.registry import client_for, resolve_role
 from tagsite.models import Job
-from tagsite.services.jobs import run_job
+from tagsite.services.jobs import create_job, run_job
 
 
 @shared_task(acks_late=True)
@@ -26,3 +27,11 @@ def categorize_tags_task(job_id: int) -> None:
                 request_size=params.get("request_size"),
                 progress=progress,
             )
+
+
+def start_run(limit: int, user=None) -> Job:
+    """Queue an LLM run over the `limit` most used uncategorised tags (page and API alike); the task is
+    sent once the Job row is committed, so the worker always finds it."""
+    job = create_job("categorize", {"limit": limit, "batch_size": limit}, user=user)
+    transaction.on_commit(lambda: categorize_tags_task.delay(job.pk))
+    return job

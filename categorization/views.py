@@ -3,37 +3,20 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
-from django.db import transaction
-from django.db.models import Prefetch, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from categorization import services
 from categorization.models import CategoryProposal, ExtendedCategory
-from categorization.tasks import categorize_tags_task
-from tagsite.models import Job, Tag
-from tagsite.services.jobs import create_job
-
-STATES = [("all", "all tags"), ("uncategorised", "uncategorised"), ("proposal", "has a pending proposal")]
+from categorization.tasks import start_run
+from tagsite.models import Job
 
 
 def filtered_tags(params) -> tuple:
-    """Tags matching the page's filters (search, category, state), each with its pending proposal."""
-    pending = CategoryProposal.objects.filter(status=CategoryProposal.Status.PENDING).select_related("category")
-    tags = Tag.objects.select_related("extended_category").prefetch_related(
-        Prefetch("category_proposals", queryset=pending, to_attr="pending")
-    )
-    if query := params.get("q", "").strip():
-        tags = tags.filter(Q(name__icontains=query) | Q(display_name__icontains=query))
-    if code := params.get("category", ""):
-        tags = tags.filter(extended_category__code=code)
-    state = params.get("state", "all")
-    if state == "uncategorised":
-        tags = tags.filter(extended_category__isnull=True)
-    elif state == "proposal":
-        tags = tags.filter(category_proposals__status=CategoryProposal.Status.PENDING)
-    return tags.order_by("-usage_count", "name"), query, code, state
+    """Tags matching the page's filters (search, category, state), and the filters as read."""
+    query, code, state = params.get("q", "").strip(), params.get("category", ""), params.get("state", "all")
+    return services.filter_tags(query, code, state), query, code, state
 
 
 @permission_required("categorization.view_extendedcategory", raise_exception=True)
@@ -52,7 +35,7 @@ def tag_categorize(request):
             "query": query,
             "category": code,
             "state": state,
-            "states": STATES,
+            "states": services.STATES,
             "categories": ExtendedCategory.objects.all(),
             "chart": [(c, name, n, round(100 * n / biggest, 1)) for c, name, n in chart],
             "job": job,
@@ -93,8 +76,7 @@ def tag_categorize_run(request):
     """Start an LLM run on the `llm` queue; the page then follows the job's progress."""
     limit = request.POST.get("limit", "")
     limit = max(1, min(int(limit), 1_000_000)) if limit.isdigit() else 100
-    job = create_job("categorize", {"limit": limit, "batch_size": limit}, user=request.user)
-    transaction.on_commit(lambda: categorize_tags_task.delay(job.pk))
+    job = start_run(limit, request.user)
     messages.info(request, f"LLM categorisation of up to {limit} tags started (job #{job.pk}).")
     return redirect(f"{reverse('tag-categorize')}?job={job.pk}")
 
