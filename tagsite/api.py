@@ -103,20 +103,23 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"], url_path="tags")
     def add_tags(self, request, pk=None):
         """Tag the image by hand (aliases and implications apply)."""
-        serializer = TagNamesSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        image = self.get_object()
-        tag_service.add_tags([image], serializer.validated_data["tags"], user=request.user)
-        return Response(ImageSerializer(self.get_object(), context={"request": request}).data)
+        tag_service.add_tags([self.get_object()], self._tag_names(request), user=request.user)
+        return self._fresh_image(request)
 
     @extend_schema(request=TagNamesSerializer, responses=ImageSerializer)
     @action(detail=True, methods=["post"], url_path="untag")
     def remove_tags(self, request, pk=None):
+        names = set(tag_service.resolve_names(self._tag_names(request)).values())
+        tag_service.remove_tags([self.get_object()], Tag.objects.filter(name__in=names))
+        return self._fresh_image(request)
+
+    def _tag_names(self, request) -> "list[str]":  # quoted: `list` is a method name in this class
         serializer = TagNamesSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        image = self.get_object()
-        names = set(tag_service.resolve_names(serializer.validated_data["tags"]).values())
-        tag_service.remove_tags([image], Tag.objects.filter(name__in=names))
+        return serializer.validated_data["tags"]
+
+    def _fresh_image(self, request) -> Response:
+        """The image re-read after a change (the prefetched tags are stale)."""
         return Response(ImageSerializer(self.get_object(), context={"request": request}).data)
 
 

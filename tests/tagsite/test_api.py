@@ -132,3 +132,10 @@ def test_pages_render(admin_client, image_folder):
     image = Image.objects.first()
     for url in ["/", "/?q=nothing", "/upload/", "/jobs/", f"/images/{image.pk}/", f"/images/{image.pk}/file"]:
         assert admin_client.get(url).status_code == 200, url
+
+
+def test_untag_through_the_api(admin_client):
+    image = upload(admin_client).json()
+    admin_client.post(f"/api/images/{image['id']}/tags/", {"tags": ["cat", "dog"]}, "application/json")
+    response = admin_client.post(f"/api/images/{image['id']}/untag/", {"tags": ["Cat"]}, "application/json")
+    assert response.json()["tags"] == ["dog"]
