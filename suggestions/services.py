@@ -269,7 +269,7 @@ def predict_images(model: MLModelVersion, images: Iterable[Image], batch_size: i
     labels = read_labels(model.labels_file)
     thresholds = threshold_vector(model, labels)
     tagger = load_tagger(model.model_file, use_gpu=settings.SUGGESTIONS_USE_GPU)
-    load = lambda image: load_pixels(image.path, tagger.input_size, settings.MAX_IMAGE_PIXELS)  # noqa: E731
+    load = lambda image, out: load_pixels(image.path, tagger.input_size, settings.MAX_IMAGE_PIXELS, out)  # noqa: E731
     threads = settings.SUGGESTIONS_DECODE_THREADS
     for prediction in predict_files(tagger, images, load, batch_size=batch_size, threads=threads):
         if prediction.error:

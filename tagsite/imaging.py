@@ -34,6 +34,10 @@ class DecodedImage:
     may_have_keywords: bool  # False only when the format's XMP/IPTC blocks are known to be absent
 
 
+# Bytes handed to the decoder per call. Pillow's 64 KiB means dozens of calls per photo, each
+# retaking the GIL, which stalls decoding threads whenever another thread runs Python.
+DECODE_BLOCK = 1 << 24
+
 # Formats whose XMP and IPTC blocks Pillow exposes in `info`; for others ExifTool is always asked.
 KEYWORD_INFO_KEYS = {"JPEG": ("xmp", "photoshop"), "PNG": ("xmp", "XML:com.adobe.xmp"), "WEBP": ("xmp",), "GIF": ()}
 
@@ -63,6 +67,7 @@ def open_image(path_or_file, *, max_pixels: int, draft_size: int | None = None) 
             orientation = 1
         if draft_size and fmt == "JPEG":
             img.draft("RGB", (draft_size, draft_size))
+        img.decodermaxblock = DECODE_BLOCK
         try:
             img.load()
         except (OSError, SyntaxError, ValueError) as exc:

@@ -8,11 +8,13 @@ CPU decodes the next batch while ONNX Runtime computes the current one.
 """
 
 import logging
+import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from threading import Lock
 
 import numpy as np
@@ -93,72 +95,109 @@ def _create(path: str, use_gpu: bool) -> OnnxTagger:
     return OnnxTagger(path, session, model_input.name, size, fixed_batch, providers)
 
 
-def preprocess(image: Image.Image, size: int) -> np.ndarray:
-    """The WD14 reference: on white, white square padding centred, bicubic to `size`, float32 BGR 0..255."""
-    rgb = imaging.to_rgb(image)  # RGBA and friends are composited on white here
-    side = max(rgb.size)
-    square = Image.new("RGB", (side, side), (255, 255, 255))
-    square.paste(rgb, ((side - rgb.width) // 2, (side - rgb.height) // 2))
-    if side != size:
-        square = square.resize((size, size), Image.Resampling.BICUBIC)
-    red, green, blue = square.split()
-    return np.asarray(Image.merge("RGB", (blue, green, red)), dtype=np.float32)  # contiguous, so batching is a copy
+WHITE = (255, 255, 255)
 
 
-def load_pixels(path: str, size: int, max_pixels: int) -> np.ndarray:
-    """Decode a file (JPEG at the smallest DCT scale still >= size) and preprocess it."""
+def preprocess(image: Image.Image, size: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The WD14 reference: on white, white square padding centred, bicubic to `size`, float32 BGR 0..255.
+
+    Written into `out` (a `[size, size, 3]` float32 slot of a batch) when given, so batching copies nothing.
+    """
+    pixels = np.asarray(pad_and_resize(imaging.to_rgb(image), size))  # RGBA and friends go on white in to_rgb
+    out = np.empty((size, size, 3), np.float32) if out is None else out
+    for channel in range(3):  # RGB to BGR while converting to float32: one plane at a time is the fastest
+        out[:, :, channel] = pixels[:, :, 2 - channel]
+    return out
+
+
+def pad_and_resize(rgb: Image.Image, size: int) -> Image.Image:
+    """Pad to a white centred square, then bicubic to `size`, as Pillow would, without resizing the padding.
+
+    Pillow resizes rows first, then columns, rounding to 8 bits in between. Padding rows above and
+    below a wide image stay pure white through the row pass, and so do output rows whose bicubic
+    window lies wholly in them: only the image's own rows are resized across, and only the output
+    rows that reach the image are resized down. A tall image needs its padding inside every row,
+    so it is padded first, as the reference does.
+    """
+    width, height = rgb.size
+    side = max(width, height)
+    square = Image.new("RGB", (side, side) if width < side or side == size else (size, side), WHITE)
+    if side == size:
+        square.paste(rgb, ((side - width) // 2, (side - height) // 2))
+        return square
+    bicubic = Image.Resampling.BICUBIC
+    if width < side:
+        square.paste(rgb, ((side - width) // 2, 0))
+        return square.resize((size, size), bicubic)
+    top = (side - height) // 2
+    square.paste(rgb.resize((size, height), bicubic), (0, top))  # the row pass, on the image's rows only
+    scale = side / size
+    reach = 2 * max(scale, 1)  # how far a bicubic window reaches, in source rows
+    first = max(0, math.floor((top - reach) / scale))
+    last = min(size, math.ceil((top + height + reach) / scale))
+    resized = Image.new("RGB", (size, size), WHITE)
+    resized.paste(square.resize((size, last - first), bicubic, box=(0, first * scale, size, last * scale)), (0, first))
+    return resized
+
+
+def load_pixels(path: str, size: int, max_pixels: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Decode a file (JPEG at the smallest DCT scale still >= size) and preprocess it (into `out`)."""
     decoded = imaging.open_image(path, max_pixels=max_pixels, draft_size=size)
-    return preprocess(decoded.image, size)
+    return preprocess(decoded.image, size, out)
 
 
 @dataclass
 class Prediction:
     item: object
-    probabilities: np.ndarray | None  # the pixels until inferred; None when the file could not be decoded
+    probabilities: np.ndarray | None  # None when the file could not be decoded
     error: str = ""
 
 
 def predict_files(
     tagger: OnnxTagger,
     items: Iterable,
-    load: Callable[[object], np.ndarray],
+    load: Callable[[object, np.ndarray], object],
     *,
     batch_size: int = 32,
     threads: int | None = None,
 ) -> Iterator[Prediction]:
     """Predictions for `items` in order, decoding in threads ahead of inference on the batch axis.
 
-    `load(item)` returns the preprocessed pixels or raises `imaging.ImageDecodeError`/`OSError`,
-    which becomes a Prediction with an error instead of ending the batch.
+    `load(item, out)` writes the preprocessed pixels into `out`, a slot of a reused batch array
+    (so no batch is stacked and no fresh memory is faulted in per batch), or raises
+    `imaging.ImageDecodeError`/`OSError`, which becomes a Prediction with an error instead of
+    ending the batch.
     """
-    batch_limit = tagger.batch_limit(batch_size)
+    limit = tagger.batch_limit(batch_size)
     threads = threads or os.cpu_count() or 2
-    ahead = max(2 * batch_limit, 2 * threads)
+    depth = 1 + -(-2 * threads // limit)  # batches decoding ahead: enough to keep every thread busy meanwhile
+    shape = (limit, tagger.input_size, tagger.input_size, 3)
+    source = iter(items)
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode") as pool:
-        pending: deque[tuple[object, Future]] = deque()
-        source = iter(items)
+        ahead: deque[tuple[list, np.ndarray, list[Future]]] = deque()
 
-        def fill() -> None:
-            while len(pending) < ahead:
-                try:
-                    item = next(source)
-                except StopIteration:
-                    return
-                pending.append((item, pool.submit(load, item)))
+        def submit(buffer: np.ndarray) -> None:
+            chunk = list(islice(source, limit))
+            if chunk:
+                ahead.append((chunk, buffer, [pool.submit(load, item, buffer[i]) for i, item in enumerate(chunk)]))
 
-        fill()
-        while pending:
-            batch: list[Prediction] = []
-            while pending and sum(p.error == "" for p in batch) < batch_limit:
-                item, future = pending.popleft()
+        for _ in range(depth):
+            submit(np.empty(shape, np.float32))
+        spare = np.empty(shape, np.float32)
+        while ahead:
+            chunk, buffer, futures = ahead.popleft()
+            batch = []
+            for item, future in zip(chunk, futures, strict=True):
                 try:
-                    batch.append(Prediction(item, future.result()))
+                    future.result()
+                    batch.append(Prediction(item, None))
                 except (imaging.ImageDecodeError, OSError) as exc:
                     batch.append(Prediction(item, None, str(exc)))
-            fill()  # the pool decodes the next batch while this one is inferred
-            decoded = [p for p in batch if not p.error]
+            submit(spare)  # the threads decode further ahead while this batch is inferred and stored
+            decoded = [index for index, prediction in enumerate(batch) if not prediction.error]
             if decoded:
-                probabilities = tagger.predict(np.stack([p.probabilities for p in decoded]))
-                for prediction, row in zip(decoded, probabilities, strict=True):
-                    prediction.probabilities = row
+                pixels = buffer[: len(batch)] if len(decoded) == len(batch) else buffer[decoded]
+                for index, row in zip(decoded, tagger.predict(pixels), strict=True):
+                    batch[index].probabilities = row
+            spare = buffer
             yield from batch

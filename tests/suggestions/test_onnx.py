@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tagsite.ai.onnx import load_pixels, load_tagger, predict_files, preprocess, read_input_shape
+from tagsite.ai.onnx import load_pixels, load_tagger, pad_and_resize, predict_files, preprocess, read_input_shape
 from tests.suggestions.wd14 import build_model
 
 RED = (255, 0, 0)
@@ -75,6 +75,28 @@ def test_bicubic_resize_matches_the_reference(models):
     np.testing.assert_array_equal(pixels, reference)
 
 
+@pytest.mark.parametrize(
+    "width, height", [(750, 500), (501, 750), (3000, 2001), (449, 448), (448, 300), (300, 301), (200, 120), (333, 333)]
+)
+def test_padding_shortcut_matches_pad_then_resize(width, height):
+    rng = np.random.default_rng(width * height)
+    image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    side = max(width, height)
+    square = Image.new("RGB", (side, side), (255, 255, 255))
+    square.paste(image, ((side - width) // 2, (side - height) // 2))
+    reference = square.resize((448, 448), Image.Resampling.BICUBIC)
+    difference = np.abs(np.asarray(pad_and_resize(image, 448), np.int16) - np.asarray(reference, np.int16))
+    assert difference.max() <= 1 and np.count_nonzero(difference) < difference.size / 1000  # float rounding at most
+
+
+def test_preprocess_writes_into_a_batch_slot():
+    image = Image.new("RGB", (300, 200), RED)
+    batch = np.zeros((2, 448, 448, 3), np.float32)
+    assert np.shares_memory(preprocess(image, 448, batch[1]), batch[1])
+    np.testing.assert_array_equal(batch[1], preprocess(image, 448))
+    assert not batch[0].any()
+
+
 @pytest.mark.parametrize("name", ["dynamic", "fixed"])
 def test_batches_predict_like_single_images(models, name, tmp_path):
     colors = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (10, 20, 30), (200, 100, 0)]
@@ -86,7 +108,7 @@ def test_batches_predict_like_single_images(models, name, tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8not really")
     paths.insert(2, str(tmp_path / "broken.jpg"))
     tagger = models[name]
-    load = lambda path: load_pixels(path, tagger.input_size, MAX_PIXELS)  # noqa: E731
+    load = lambda path, out=None: load_pixels(path, tagger.input_size, MAX_PIXELS, out)  # noqa: E731
     results = list(predict_files(tagger, paths, load, batch_size=4, threads=2))
     assert [r.item for r in results] == paths  # in order, the broken file in its place
     assert results[2].probabilities is None and "image" in results[2].error
