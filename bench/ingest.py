@@ -18,20 +18,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def make_photo(path: Path, width: int, height: int, seed: int) -> None:
-    """A photo-like JPEG: smooth colour fields with fine grain, about the size of a camera file."""
-    rng = np.random.default_rng(seed)
-    coarse = Image.fromarray(rng.integers(0, 255, (height // 100, width // 100, 3), dtype=np.uint8))
-    pixels = np.asarray(coarse.resize((width, height), Image.Resampling.BICUBIC), dtype=np.int16)
-    pixels += rng.integers(-12, 12, (height, width, 1), dtype=np.int16)
-    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, "JPEG", quality=90)
+from bench.photos import make_photos  # noqa: E402
 
 
 def raw_work(path: str, thumb_dir: str, thumb_size: int, max_pixels: int) -> None:
@@ -62,11 +52,7 @@ def main() -> None:
     from tagsite.services.ingest import import_folder
 
     folder = work / "photos"
-    folder.mkdir()
-    print(f"Generating {args.count} JPEGs of {width}x{height} in {folder} ...", flush=True)
-    for index in range(args.count):
-        make_photo(folder / f"photo_{index:05d}.jpg", width, height, index)
-    files = sorted(str(path) for path in folder.iterdir())
+    files = make_photos(folder, args.count, width, height)
     megabytes = sum(Path(f).stat().st_size for f in files) / 1e6
     cores = os.cpu_count() or 1
     print(f"{len(files)} files, {megabytes:.0f} MB, {cores} cores", flush=True)

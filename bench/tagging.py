@@ -23,7 +23,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.ingest import make_photo  # noqa: E402
+from bench.photos import make_photos  # noqa: E402
 
 
 def raw_work(path: str, size: int) -> None:
@@ -65,12 +65,7 @@ def main() -> None:
     from tagsite.services.ingest import ingest_paths
     from tests.suggestions.wd14 import build_model
 
-    folder = work / "photos"
-    folder.mkdir()
-    print(f"Generating {args.count} JPEGs of {width}x{height} in {folder} ...", flush=True)
-    for index in range(args.count):
-        make_photo(folder / f"photo_{index:05d}.jpg", width, height, index)
-    files = sorted(str(path) for path in folder.iterdir())
+    files = make_photos(work / "photos", args.count, width, height)
     cores = os.cpu_count() or 1
     model_dir = Path(args.model) if args.model else build_model(work / "test-model")
 
