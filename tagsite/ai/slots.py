@@ -32,7 +32,11 @@ def _try_lock(cursor, key: int, slots: int) -> int | None:
 
 @contextmanager
 def endpoint_slot(base_url: str, slots: int, wait: float = 300.0, using: str = "default") -> Iterator[int]:
-    """Hold one of the server's `slots` for the duration of the block; yields the slot number."""
+    """Hold one of the server's `slots` for the duration of the block; yields the slot number.
+
+    Advisory locks are reentrant within a database session, so do not nest two slots of one server
+    in one thread: the inner one could get the slot the outer one already holds.
+    """
     key = slot_key(base_url)
     deadline = time.monotonic() + wait
     with connections[using].cursor() as cursor:
