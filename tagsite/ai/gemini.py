@@ -8,7 +8,8 @@ hours, a per-minute limit waits the `RetryInfo` delay Google sends, and a 404 na
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from itertools import count
 from typing import Any
 
@@ -29,6 +30,8 @@ from tagsite.ai.base import (
 from tagsite.ai.openai_compat import jpeg_bytes
 
 logger = logging.getLogger(__name__)
+
+GOOGLE_API = "https://generativelanguage.googleapis.com"
 
 
 def quota_violations(error: errors.APIError) -> list[str]:
@@ -63,13 +66,16 @@ class GeminiClient:
         max_delay: float = 30.0,
         max_retry_delay: float = 120.0,
         image_long_side: int = 1280,
+        slot: Callable[[], AbstractContextManager] = nullcontext,
     ):
+        """`slot` wraps every call (the SDK's own 5xx retries included) to cap requests in flight."""
         if not config.api_key:
             raise LLMError(f"{config.name}: Gemini needs an API key; set the endpoint's key environment variable")
         self.config = config
         self.attempts = attempts
         self.max_retry_delay = max_retry_delay
         self.image_long_side = image_long_side
+        self.slot = slot
         self.client = genai.Client(
             api_key=config.api_key,
             http_options=types.HttpOptions(
@@ -115,7 +121,8 @@ class GeminiClient:
     def _call(self, function, **kwargs):
         for attempt in count(1):
             try:
-                return function(**kwargs)
+                with self.slot():
+                    return function(**kwargs)
             except errors.APIError as exc:
                 if exc.code == 404:
                     raise LLMModelNotFound(

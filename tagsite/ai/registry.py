@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 from tagsite.ai.base import EndpointConfig, LLMError
-from tagsite.ai.gemini import GeminiClient
+from tagsite.ai.gemini import GOOGLE_API, GeminiClient
 from tagsite.ai.openai_compat import OpenAICompatClient
 from tagsite.ai.slots import endpoint_slot
 from tagsite.models import LLMEndpoint, LLMRole
@@ -65,9 +65,10 @@ def resolve_role(role: str) -> EndpointConfig:
 
 
 def client_for(config: EndpointConfig, **options) -> OpenAICompatClient | GeminiClient:
-    """A client for the endpoint; OpenAI-compatible requests hold one of the server's slots each."""
+    """A client for the endpoint; every request holds one of the server's slots."""
     if config.kind == LLMEndpoint.Kind.GEMINI:
-        return GeminiClient(config, **options)
+        slot = partial(endpoint_slot, config.base_url or GOOGLE_API, config.max_parallel)
+        return GeminiClient(config, slot=slot, **options)
     return OpenAICompatClient(config, slot=partial(endpoint_slot, config.base_url, config.max_parallel), **options)
 
 

@@ -67,3 +67,29 @@ def test_missing_api_key_is_a_configuration_error(server):
     config = EndpointConfig(name="gemini", kind="gemini", base_url=server.url, model="gemini-test-flash")
     with pytest.raises(LLMError, match="needs an API key"):
         GeminiClient(config)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_in_flight_are_capped_at_the_endpoints_parallel_slots():
+    """Gemini endpoints hold the same cross-process slots as OpenAI-compatible ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from tagsite.ai import registry
+
+    with GeminiTestServer(models=["gemini-test-flash"], latency=0.2) as server:
+        server.chat_rule = lambda body: {"emotion": "happy"}
+        config = EndpointConfig(
+            name="gemini", kind="gemini", base_url=server.url, model="gemini-test-flash", api_key="k", max_parallel=2
+        )
+
+        def ask(_):
+            try:
+                return registry.client_for(config).chat_json("s", "u", SCHEMA)
+            finally:
+                connection.close()  # each thread's own database session holds its slot
+
+        with ThreadPoolExecutor(6) as pool:
+            assert list(pool.map(ask, range(6))) == [{"emotion": "happy"}] * 6
+        assert server.max_in_flight == 2
