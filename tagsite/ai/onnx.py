@@ -84,6 +84,7 @@ def _create(path: str, use_gpu: bool) -> OnnxTagger:
     wanted = [CUDA, CPU] if use_gpu and CUDA in ort.get_available_providers() else [CPU]
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle ORT threads yield to decoding
     session = ort.InferenceSession(path, sess_options=options, providers=wanted)
     providers = session.get_providers()  # what it really runs on: CUDA can fail to load silently
     if CUDA in wanted and CUDA not in providers:
