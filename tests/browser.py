@@ -1,10 +1,12 @@
 """Headless Chromium from Debian, driven by Playwright (never a downloaded browser)."""
 
 import os
+from pathlib import Path
 
 import pytest
 
 CHROMIUM = os.environ.get("TAGSITE_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = Path(os.environ.get("TAGSITE_SCREENSHOTS", "/tmp/tagsite-screenshots"))
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -40,3 +42,11 @@ def staff_page(browser, live_server, django_user_model):
     page.wait_for_url(f"{live_server.url}/")
     yield page
     context.close()
+
+
+def screenshot(page, name: str) -> Path:
+    """A full-page screenshot where people look at them (`TAGSITE_SCREENSHOTS`)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=path, full_page=True)
+    return path

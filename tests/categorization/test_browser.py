@@ -4,12 +4,13 @@ import pytest
 
 from categorization.models import CategoryProposal, ExtendedCategory
 from tagsite.models import Tag
+from tests.browser import screenshot
 from tests.categorization.conftest import make_tags
 
 
 @pytest.mark.browser
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_categorise_by_hand_bulk_accept_and_chart(staff_page, live_server, tmp_path):
+@pytest.mark.django_db(transaction=True)
+def test_categorise_by_hand_bulk_accept_and_chart(staff_page, live_server):
     hat, eyes, hair = make_tags("hat", "blue_eyes", "long_hair")
     for tag, code in ((eyes, "03_Body_Face"), (hair, "02_Body_Hair")):
         CategoryProposal.objects.create(
@@ -36,4 +37,4 @@ def test_categorise_by_hand_bulk_accept_and_chart(staff_page, live_server, tmp_p
     face_bar = chart.locator(".chart-row[data-code='03_Body_Face'] .chart-bar span")
     assert face_bar.bounding_box()["width"] > 50  # one of the tallest bars
     assert chart.locator(".chart-row[data-code='03_Body_Face'] .chart-count").inner_text() == "1"
-    page.screenshot(path=str(tmp_path / "tag_categorize.png"), full_page=True)
+    screenshot(page, "tag_categorize")

@@ -79,7 +79,7 @@ def test_moderators_may_categorise_and_other_staff_may_not(client):
 
 
 @pytest.mark.worker
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_llm_run_from_the_page_on_a_real_worker(celery_worker, admin_client, llm):
     point_local_endpoint_at(llm)
     make_tags("1girl", "blue_eyes", "smile", "running", "sword")

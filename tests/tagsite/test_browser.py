@@ -1,17 +1,12 @@
-import os
-from pathlib import Path
-
 import pytest
 
+from tests.browser import screenshot
 from tests.factories import make_jpeg, write_keywords
-
-SCREENSHOTS = Path(os.environ.get("TAGSITE_SCREENSHOTS", "/tmp/tagsite-screenshots"))
 
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_login_upload_see_thumbnail_find_by_tag(staff_page, live_server, tmp_path):
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page = staff_page
     photo = make_jpeg(tmp_path / "harbour at dusk.jpg", size=(640, 480), color=(40, 90, 160))
     write_keywords(photo, subject=["Harbour", "boats"])
@@ -23,7 +18,7 @@ def test_login_upload_see_thumbnail_find_by_tag(staff_page, live_server, tmp_pat
     thumbnail = result.locator("img")
     thumbnail.wait_for()
     assert page.evaluate("img => img.naturalWidth", thumbnail.element_handle()) > 0
-    page.screenshot(path=SCREENSHOTS / "upload.png")
+    screenshot(page, "upload")
 
     page.click("text=Library")
     page.fill("#q", "harb")
@@ -35,7 +30,7 @@ def test_login_upload_see_thumbnail_find_by_tag(staff_page, live_server, tmp_pat
     tile.wait_for()
     assert page.locator(".tile").count() == 1
     assert page.evaluate("img => img.naturalWidth", tile.locator("img").element_handle()) > 0
-    page.screenshot(path=SCREENSHOTS / "library.png")
+    screenshot(page, "library")
 
     page.fill("#q", "boats -harbour")
     page.click("button:has-text('Search')")
@@ -55,4 +50,4 @@ def test_jobs_page_shows_live_progress(staff_page, live_server):
     Job.objects.filter(pk=job.pk).update(current=7, status="succeeded", message="7 new")
     row.locator(".numbers", has_text="7/10").wait_for(timeout=10_000)  # no reload: the page polls the API
     assert row.locator(".status").inner_text() == "succeeded"
-    page.screenshot(path=SCREENSHOTS / "jobs.png")
+    screenshot(page, "jobs")
