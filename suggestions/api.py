@@ -2,12 +2,14 @@
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import permissions, serializers, viewsets
+from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from suggestions import services
 from suggestions.models import MLModelVersion, TagSuggestion, UnmappedTag
+from suggestions.tasks import start_backlog
+from tagsite.api import JobSerializer
 from tagsite.models import Image
 
 
@@ -50,6 +52,23 @@ class ReviewImagesSerializer(serializers.Serializer):
     via = serializers.ChoiceField(choices=VIA, default="api", help_text="Recorded in the audit.")
 
 
+class BacklogSerializer(serializers.Serializer):
+    model_version = serializers.PrimaryKeyRelatedField(
+        queryset=MLModelVersion.objects.filter(active=True),
+        allow_null=True,
+        default=None,
+        help_text="An active model version; empty: every active model.",
+    )
+    limit = serializers.IntegerField(
+        min_value=1, allow_null=True, default=None, help_text="At most this many images per model; empty: all."
+    )
+
+    def validate(self, data):
+        if data["model_version"] is None and not services.active_models().exists():
+            raise serializers.ValidationError("There is no active model.")
+        return data
+
+
 class DecisionResultSerializer(serializers.Serializer):
     approved = serializers.IntegerField()
     rejected = serializers.IntegerField()
@@ -82,7 +101,7 @@ class TagSuggestionViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = TagSuggestionSerializer
 
     def get_permissions(self):
-        deciding = self.action in {"approve", "reject", "decide", "review_images"}
+        deciding = self.action in {"approve", "reject", "decide", "review_images", "backlog"}
         return [*super().get_permissions(), *([CanReview()] if deciding else [])]
 
     def get_queryset(self):
@@ -139,6 +158,18 @@ class TagSuggestionViewSet(viewsets.ReadOnlyModelViewSet):
         data = serializer.validated_data
         images = Image.objects.filter(pk__in=data["images"])
         return Response(services.review_images(images, data["threshold"], request.user, data["via"]))
+
+    @extend_schema(request=BacklogSerializer, responses={202: JobSerializer})
+    @action(detail=False, methods=["post"])
+    def backlog(self, request):
+        """Tag the images a model (or every active model) has not processed yet, on the `gpu` queue;
+        follow the returned job at /api/jobs/{id}/."""
+        serializer = BacklogSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        job = start_backlog(
+            serializer.validated_data["model_version"], serializer.validated_data["limit"], request.user
+        )
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
 class MLModelVersionSerializer(serializers.ModelSerializer):

@@ -8,6 +8,7 @@ same tag from the same model before.
 
 import csv
 import hashlib
+import os
 import shutil
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -147,14 +148,32 @@ class Labels:
     categories: np.ndarray
 
 
-@lru_cache(maxsize=32)
+CATEGORY_NAMES = {label: value for value, label in Tag.DanbooruCategory.choices}
+
+
 def read_labels(path: str) -> Labels:
     """Row i is output i: `selected_tags.csv` (tag_id,name,category,count) or any CSV with a `name` column."""
+    stat = os.stat(path)
+    return _read_labels(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=32)
+def _read_labels(path: str, mtime_ns: int, size: int) -> Labels:
+    """Cached per file version: a label file rewritten in place (a reinstall) is read again."""
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     if not rows or "name" not in rows[0]:
         raise ModelInstallError(f"{path} has no `name` column")
-    return Labels([row["name"] for row in rows], np.array([int(row.get("category") or 0) for row in rows]))
+    return Labels([row["name"] for row in rows], np.array([label_category(path, row.get("category")) for row in rows]))
+
+
+def label_category(path: str, raw: str | None) -> int:
+    """Danbooru's number (as in selected_tags.csv) or its name, which a custom label file may use; none: general."""
+    raw = (raw or "0").strip().lower()
+    category = int(raw) if raw.isdigit() else CATEGORY_NAMES.get(raw)
+    if category is None:
+        raise ModelInstallError(f"{path}: unknown category {raw!r} (a number or one of {', '.join(CATEGORY_NAMES)})")
+    return category
 
 
 # Running models
@@ -220,6 +239,30 @@ def images_to_tag(model: MLModelVersion, images: QuerySet[Image] | None = None) 
     """Decodable images this model version has not processed yet, oldest first."""
     images = Image.objects.all() if images is None else images
     return images.filter(status=Image.Status.OK).exclude(model_runs__model_version=model).order_by("pk")
+
+
+def tag_backlog(
+    models: Iterable[MLModelVersion],
+    progress: JobProgress,
+    *,
+    batch_size: int | None = None,
+    limit: int | None = None,
+    skip: int = 0,
+    dry_run: bool = False,
+) -> dict[str, int]:
+    """Each model's backlog (`skip`ped, at most `limit` images) under one Job, so the command and the
+    task report progress over the same total and counts."""
+    work = []
+    for model in models:
+        backlog = images_to_tag(model)[skip:]
+        work.append((model, list(backlog[:limit] if limit else backlog)))
+    progress.set_total(sum(len(images) for _, images in work))
+    for model, images in work:
+        counts = suggest_tags(model, images, batch_size=batch_size, progress=progress, dry_run=dry_run)
+        for key, value in counts.items():
+            progress.count(key, value)
+    progress.job.message = ", ".join(f"{value} {key}" for key, value in progress.job.counts.items())
+    return progress.job.counts
 
 
 @dataclass

@@ -62,6 +62,7 @@ def review_queue(request):
             "model_names": MLModelVersion.objects.order_by("name").values_list("name", flat=True).distinct(),
             "threshold": settings.SUGGESTIONS_DEFAULT_THRESHOLDS["general"] + 0.15,
             "can_review": request.user.has_perm(REVIEW),
+            "active_models": MLModelVersion.objects.filter(active=True),
         },
     )
 

@@ -4,8 +4,9 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from suggestions import services
-from suggestions.models import ReviewDecision, TagSuggestion, UnmappedTag
-from tagsite.models import ImageTag
+from suggestions.models import ImageRun, ReviewDecision, TagSuggestion, UnmappedTag
+from suggestions.tasks import infer_backlog
+from tagsite.models import ImageTag, Job
 from tagsite.services.accounts import ensure_moderators_group
 from tests.suggestions.conftest import add_image
 
@@ -75,7 +76,8 @@ def test_staff_without_the_group_cannot_decide(client, queue):
 def test_openapi_schema_documents_the_endpoints(admin_client):
     schema = admin_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     for path in ["/api/suggestions/", "/api/suggestions/{id}/approve/", "/api/suggestions/decide/",
-                 "/api/suggestions/review-images/", "/api/model-versions/", "/api/unmapped-tags/"]:  # fmt: skip
+                 "/api/suggestions/review-images/", "/api/suggestions/backlog/", "/api/model-versions/",
+                 "/api/unmapped-tags/"]:  # fmt: skip
         assert path in schema["paths"], path
 
 
@@ -93,3 +95,30 @@ def test_pages_render(admin_client, queue, settings, wd14, tmp_path):
     services.decide(TagSuggestion.objects.filter(tag__name="long_hair")[:1], "rejected", None)
     page = admin_client.get("/suggestions/report/").content.decode()
     assert "long_hair" in page and "not reached" in page
+
+
+@pytest.mark.django_db
+def test_moderators_start_backlog_tagging_as_a_job(client, wd14, tmp_path, django_capture_on_commit_callbacks):
+    images = [add_image(tmp_path / "lib", f"{i}.png", RED, size=(90 + i, 90)) for i in range(3)]
+    staff, _ = staff_client(client, "viewer", moderator=False)
+    assert staff.post("/api/suggestions/backlog/", {}, "application/json").status_code == 403
+    assert not Job.objects.exists()
+    moderator, _ = staff_client(client, "mod", moderator=True)  # the same client, logged in again
+    with django_capture_on_commit_callbacks() as sent:
+        response = moderator.post(
+            "/api/suggestions/backlog/", {"model_version": wd14.pk, "limit": 2}, "application/json"
+        )
+    assert response.status_code == 202 and len(sent) == 1
+    job = Job.objects.get(pk=response.json()["id"])
+    assert (job.kind, job.status, job.params["model_id"], job.params["limit"]) == ("suggest_tags", "queued", wd14.pk, 2)
+    infer_backlog(job.pk)  # what the worker runs
+    job.refresh_from_db()
+    assert (job.status, job.total, job.current) == ("succeeded", 2, 2)
+    assert job.counts == {"images": 2, "suggestions": 10, "held": 0, "failed": 0}
+    infer_backlog(job.pk)  # redelivered: the job is no longer queued, nothing runs again
+    assert Job.objects.get(pk=job.pk).finished_at == job.finished_at
+    assert set(ImageRun.objects.values_list("image_id", flat=True)) == {images[0].pk, images[1].pk}
+    wd14.active = False
+    wd14.save()
+    response = moderator.post("/api/suggestions/backlog/", {}, "application/json")
+    assert response.status_code == 400 and "no active model" in str(response.json())

@@ -13,7 +13,7 @@ from suggestions import services
 from suggestions.models import ImageRun, TagSuggestion
 from suggestions.tasks import infer_tags
 from tagsite.celery import app
-from tagsite.models import ImageTag
+from tagsite.models import ImageTag, Job
 from tagsite.services.ingest import ingest_paths
 from tests.conftest import database_url, start_worker, stop_worker, wait_for
 from tests.suggestions.wd14 import build_model
@@ -59,6 +59,39 @@ def test_upload_worker_suggests_and_a_moderator_reviews_in_the_browser(
     again = set(TagSuggestion.objects.filter(image_id=image_id, model_version=v2).values_list("tag__name", flat=True))
     assert "hatsune_miku" not in again and "long_hair" not in again  # rejected, or already on the image
     assert again  # while the tags still undecided are suggested by the new version
+
+
+@pytest.mark.worker
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_backlog_tagged_from_the_review_page_by_the_worker(
+    celery_worker, staff_page, live_server, wd14, tmp_path, settings
+):
+    settings.SUGGESTIONS_ON_INGEST = False  # imported untagged: the backlog
+    folder = tmp_path / "backlog"
+    folder.mkdir()
+    for index in range(3):
+        PILImage.new("RGB", (200 + index, 200), (255, 0, 0)).save(folder / f"{index}.png")
+    ids = [image.pk for image in ingest_paths(sorted(map(str, folder.iterdir())))]
+    assert not ImageRun.objects.exists()
+
+    page = staff_page
+    page.goto(f"{live_server.url}/suggestions/")
+    page.select_option("#backlog select", str(wd14.pk))
+    page.fill("#backlog input[name=limit]", "2")
+    page.click("#backlog button")
+    page.locator("#backlog .status.succeeded").wait_for(timeout=60_000)
+    assert page.locator("#backlog .numbers").text_content() == "2/2"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "review-backlog.png", full_page=True)
+
+    job = Job.objects.get(kind="suggest_tags")
+    assert (job.status, job.total, job.current, job.params["model_id"]) == ("succeeded", 2, 2, wd14.pk)
+    assert job.counts == {"images": 2, "suggestions": 10, "held": 0, "failed": 0}
+    assert sorted(ImageRun.objects.values_list("image_id", flat=True)) == ids[:2]
+    for image_id in ids[:2]:
+        assert set(TagSuggestion.objects.filter(image_id=image_id).values_list("tag__name", flat=True)) == RED_SET
+    assert page.evaluate("document.querySelectorAll('.review-card').length") == 0  # no full reload happened
 
 
 def kill_tree(process) -> None:

@@ -78,19 +78,58 @@ def build_model(folder: Path, size: int = 448, batch: int | str = "batch", label
         numpy_helper.from_array(np.array(0, dtype=np.float32), "lo"),
         numpy_helper.from_array(np.array(1, dtype=np.float32), "hi"),
     ]  # fmt: skip
+    save_model(folder / "model.onnx", nodes, initializers, size, batch, n)
+    with (folder / label_file).open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["tag_id", "name", "category", "count"])
+        for index, (name, category) in enumerate(names):
+            writer.writerow([index, name, category, 1000 - index])
+    return folder
+
+
+def save_model(path: Path, nodes: list, initializers: list, size: int, batch: int | str, n: int) -> None:
+    """A checked ONNX file from `pixels [batch, size, size, 3]` to `predictions_sigmoid [batch, n]`."""
     graph = helper.make_graph(
         nodes,
-        "wd14_test",
+        "tagger_test",
         [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [batch, size, size, 3])],
         [helper.make_tensor_value_info("predictions_sigmoid", TensorProto.FLOAT, [batch, n])],
         initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(model)
-    onnx.save(model, folder / "model.onnx")
-    with (folder / label_file).open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["tag_id", "name", "category", "count"])
-        for index, (name, category) in enumerate(names):
-            writer.writerow([index, name, category, 1000 - index])
+    onnx.save(model, path)
+
+
+THEME_LABELS = {  # a custom theme model's own labels: the mean of a BGR channel / 255, or a constant
+    "Warm Light": (2, 0.0),
+    "Lush Greenery": (1, 0.0),
+    "Deep Sea": (0, 0.0),
+    "Film Grain": (None, 0.7),
+    "Night Sky": (None, 0.1),
+}
+
+
+def build_theme_model(folder: Path, size: int = 224) -> Path:
+    """A custom theme model: `model.onnx` and `labels.csv` with only a `name` column (no categories)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = np.zeros((3, len(THEME_LABELS)), dtype=np.float32)
+    bias = np.zeros(len(THEME_LABELS), dtype=np.float32)
+    for index, (channel, constant) in enumerate(THEME_LABELS.values()):
+        if channel is not None:
+            weights[channel, index] = 1 / 255
+        bias[index] = constant
+    nodes = [
+        helper.make_node("ReduceMean", ["pixels"], ["means"], axes=[1, 2], keepdims=0),
+        helper.make_node("MatMul", ["means", "weights"], ["linear"]),
+        helper.make_node("Add", ["linear", "bias"], ["logits"]),
+        helper.make_node("Clip", ["logits", "lo", "hi"], ["predictions_sigmoid"]),
+    ]
+    initializers = [
+        numpy_helper.from_array(weights, "weights"), numpy_helper.from_array(bias, "bias"),
+        numpy_helper.from_array(np.array(0, dtype=np.float32), "lo"),
+        numpy_helper.from_array(np.array(1, dtype=np.float32), "hi"),
+    ]  # fmt: skip
+    save_model(folder / "model.onnx", nodes, initializers, size, "batch", len(THEME_LABELS))
+    (folder / "labels.csv").write_text("name\n" + "".join(f"{name}\n" for name in THEME_LABELS))
     return folder

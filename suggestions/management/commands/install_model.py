@@ -7,17 +7,23 @@ from suggestions.models import MLModelVersion
 
 
 class Command(BaseCommand):
-    help = "Install a WD14-format tagger (model.onnx + selected_tags.csv) from a folder or from Hugging Face."
+    help = "Install a tagger (model.onnx + selected_tags.csv or labels.csv) from a folder or from Hugging Face."
 
     def add_arguments(self, parser):
         parser.add_argument("name", help="Model name, e.g. wd-vit-tagger-v3")
         source = parser.add_mutually_exclusive_group(required=True)
-        source.add_argument("--from", dest="folder", help="A folder with model.onnx and selected_tags.csv")
+        source.add_argument(
+            "--from", dest="folder", help="A folder with model.onnx and selected_tags.csv (or labels.csv)"
+        )
         source.add_argument("--hf-repo", help="A Hugging Face repository, e.g. SmilingWolf/wd-vit-tagger-v3")
         parser.add_argument("--revision", help="Hugging Face revision (branch, tag or commit)")
         parser.add_argument("--model-version", default="", help="Version label (default: the model's sha256 prefix)")
-        parser.add_argument("--kind", choices=MLModelVersion.Kind.values, default=MLModelVersion.Kind.WD14)
-        parser.add_argument("--label-source", default="", help="TagMapping source of its labels")
+        parser.add_argument(
+            "--kind", choices=MLModelVersion.Kind.values, default=MLModelVersion.Kind.WD14, help="custom: a theme model"
+        )
+        parser.add_argument(
+            "--label-source", default="", help="TagMapping source of its labels (default: danbooru, or the name)"
+        )
         parser.add_argument("--thresholds", type=json.loads, default=None, help='JSON, e.g. {"general": 0.4}')
         parser.add_argument("--mcut", action="store_true", help="Use MCut thresholds")
         parser.add_argument("--inactive", action="store_true", help="Install without activating")

@@ -18,19 +18,9 @@ class Command(BaseCommand):
         models = list(services.active_models(options["model"]))
         if not models:
             raise CommandError("no active model" + (f" named {options['model']}" if options["model"] else ""))
+        params = {key: options[key] for key in ("batch_size", "limit", "skip", "dry_run")}
         for model in models:
-            backlog = services.images_to_tag(model)
-            start = options["skip"]
-            images = backlog[start : start + options["limit"]] if options["limit"] else backlog[start:]
-            params = {key: options[key] for key in ("batch_size", "limit", "skip", "dry_run")}
             job = create_job("suggest_tags", {"model": str(model), **params})
             with run_job(job, progress_bar=True, description=str(model)) as progress:
-                images = list(images)
-                progress.set_total(len(images))
-                counts = services.suggest_tags(
-                    model, images, batch_size=options["batch_size"], progress=progress, dry_run=options["dry_run"]
-                )
-                for key, value in counts.items():
-                    progress.count(key, value)
-                job.message = ", ".join(f"{value} {key}" for key, value in counts.items())
+                services.tag_backlog([model], progress, **params)
             self.stdout.write(f"{model}: {job.message}{' (dry run: nothing stored)' if options['dry_run'] else ''}")

@@ -21,7 +21,7 @@
       body: JSON.stringify({ ...body, via: "page" }),
     });
     const data = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(data.detail || `failed (${response.status})`);
+    if (!response.ok) throw new Error(data.detail || Object.values(data).flat().join(" ") || `failed (${response.status})`);
     return data;
   }
 
@@ -108,6 +108,37 @@
       if (li) decide([li], li.classList.contains("approved") ? "rejected" : "approved");
     } else return;
     event.preventDefault();
+  });
+
+  const backlog = document.getElementById("backlog");
+  const job = backlog.querySelector(".job");
+
+  async function follow(url) {  // poll the job until it ends; the form stays disabled meanwhile
+    try {
+      const response = await fetch(url, { headers: { Accept: "application/json" } });
+      const data = await response.json();
+      showJob(job, data);
+      if (["queued", "running"].includes(data.status)) { setTimeout(() => follow(url), 1000); return; }
+    } catch (error) { show(error.message, true); }
+    backlog.querySelector("button").disabled = false;
+  }
+
+  backlog.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = new FormData(backlog);
+    backlog.querySelector("button").disabled = true;
+    try {
+      const data = await post(backlog.dataset.url, {
+        model_version: form.get("model_version") ? Number(form.get("model_version")) : null,
+        limit: form.get("limit") ? Number(form.get("limit")) : null,
+      });
+      job.querySelector("a").textContent = `job #${data.id}`;
+      showJob(job, data);
+      follow(`${backlog.dataset.jobsUrl}${data.id}/`);
+    } catch (error) {
+      show(error.message, true);
+      backlog.querySelector("button").disabled = false;
+    }
   });
 
   focus(0);

@@ -82,6 +82,16 @@ function setupUpload(zone) {
   input.addEventListener("change", () => sendAll(input.files));
 }
 
+function showJob(element, job) {  // a job's status, progress bar, numbers and message, in place
+  element.hidden = false;
+  element.querySelector(".status").textContent = job.status;
+  element.querySelector(".status").className = `status ${job.status}`;
+  element.querySelector("progress").max = job.total || 1;
+  element.querySelector("progress").value = job.current;
+  element.querySelector(".numbers").textContent = `${job.current}/${job.total ?? "?"}`;
+  element.querySelector(".message").textContent = job.message;
+}
+
 function setupJobs(table) {
   async function refresh() {
     const response = await fetch(table.dataset.api, { headers: { Accept: "application/json" } });
