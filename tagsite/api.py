@@ -3,7 +3,7 @@
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, parsers, serializers, status, viewsets
+from rest_framework import mixins, parsers, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -213,6 +213,13 @@ class ImportRequestSerializer(serializers.Serializer):
     path = serializers.CharField(help_text="A folder on the server, imported recursively.")
 
 
+class CanImportFolders(permissions.IsAdminUser):
+    """Importing reads any folder the server can see, so it takes more than a staff login."""
+
+    def has_permission(self, request, view):
+        return super().has_permission(request, view) and request.user.has_perm("tagsite.add_image")
+
+
 class JobViewSet(viewsets.ReadOnlyModelViewSet):
     """Job records with live progress."""
 
@@ -221,9 +228,9 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_fields = ["kind", "status"]
 
     @extend_schema(request=ImportRequestSerializer, responses={202: JobSerializer})
-    @action(detail=False, methods=["post"], url_path="import")
+    @action(detail=False, methods=["post"], url_path="import", permission_classes=[CanImportFolders])
     def start_import(self, request):
-        """Queue a folder import on the worker."""
+        """Queue a folder import on the worker (needs the `tagsite.add_image` permission: any server folder)."""
         from tagsite.services.jobs import create_job
         from tagsite.tasks import import_folder_task
 

@@ -8,6 +8,10 @@ class TagsiteConfig(AppConfig):
     verbose_name = "Library"
 
     def ready(self):
+        from django.conf import settings
+        from PIL import Image
+
         from tagsite.services.accounts import ensure_moderators_group
 
+        Image.MAX_IMAGE_PIXELS = settings.MAX_IMAGE_PIXELS  # Pillow's own bomb guard follows the setting
         post_migrate.connect(ensure_moderators_group, dispatch_uid="tagsite.moderators")

@@ -8,6 +8,21 @@ PUBLIC_PREFIXES = ("/accounts/login/", "/static/", "/admin/login/")
 BROWSER_API_PAGES = ("/api/docs/",)
 
 
+class UploadSizeLimitMiddleware:
+    """Refuse an oversized upload from its Content-Length, before Django spools it to disk."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        limit = settings.MAX_UPLOAD_BYTES + 64 * 1024  # room for the multipart headers
+        if length.isdigit() and int(length) > limit:
+            message = f"request is {length} bytes, over the upload limit of {settings.MAX_UPLOAD_BYTES}"
+            return JsonResponse({"file": [message]}, status=413)
+        return self.get_response(request)
+
+
 class StaffRequiredMiddleware:
     """Pages redirect anonymous and non-staff users to the login page; the API answers 401/403 itself."""
 

@@ -185,6 +185,11 @@ class Job(models.Model):
         return f"{self.kind} #{self.pk} ({self.status})"
 
     @property
+    def finished(self) -> bool:
+        """A redelivered task skips a finished job but re-runs one a killed worker left running."""
+        return self.status in (Job.Status.SUCCEEDED, Job.Status.FAILED)
+
+    @property
     def percent(self) -> float | None:
         if not self.total:
             return None

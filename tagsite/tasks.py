@@ -11,7 +11,7 @@ from tagsite.services.jobs import run_job
 def import_folder_task(job_id: int) -> None:
     """Import the folder named in the job's params."""
     job = Job.objects.get(pk=job_id)
-    if job.status != Job.Status.QUEUED:
+    if job.finished:
         return  # redelivered after it already ran
     with run_job(job) as progress:
         import_folder(job.params["path"], progress, job.params.get("extensions"))

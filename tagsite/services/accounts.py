@@ -10,12 +10,21 @@ from django.contrib.auth.models import Group, Permission
 MODERATORS = "moderators"
 
 
+class AccountError(RuntimeError):
+    pass
+
+
 def ensure_superuser() -> tuple[str, str | None]:
     """Make sure a staff superuser exists. Returns its name and, only when just generated, its password."""
     User = get_user_model()
     if User.objects.filter(is_superuser=True, is_staff=True, is_active=True).exists():
         return User.objects.filter(is_superuser=True).values_list("username", flat=True).first(), None
     username = os.environ.get("TAGSITE_ADMIN_USER", "admin")
+    if User.objects.filter(username=username).exists():
+        raise AccountError(
+            f"User '{username}' exists but is not an active staff superuser. Promote it "
+            f"(manage.py shell, or admin) or set TAGSITE_ADMIN_USER to a new name."
+        )
     password = os.environ.get("TAGSITE_ADMIN_PASSWORD")
     generated = None
     if not password:

@@ -16,6 +16,19 @@ def create_job(kind: str, params: dict | None = None, user=None) -> Job:
     return Job.objects.create(kind=kind, params=params or {}, created_by=user)
 
 
+def fail_interrupted_jobs() -> int:
+    """Jobs left running when the only worker stopped, marked failed so nobody waits on them.
+
+    Called when `serve` starts with the filesystem broker: that broker deletes a message as a
+    worker reads it, so a task whose worker died is not redelivered.
+    """
+    return Job.objects.filter(status=Job.Status.RUNNING).update(
+        status=Job.Status.FAILED,
+        finished_at=timezone.now(),
+        message="interrupted: the worker stopped while it ran; start it again",
+    )
+
+
 class JobProgress:
     """Keeps a Job row (and a tqdm bar in commands) current; the row is written at most twice a second."""
 
@@ -58,8 +71,12 @@ class JobProgress:
 
 @contextmanager
 def run_job(job: Job, *, progress_bar: bool = False, description: str = "") -> Iterator[JobProgress]:
-    """Mark the job running, yield its progress, and record how it ended (an exception fails it)."""
+    """Mark the job running, yield its progress, and record how it ended (an exception fails it).
+
+    A job that a killed worker left running starts again from zero: the work itself is idempotent.
+    """
     job.status = Job.Status.RUNNING
+    job.current, job.counts, job.errors, job.error_count, job.message = 0, {}, [], 0, ""
     job.started_at = timezone.now()
     job.save()
     bar = tqdm(total=job.total, desc=description or job.kind, unit="item") if progress_bar else None

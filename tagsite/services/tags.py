@@ -207,12 +207,16 @@ def search_images(
 
 
 def parse_query(query: str) -> tuple[list[str], list[str], list[str]]:
-    """`blue_eyes -hat ~cat ~dog` -> all-of, none-of, any-of. Words are tag names (spaces as underscores)."""
+    """`blue_eyes -hat ~cat ~dog` -> all-of, none-of, any-of. Words are tag names (spaces as underscores).
+
+    A prefix counts only before a letter or digit, so kaomoji such as `-_-` are searched as written.
+    """
     all_of, none_of, any_of = [], [], []
     for word in query.split():
-        if word.startswith("-") and len(word) > 1 and normalize_tag_name(word[1:]):
+        named = any(ch.isalnum() for ch in word[1:])
+        if word.startswith("-") and named:
             none_of.append(word[1:])
-        elif word.startswith("~") and len(word) > 1:
+        elif word.startswith("~") and named:
             any_of.append(word[1:])
         else:
             all_of.append(word)

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-DANBOORU_TAGS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "danbooru_tags.csv"
+DANBOORU_TAGS = Path(__file__).resolve().parents[1] / "data" / "danbooru_tags_sample.csv"
 RATINGS = ["general", "sensitive", "questionable", "explicit"]
 
 

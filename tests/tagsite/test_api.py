@@ -139,3 +139,16 @@ def test_untag_through_the_api(admin_client):
     admin_client.post(f"/api/images/{image['id']}/tags/", {"tags": ["cat", "dog"]}, "application/json")
     response = admin_client.post(f"/api/images/{image['id']}/untag/", {"tags": ["Cat"]}, "application/json")
     assert response.json()["tags"] == ["dog"]
+
+
+def test_an_oversized_upload_is_refused_before_it_is_read(admin_client, settings):
+    settings.MAX_UPLOAD_BYTES = 10_000
+    response = upload(admin_client, data=b"\xff" * 200_000)
+    assert response.status_code == 413 and "over the upload limit" in response.json()["file"][0]
+
+
+def test_importing_a_server_folder_needs_more_than_staff(client, image_folder):
+    staff = User.objects.create_user("staff", password="pw-123456", is_staff=True)
+    client.force_login(staff)
+    response = client.post("/api/jobs/import/", {"path": str(image_folder)}, content_type="application/json")
+    assert response.status_code == 403

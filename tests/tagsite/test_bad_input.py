@@ -145,3 +145,33 @@ def test_odd_images_are_decoded_correctly(imported):
     assert red > 250 and 110 < green < 145  # half-transparent red over white, not over black
     deep = PILImage.open(Path(os.environ["TAGSITE_MEDIA_DIR"]) / rows["deep16.png"].thumbnail).convert("L")
     assert deep.getpixel((deep.width - 1, deep.height - 1)) > 200  # 16-bit scaled, not clipped to white or black
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as a normal user the batch above already covers it")
+def test_an_unreadable_file_is_reported_when_not_root():
+    """Root reads a mode-000 file, so the permission error is checked in a child that drops to `nobody`."""
+    import pickle
+    import tempfile
+
+    from tagsite.services.ingest import inspect_file
+
+    folder = Path(tempfile.mkdtemp())
+    folder.chmod(0o755)
+    locked = make_jpeg(folder / "locked.jpg")
+    locked.chmod(0)
+    before = locked.read_bytes()
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.close(reader)
+        os.setgid(65534)
+        os.setuid(65534)
+        with os.fdopen(writer, "wb") as out:
+            pickle.dump(inspect_file(str(locked)), out)
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as answer:
+        facts = pickle.load(answer)
+    os.waitpid(child, 0)
+    assert facts.error == "permission denied" and not facts.thumbnail
+    assert locked.read_bytes() == before

@@ -74,3 +74,27 @@ def test_import_command_records_a_job(image_folder, capsys):
     job = Job.objects.get(kind="import_images")
     assert job.status == "succeeded" and job.current == job.total == 3
     assert "3 new" in capsys.readouterr().out
+
+
+def test_a_redelivered_import_reruns_a_job_a_killed_worker_left_running(image_folder):
+    from tagsite.tasks import import_folder_task
+
+    job = Job.objects.create(kind="import_images", status="running", current=2, params={"path": str(image_folder)})
+    import_folder_task(job.pk)
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.current == 3 and job.counts["new"] == 3
+
+    finished = Job.objects.create(kind="import_images", status="succeeded", params={"path": str(image_folder)})
+    import_folder_task(finished.pk)
+    assert Job.objects.get(pk=finished.pk).finished_at is None  # skipped: it already ran
+
+
+def test_interrupted_jobs_are_failed_when_serve_starts_again():
+    from tagsite.services.jobs import fail_interrupted_jobs
+
+    running = Job.objects.create(kind="import_images", status="running")
+    queued = Job.objects.create(kind="import_images", status="queued")
+    assert fail_interrupted_jobs() == 1
+    running.refresh_from_db()
+    assert running.status == "failed" and "interrupted" in running.message
+    assert Job.objects.get(pk=queued.pk).status == "queued"

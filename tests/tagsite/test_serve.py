@@ -97,3 +97,15 @@ def _answers(client: Browser) -> bool:
         return client.get("/accounts/login/")[0] == 200
     except OSError:
         return False
+
+
+def test_run_command_refuses_a_port_in_use(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "manage.py", "serve", "--port", str(port)],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode != 0 and "is in use: is tagsite already running?" in result.stderr

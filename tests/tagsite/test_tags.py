@@ -124,3 +124,7 @@ def test_autocomplete_by_prefix_and_alias(tmp_path):
     tag_service.create_alias("azure_eyes", "blue_eyes")
     assert [tag.name for tag in tag_service.autocomplete("Blue")] == ["blue_eyes", "blue_hair"]
     assert [tag.name for tag in tag_service.autocomplete("azu")] == ["blue_eyes"]
+
+
+def test_query_prefixes_apply_only_to_names():
+    assert tag_service.parse_query("-_- cat -hat ~dog ~_~") == (["-_-", "cat", "~_~"], ["hat"], ["dog"])

@@ -1,5 +1,6 @@
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -8,8 +9,14 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from tagsite.services.accounts import ensure_superuser
-from tagsite.services.jobs import create_job
+from tagsite.services.accounts import AccountError, ensure_superuser
+from tagsite.services.jobs import create_job, fail_interrupted_jobs
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
 
 
 class Command(BaseCommand):
@@ -30,9 +37,16 @@ class Command(BaseCommand):
     def handle(self, *args, folder, host, port, web_workers, worker_concurrency, **options):
         if folder and not os.path.isdir(folder):
             raise CommandError(f"not a folder: {folder}")
+        if port_in_use(host, port):
+            raise CommandError(f"{host}:{port} is in use: is tagsite already running? (--port picks another)")
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
-        username, password = ensure_superuser()
+        try:
+            username, password = ensure_superuser()
+        except AccountError as exc:
+            raise CommandError(str(exc)) from exc
+        if settings.CELERY_BROKER_URL.startswith("filesystem://") and (stale := fail_interrupted_jobs()):
+            self.stdout.write(self.style.WARNING(f"{stale} job(s) interrupted by the last stop are marked failed."))
         children = [
             self.spawn(
                 "worker",
