@@ -17,14 +17,19 @@ class CategoryProposalAdmin(admin.ModelAdmin):
     list_filter = ["status", "category", "model"]
     search_fields = ["tag__name"]
     raw_id_fields = ["tag", "job"]
-    readonly_fields = ["reviewer", "reviewed_at", "created_at"]
+    # Decisions go through the actions (which apply the category), never through an edited status.
+    readonly_fields = ["status", "reviewer", "reviewed_at", "created_at"]
     actions = ["accept", "reject"]
 
-    @admin.action(description="Accept the selected proposals (apply their category)")
+    def has_categorize_permission(self, request) -> bool:
+        """The page's moderator rule: admin access alone does not decide proposals."""
+        return request.user.has_perm("categorization.categorize_tags")
+
+    @admin.action(description="Accept the selected proposals (apply their category)", permissions=["categorize"])
     def accept(self, request, queryset):
         self.message_user(request, f"{services.accept_proposals(queryset, request.user)} proposal(s) accepted.")
 
-    @admin.action(description="Reject the selected proposals")
+    @admin.action(description="Reject the selected proposals", permissions=["categorize"])
     def reject(self, request, queryset):
         self.message_user(request, f"{services.reject_proposals(queryset, request.user)} proposal(s) rejected.")
 

@@ -1,4 +1,6 @@
-"""Admin: the registry is editable, proposals can be accepted in bulk."""
+"""Admin: the registry is editable; proposals are decided in bulk by moderators only, never by editing them."""
+
+from django.contrib.auth.models import Permission, User
 
 from categorization.models import CategoryProposal, ExtendedCategory
 from tagsite.models import LLMEndpoint
@@ -29,3 +31,35 @@ def test_admin_action_accepts_proposals(admin_client):
     )
     tag.refresh_from_db()
     assert tag.extended_category.code == "13_Object"
+
+
+def propose(tag, code: str = "13_Object") -> CategoryProposal:
+    category = ExtendedCategory.objects.get(code=code)
+    return CategoryProposal.objects.create(tag=tag, category=category, confidence=0.7, model="m", prompt_version="v")
+
+
+def test_admin_actions_need_the_categorize_permission(client):
+    (tag,) = make_tags("sword")
+    proposal = propose(tag)
+    user = User.objects.create_user("staff", password="pw-long-enough", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_categoryproposal", "change_categoryproposal"])
+    )
+    client.force_login(user)
+    assert client.get("/admin/categorization/categoryproposal/").status_code == 200
+    for action in ("accept", "reject"):
+        client.post("/admin/categorization/categoryproposal/", {"action": action, "_selected_action": [proposal.pk]})
+    proposal.refresh_from_db()
+    tag.refresh_from_db()
+    assert proposal.status == "pending" and proposal.reviewer is None and tag.extended_category is None
+
+
+def test_admin_change_form_cannot_decide_a_proposal(admin_client):
+    (tag,) = make_tags("sword")
+    proposal = propose(tag)
+    form = {"tag": tag.pk, "category": proposal.category_id, "confidence": 0.7, "model": "m", "prompt_version": "v"}
+    form |= {"status": "accepted", "reviewer": 1, "reviewed_at_0": "2024-01-01", "reviewed_at_1": "00:00"}
+    response = admin_client.post(f"/admin/categorization/categoryproposal/{proposal.pk}/change/", form)
+    assert response.status_code == 302
+    proposal.refresh_from_db()
+    assert proposal.status == "pending" and proposal.reviewer is None and proposal.reviewed_at is None
