@@ -234,10 +234,15 @@ def record(summary: Summary, outcomes: list[Outcome], on_outcomes: Callable[[lis
     on_outcomes(outcomes)
 
 
-def uncategorized_tags() -> QuerySet[Tag]:
-    """Tags without a category and without a proposal waiting for review, most used first."""
-    pending = CategoryProposal.objects.filter(tag=OuterRef("pk"), status=CategoryProposal.Status.PENDING)
-    return Tag.objects.filter(extended_category__isnull=True).exclude(Exists(pending)).order_by("-usage_count", "name")
+def uncategorized_tags(model: str, prompt_version: str) -> QuerySet[Tag]:
+    """Tags without a category, most used first, less those with a proposal waiting for review and those
+    whose proposal from this model and prompt was rejected (asking again would bring it back from the cache)."""
+    Status = CategoryProposal.Status
+    settled = CategoryProposal.objects.filter(
+        Q(status=Status.PENDING) | Q(status=Status.REJECTED, model=model, prompt_version=prompt_version),
+        tag=OuterRef("pk"),
+    )
+    return Tag.objects.filter(extended_category__isnull=True).exclude(Exists(settled)).order_by("-usage_count", "name")
 
 
 @transaction.atomic
@@ -302,9 +307,9 @@ def categorize_uncategorized(
     `skip`, fetched `batch_size` at a time; answers become proposals, or categories with auto-apply."""
     auto_apply = settings.CATEGORIZE_AUTO_APPLY if auto_apply is None else auto_apply
     total = limit if limit is not None else batch_size
-    rows = uncategorized_tags().values_list("pk", "name", "usage_count")[skip : skip + total]
-    tags = [TagItem(*row) for row in rows.iterator(chunk_size=batch_size)]
     prompt = Prompt.build()
+    rows = uncategorized_tags(client.config.model, prompt.version).values_list("pk", "name", "usage_count")
+    tags = [TagItem(*row) for row in rows[skip : skip + total].iterator(chunk_size=batch_size)]
     job = progress.job if progress else None
     if progress:
         progress.set_total(len(tags))

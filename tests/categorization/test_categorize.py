@@ -116,14 +116,27 @@ def test_server_down_fails_the_batch_and_writes_nothing(llm, llm_client):
     assert not CategoryProposal.objects.exists() and not CachedAnswer.objects.exists()
 
 
-def test_answers_are_cached_by_name_model_and_prompt_version(llm, llm_client, admin_user):
+def test_answers_are_cached_by_name_model_and_prompt_version(llm, llm_client):
     make_tags(*NAMES[:4])
     categorize_uncategorized(llm_client, limit=4)
-    reject_proposals(CategoryProposal.objects.all(), admin_user)  # back among the uncategorised
+    CategoryProposal.objects.all().delete()  # back among the uncategorised
     assert CachedAnswer.objects.filter(prompt_version=Prompt.build().version).count() == 4
     summary = categorize_uncategorized(llm_client, limit=4)
     assert (summary.successful, summary.cached, summary.requests) == (4, 4, 0)
     assert len(llm.chat_requests()) == 1
+
+
+def test_a_rejected_proposal_is_not_asked_again_by_the_same_model_and_prompt(llm, llm_client, admin_user):
+    make_tags(*NAMES[:4])
+    categorize_uncategorized(llm_client, limit=4)
+    reject_proposals(CategoryProposal.objects.all(), admin_user)
+    CategoryProposal.objects.filter(tag__name="1girl").update(model="older-model")
+    CategoryProposal.objects.filter(tag__name="smile").update(prompt_version="older-prompt")
+    summary = categorize_uncategorized(llm_client, limit=4)
+    assert summary.processed == 2 and summary.cached == 2  # only the tags another model or prompt rejected
+    pending = CategoryProposal.objects.filter(status="pending").values_list("tag__name", flat=True)
+    assert sorted(pending) == ["1girl", "smile"]
+    assert categorize_uncategorized(llm_client, limit=4).processed == 0
 
 
 def test_skip_and_limit_follow_usage_order(llm, llm_client):
