@@ -6,7 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from categorization.models import CategoryProposal
+from categorization.models import CachedAnswer, CategoryProposal
 from tagsite.models import Job
 from tests.categorization.conftest import make_tags
 
@@ -40,7 +40,17 @@ def test_dry_run_and_the_short_alias(llm):
     make_tags(*NAMES)
     output = run("categorize_tags", "--dry-run", "--skip", "1")
     assert "DRY RUN MODE" in output and "Total processed: 4" in output and "No changes were saved" in output
-    assert not CategoryProposal.objects.exists()
+    assert not CategoryProposal.objects.exists() and not CachedAnswer.objects.exists() and not Job.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "option, value", [("--limit", "-1"), ("--skip", "-3"), ("--batch-size", "0"), ("--request-size", "-2")]
+)
+def test_negative_counts_are_usage_errors(llm, option, value):
+    make_tags(*NAMES)
+    with pytest.raises(CommandError, match=f"argument {option}: must be [01] or more, not {value}"):
+        run("llm_auto_categorize_tags", option, value)
+    assert not Job.objects.exists() and not llm.chat_requests()
 
 
 def test_unreachable_server_says_what_to_fix(monkeypatch):

@@ -1,5 +1,9 @@
 """Seed 000's command: categorise the most used uncategorised tags with the `categorize` LLM role."""
 
+import argparse
+from collections.abc import Callable
+from contextlib import nullcontext
+
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -11,17 +15,34 @@ from tagsite.services.jobs import create_job, run_job
 RULE = "=" * 70
 
 
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type, so that a negative count is a usage error rather than a traceback mid-run."""
+
+    def whole_number(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {number}")
+        return number
+
+    return whole_number
+
+
 class Command(BaseCommand):
     help = "Categorise uncategorised tags (most used first) into the 22 extended categories with an LLM."
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--batch-size", type=int, default=100, help="Tags fetched per batch; without --limit, one batch."
+            "--batch-size", type=at_least(1), default=100, help="Tags fetched per batch; without --limit, one batch."
         )
-        parser.add_argument("--limit", type=int, help="Maximum total tags to process.")
+        parser.add_argument("--limit", type=at_least(0), help="Maximum total tags to process.")
         parser.add_argument("--dry-run", action="store_true", help="Ask the LLM but save nothing.")
-        parser.add_argument("--skip", type=int, default=0, help="Skip the first N tags (to resume).")
-        parser.add_argument("--request-size", type=int, help="Tags per LLM request (TAGSITE_CATEGORIZE_REQUEST_SIZE).")
+        parser.add_argument("--skip", type=at_least(0), default=0, help="Skip the first N tags (to resume).")
+        parser.add_argument(
+            "--request-size", type=at_least(1), help="Tags per LLM request (TAGSITE_CATEGORIZE_REQUEST_SIZE)."
+        )
         parser.add_argument("--role", default="categorize", help="Registry role whose endpoint is used.")
 
     def handle(self, *args, **options):
@@ -41,7 +62,7 @@ class Command(BaseCommand):
                 raise CommandError(f"Failed to connect to LLM: {check.detail}")
 
         params = {key: options[key] for key in ("batch_size", "limit", "skip", "dry_run", "request_size", "role")}
-        job = create_job("categorize", params)
+        job = None if options["dry_run"] else create_job("categorize", params)  # a dry run leaves no Job either
         verbose = options["verbosity"] >= 2
         seen = 0
 
@@ -52,7 +73,8 @@ class Command(BaseCommand):
             result = f"✓ {outcome.code} ({outcome.confidence:.2f})" if outcome.ok else f"✗ {outcome.error}"
             tqdm.write(f"[{seen}] {tag.name} (used {tag.usage_count}x) {result}")
 
-        with run_job(job, progress_bar=True, description="categorising") as progress, client_for(config) as client:
+        tracked = run_job(job, progress_bar=True, description="categorising") if job else nullcontext()
+        with tracked as progress, client_for(config) as client:
             summary = categorize_uncategorized(
                 client,
                 batch_size=options["batch_size"],
@@ -68,7 +90,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Successful: {summary.successful} ({summary.cached} from cache)")
         self.stdout.write(f"Failed: {summary.failed}")
         self.stdout.write(f"Success rate: {summary.success_rate:.1f}%")
-        self.stdout.write(f"Requests: {summary.requests}  Job: #{job.pk}")
+        self.stdout.write(f"Requests: {summary.requests}" + (f"  Job: #{job.pk}" if job else ""))
         for outcome in summary.failures[:20]:
             self.stdout.write(f"  failed: {outcome.tag.name}: {outcome.error}")
         if options["dry_run"]:
