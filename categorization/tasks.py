@@ -13,8 +13,8 @@ from tagsite.services.jobs import create_job, run_job
 def categorize_tags_task(job_id: int) -> None:
     """Run the LLM categorisation described by the job's params (limit, skip, dry_run, request_size, role)."""
     job = Job.objects.get(pk=job_id)
-    if job.status != Job.Status.QUEUED:
-        return  # redelivered after it already ran
+    if job.status in (Job.Status.SUCCEEDED, Job.Status.FAILED):
+        return  # redelivered after it finished; a `running` one lost its worker and runs again (idempotent)
     params = job.params
     with run_job(job) as progress:
         with client_for(resolve_role(params.get("role", "categorize"))) as client:
