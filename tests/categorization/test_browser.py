@@ -1,9 +1,10 @@
-"""Headless Chromium on /tag_categorize: categorise a tag by hand, bulk-accept proposals, see the chart."""
+"""Headless Chromium on /tag_categorize: categorise a tag by hand, bulk-accept proposals, see the chart,
+follow a running job."""
 
 import pytest
 
 from categorization.models import CategoryProposal, ExtendedCategory
-from tagsite.models import Tag
+from tagsite.models import Job, Tag
 from tests.browser import screenshot
 from tests.categorization.conftest import make_tags
 
@@ -38,3 +39,18 @@ def test_categorise_by_hand_bulk_accept_and_chart(staff_page, live_server):
     assert face_bar.bounding_box()["width"] > 50  # one of the tallest bars
     assert chart.locator(".chart-row[data-code='03_Body_Face'] .chart-count").inner_text() == "1"
     screenshot(page, "tag_categorize")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_page_follows_a_running_job_with_the_shared_poller(staff_page, live_server):
+    job = Job.objects.create(kind="categorize", status=Job.Status.RUNNING, total=5, current=1)
+    page = staff_page
+    page.goto(f"{live_server.url}/tag_categorize?job={job.pk}")
+    assert page.evaluate("typeof watchJob") == "function"  # app.js's, shared with the other job pages
+    Job.objects.filter(pk=job.pk).update(current=3)
+    page.wait_for_selector("#run-job .numbers:text-is('3/5')")
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED, current=5, message="processed 5")
+    with page.expect_navigation():  # the finished run reloads the page for the new counts
+        page.wait_for_selector("#run-job .status.succeeded")
+    assert page.locator("#run-job .message").inner_text() == "processed 5"

@@ -92,6 +92,22 @@ function showJob(element, job) {  // a job's status, progress bar, numbers and m
   element.querySelector(".message").textContent = job.message;
 }
 
+// The one job poller of every page: reports each state to onUpdate, one request at a time, and
+// resolves with the final state once the job has ended.
+async function watchJob(url, onUpdate, interval = 1000) {
+  for (;;) {
+    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    if (response.ok) {
+      const job = await response.json();
+      onUpdate(job);
+      if (!["queued", "running"].includes(job.status)) return job;
+    } else if (response.status < 500) {
+      throw new Error(`job: ${response.status}`);  // gone or forbidden: polling cannot help; a 5xx may pass
+    }
+    await new Promise((resolve) => setTimeout(resolve, interval));
+  }
+}
+
 function setupJobs(table) {
   async function refresh() {
     const response = await fetch(table.dataset.api, { headers: { Accept: "application/json" } });
