@@ -1,8 +1,36 @@
 from django.contrib import admin, messages
 
 from suggestions import services
-from suggestions.models import MLModelVersion, ReviewDecision, TagMapping, TagSuggestion, UnmappedTag
+from suggestions.models import (
+    HeldPrediction,
+    ImageRun,
+    MLModelVersion,
+    ReviewDecision,
+    TagMapping,
+    TagSuggestion,
+    UnmappedTag,
+)
 from tagsite.admin import thumbnail_html
+
+
+class ReviewActions:
+    """Deciding (suggestions and worklist labels alike) needs the moderators' review permission, not `change`."""
+
+    def has_review_permission(self, request):
+        return request.user.has_perm("suggestions.review_tagsuggestion")
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records the pipeline writes: to look at, never to edit by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(MLModelVersion)
@@ -32,7 +60,7 @@ class TagMappingAdmin(admin.ModelAdmin):
 
 
 @admin.register(UnmappedTag)
-class UnmappedTagAdmin(admin.ModelAdmin):
+class UnmappedTagAdmin(ReviewActions, admin.ModelAdmin):
     list_display = ["external_tag", "source", "category", "waiting", "first_seen"]
     list_filter = ["source", "category"]
     search_fields = ["external_tag"]
@@ -45,18 +73,18 @@ class UnmappedTagAdmin(admin.ModelAdmin):
     def waiting(self, entry):
         return entry.waiting
 
-    @admin.action(description="Map to tags of their own names", permissions=["change"])
+    @admin.action(description="Map to tags of their own names", permissions=["review"])
     def map_same_name(self, request, queryset):
         self.message_user(request, f"{services.resolve_worklist(queryset, 'same_name', user=request.user)} mapped")
 
-    @admin.action(description="Ignore these labels", permissions=["change"])
+    @admin.action(description="Ignore these labels", permissions=["review"])
     def ignore(self, request, queryset):
         count = services.resolve_worklist(queryset, "ignore", user=request.user)
         self.message_user(request, f"{count} ignored", messages.WARNING)
 
 
 @admin.register(TagSuggestion)
-class TagSuggestionAdmin(admin.ModelAdmin):
+class TagSuggestionAdmin(ReviewActions, admin.ModelAdmin):
     list_display = ["thumb", "tag", "external_tag", "confidence", "model_version", "status", "reviewed_by"]
     list_filter = ["status", "model_version", "category"]
     search_fields = ["tag__name", "external_tag", "image__path"]
@@ -69,9 +97,6 @@ class TagSuggestionAdmin(admin.ModelAdmin):
     def thumb(self, suggestion):
         return thumbnail_html(suggestion.image)
 
-    def has_review_permission(self, request):
-        return request.user.has_perm("suggestions.review_tagsuggestion")
-
     @admin.action(description="Approve (tag the images)", permissions=["review"])
     def approve(self, request, queryset):
         count = services.decide(queryset, TagSuggestion.Status.APPROVED, request.user, via="admin")
@@ -81,6 +106,22 @@ class TagSuggestionAdmin(admin.ModelAdmin):
     def reject(self, request, queryset):
         count = services.decide(queryset, TagSuggestion.Status.REJECTED, request.user, via="admin")
         self.message_user(request, f"{count} rejected")
+
+
+@admin.register(HeldPrediction)
+class HeldPredictionAdmin(ReadOnlyAdmin):
+    list_display = ["unmapped", "image", "model_version", "confidence"]
+    list_filter = ["model_version", "unmapped__source"]
+    search_fields = ["unmapped__external_tag", "image__path"]
+    list_select_related = ["unmapped", "image", "model_version"]
+
+
+@admin.register(ImageRun)
+class ImageRunAdmin(ReadOnlyAdmin):
+    list_display = ["image", "model_version", "rating", "created_at"]
+    list_filter = ["model_version", "rating"]
+    search_fields = ["image__path"]
+    list_select_related = ["image", "model_version"]
 
 
 @admin.register(ReviewDecision)

@@ -1,12 +1,12 @@
 """REST API of suggestions: the review queue, decisions (moderators only), model versions, the worklist."""
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from suggestions import services
+from suggestions.filters import QueueQuerySerializer, WorklistFilterSerializer
 from suggestions.models import MLModelVersion, TagSuggestion, UnmappedTag
 from suggestions.tasks import start_backlog
 from tagsite.api import JobSerializer
@@ -74,27 +74,6 @@ class DecisionResultSerializer(serializers.Serializer):
     rejected = serializers.IntegerField()
 
 
-QUEUE_PARAMETERS = [
-    OpenApiParameter("status", OpenApiTypes.STR, description="pending (default), approved, rejected; empty: all"),
-    OpenApiParameter("image", OpenApiTypes.INT, description="Only this image's suggestions"),
-    OpenApiParameter("model", OpenApiTypes.STR, description="Model name"),
-    OpenApiParameter("tag", OpenApiTypes.STR, description="Tag or label name prefix"),
-    OpenApiParameter("min_confidence", OpenApiTypes.FLOAT),
-    OpenApiParameter("max_confidence", OpenApiTypes.FLOAT),
-]
-
-
-def queue_filters(params) -> dict:
-    number = lambda key: float(params[key]) if params.get(key) else None  # noqa: E731
-    return {
-        "status": params.get("status", TagSuggestion.Status.PENDING),
-        "model": params.get("model", ""),
-        "tag": params.get("tag", ""),
-        "min_confidence": number("min_confidence"),
-        "max_confidence": number("max_confidence"),
-    }
-
-
 class TagSuggestionViewSet(viewsets.ReadOnlyModelViewSet):
     """Tag suggestions: the review queue (oldest image first) and decisions on one or many."""
 
@@ -107,15 +86,16 @@ class TagSuggestionViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         if self.action != "list":
             return TagSuggestion.objects.select_related("tag", "model_version")
-        try:
-            _, suggestions = services.review_queue(**queue_filters(self.request.query_params))
-        except ValueError as exc:
-            raise serializers.ValidationError({"detail": str(exc)}) from exc
-        if image := self.request.query_params.get("image"):
+        query = QueueQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        filters = dict(query.validated_data)
+        image = filters.pop("image")
+        _, suggestions = services.review_queue(**filters)
+        if image is not None:
             suggestions = suggestions.filter(image_id=image)
         return suggestions.order_by("image_id", "category", "-confidence")
 
-    @extend_schema(parameters=QUEUE_PARAMETERS)
+    @extend_schema(parameters=[QueueQuerySerializer])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
@@ -205,4 +185,10 @@ class UnmappedTagViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = UnmappedTagSerializer
 
     def get_queryset(self):
-        return services.worklist(self.request.query_params.get("source"))
+        query = WorklistFilterSerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return services.worklist(query.validated_data["source"] or None)
+
+    @extend_schema(parameters=[WorklistFilterSerializer])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)

@@ -502,8 +502,16 @@ def set_mapping(source: str, external_tag: str, tag: Tag | None, user=None, conf
     return mapping
 
 
+WORKLIST_ACTIONS = ("map", "same_name", "ignore")
+
+
 def resolve_worklist(entries: Iterable[UnmappedTag], action: str, tag_name: str = "", user=None) -> int:
-    """Bulk decision on worklist entries: `map` to one tag, `same_name` tags, or `ignore`."""
+    """Bulk decision on worklist entries: `map` to one tag, `same_name` tags, or `ignore`.
+
+    Any other action is refused rather than read as `ignore`, which would drop every selected label.
+    """
+    if action not in WORKLIST_ACTIONS:
+        raise ValueError(f"unknown action {action!r}: choose one of {', '.join(WORKLIST_ACTIONS)}")
     entries = list(entries)
     target = get_or_create_tags([tag_name])[tag_name] if action == "map" else None
     if action == "map" and target is None:

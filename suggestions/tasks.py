@@ -25,8 +25,8 @@ def infer_tags(image_ids: list[int], model_id: int | None = None) -> dict[str, i
 def infer_backlog(job_id: int) -> None:
     """Tag the backlog described by the job's params (model_id or every active model, limit per model)."""
     job = Job.objects.get(pk=job_id)
-    if job.status != Job.Status.QUEUED:
-        return  # redelivered after it already ran
+    if job.finished:
+        return  # redelivered after it already ran; one left running by a killed worker runs again
     model_id = job.params.get("model_id")
     models = MLModelVersion.objects.filter(pk=model_id) if model_id else services.active_models()
     with run_job(job) as progress:

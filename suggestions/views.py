@@ -9,6 +9,14 @@ from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 
 from suggestions import services
+from suggestions.filters import (
+    QueueFilterSerializer,
+    ReportFilterSerializer,
+    WorklistDecisionSerializer,
+    WorklistFilterSerializer,
+    error_lines,
+    page_query,
+)
 from suggestions.models import MLModelVersion, TagSuggestion, UnmappedTag
 from tagsite.models import Tag
 
@@ -16,22 +24,9 @@ CATEGORY_ORDER = [Tag.DanbooruCategory.CHARACTER, Tag.DanbooruCategory.COPYRIGHT
 REVIEW = "suggestions.review_tagsuggestion"
 
 
-def _float(value: str | None) -> float | None:
-    try:
-        return float(value) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
 def review_queue(request):
     """Images with suggestions, tags grouped by category; decisions go through the API without reloads."""
-    filters = {
-        "status": request.GET.get("status", TagSuggestion.Status.PENDING),
-        "model": request.GET.get("model", ""),
-        "tag": request.GET.get("tag", "").strip(),
-        "min_confidence": _float(request.GET.get("min_confidence")),
-        "max_confidence": _float(request.GET.get("max_confidence")),
-    }
+    filters = page_query(request, QueueFilterSerializer)
     images, suggestions = services.review_queue(**filters)
     page = Paginator(images, 12).get_page(request.GET.get("page"))
     by_image: dict[int, dict[int, list[TagSuggestion]]] = defaultdict(lambda: defaultdict(list))
@@ -72,16 +67,21 @@ def unmapped(request):
     if request.method == "POST":
         if not request.user.has_perm(REVIEW):
             raise PermissionDenied
-        entries = UnmappedTag.objects.filter(pk__in=request.POST.getlist("ids"))
-        action = request.POST.get("action", "")
+        decision = WorklistDecisionSerializer(data=request.POST)
+        if not decision.is_valid():
+            for line in error_lines(decision.errors):
+                messages.error(request, line)
+            return redirect(request.get_full_path())
+        entries = UnmappedTag.objects.filter(pk__in=decision.validated_data["ids"])
+        action = decision.validated_data["action"]
         try:
-            count = services.resolve_worklist(entries, action, request.POST.get("tag", "").strip(), request.user)
+            count = services.resolve_worklist(entries, action, decision.validated_data["tag"], request.user)
         except (ValueError, KeyError) as exc:
             messages.error(request, str(exc))
         else:
             messages.success(request, f"{count} label{'s' if count != 1 else ''}: {action.replace('_', ' ')}")
         return redirect(request.get_full_path())
-    source = request.GET.get("source", "")
+    source = page_query(request, WorklistFilterSerializer)["source"]
     page = Paginator(services.worklist(source or None), 100).get_page(request.GET.get("page"))
     sources = UnmappedTag.objects.order_by("source").values_list("source", flat=True).distinct()
     return render(
@@ -96,16 +96,18 @@ def report(request):
     if request.method == "POST":
         if not request.user.has_perm(REVIEW):
             raise PermissionDenied
-        chosen: dict[int, dict[str, float]] = defaultdict(dict)
-        for value in request.POST.getlist("apply"):
-            model_id, threshold, label = value.split(":", 2)
-            chosen[int(model_id)][label] = float(threshold)
+        try:
+            chosen = _chosen_thresholds(request.POST.getlist("apply"))
+        except ValueError as exc:
+            messages.error(request, f"Nothing applied: {exc}")
+            return redirect(request.get_full_path())
         for model in MLModelVersion.objects.filter(pk__in=chosen):
             services.apply_thresholds(model, chosen[model.pk])
         messages.success(request, f"Applied {sum(len(v) for v in chosen.values())} label thresholds.")
         return redirect(request.get_full_path())
-    target = _float(request.GET.get("target")) or settings.SUGGESTIONS_TARGET_PRECISION
-    model = request.GET.get("model", "")
+    query = page_query(request, ReportFilterSerializer)
+    target = settings.SUGGESTIONS_TARGET_PRECISION if query["target"] is None else query["target"]
+    model = query["model"]
     versions = MLModelVersion.objects.filter(name=model) if model else None
     return render(
         request,
@@ -118,3 +120,15 @@ def report(request):
             "can_review": request.user.has_perm(REVIEW),
         },
     )
+
+
+def _chosen_thresholds(values: list[str]) -> dict[int, dict[str, float]]:
+    """Model id -> label -> threshold from the report's `id:threshold:label` checkboxes; ValueError if malformed."""
+    chosen: dict[int, dict[str, float]] = defaultdict(dict)
+    for value in values:
+        model_id, _, rest = value.partition(":")
+        threshold, _, label = rest.partition(":")
+        if not (model_id.isdigit() and label and "\x00" not in label and 0 <= float(threshold) <= 1):  # and not nan
+            raise ValueError(f"{value!r} is not model:threshold:label")
+        chosen[int(model_id)][label] = float(threshold)
+    return chosen

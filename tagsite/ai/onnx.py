@@ -67,17 +67,23 @@ def read_input_shape(input_shape: list) -> tuple[int, int | None]:
     return height, batch if isinstance(batch, int) and batch > 0 else None
 
 
-_sessions: dict[str, OnnxTagger] = {}
+_sessions: dict[tuple[str, bool], tuple[tuple[int, int], OnnxTagger]] = {}
 _sessions_lock = Lock()
 
 
 def load_tagger(path: str, *, use_gpu: bool = True) -> OnnxTagger:
-    """The session for a model file, created once per process (CUDA when this process has it)."""
-    key = f"{os.path.abspath(path)}:{use_gpu}"
+    """The session for a model file, created once per process (CUDA when this process has it).
+
+    Kept with the file's mtime and size: a model reinstalled over the same path gets a new session
+    in a running worker instead of the old weights.
+    """
+    stat = os.stat(path)
+    key, identity = (os.path.abspath(path), use_gpu), (stat.st_mtime_ns, stat.st_size)
     with _sessions_lock:
-        if key not in _sessions:
-            _sessions[key] = _create(path, use_gpu)
-        return _sessions[key]
+        cached = _sessions.get(key)
+        if cached is None or cached[0] != identity:
+            _sessions[key] = cached = (identity, _create(path, use_gpu))
+        return cached[1]
 
 
 def _create(path: str, use_gpu: bool) -> OnnxTagger:

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from suggestions import services
-from suggestions.models import ImageRun, ReviewDecision, TagSuggestion, UnmappedTag
+from suggestions.models import ImageRun, ReviewDecision, TagMapping, TagSuggestion, UnmappedTag
 from suggestions.tasks import infer_backlog
 from tagsite.models import ImageTag, Job
 from tagsite.services.accounts import ensure_moderators_group
@@ -122,3 +122,80 @@ def test_moderators_start_backlog_tagging_as_a_job(client, wd14, tmp_path, djang
     wd14.save()
     response = moderator.post("/api/suggestions/backlog/", {}, "application/json")
     assert response.status_code == 400 and "no active model" in str(response.json())
+
+
+@pytest.mark.django_db
+def test_a_backlog_job_a_killed_worker_left_running_runs_again(wd14, tmp_path):
+    images = [add_image(tmp_path / "lib", f"{i}.png", RED, size=(90 + i, 90)) for i in range(2)]
+    services.suggest_tags(wd14, images[:1])  # what the killed worker stored before it died
+    job = Job.objects.create(kind="suggest_tags", params={"model_id": wd14.pk}, status="running", current=1, total=2)
+    infer_backlog(job.pk)  # the redelivered task
+    job.refresh_from_db()
+    assert (job.status, job.current, job.total) == ("succeeded", 1, 1)
+    assert ImageRun.objects.filter(model_version=wd14).count() == 2
+    assert TagSuggestion.objects.filter(image=images[0]).count() == 5  # nothing stored twice
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", [None, "", "bogus", "IGNORE"])
+def test_the_worklist_refuses_a_missing_or_unknown_action(admin_client, wd14, tmp_path, settings, action):
+    settings.SUGGESTIONS_UNMAPPED = "worklist"
+    services.suggest_tags(wd14, [add_image(tmp_path / "lib", "blue.png", (0, 0, 255))])
+    ids = list(UnmappedTag.objects.values_list("pk", flat=True))
+    form = {"ids": ids, **({"action": action} if action is not None else {})}
+    page = admin_client.post("/suggestions/unmapped/", form, follow=True).content.decode()
+    assert "action: " in page and 'class="message error"' in page
+    assert UnmappedTag.objects.count() == len(ids) and not TagMapping.objects.exists()
+    with pytest.raises(ValueError, match="unknown action 'bogus': choose one of map, same_name, ignore"):
+        services.resolve_worklist(UnmappedTag.objects.all(), "bogus")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "url, field",
+    [
+        ("/api/suggestions/?image=abc", "image"),
+        ("/api/suggestions/?image=0", "image"),
+        ("/api/suggestions/?min_confidence=abc", "min_confidence"),
+        ("/api/suggestions/?max_confidence=nan", "max_confidence"),
+        ("/api/suggestions/?min_confidence=2", "min_confidence"),
+        ("/api/suggestions/?status=bogus", "status"),
+        ("/api/suggestions/?model=wd%00test", "model"),
+        ("/api/suggestions/?tag=long%00", "tag"),
+        ("/api/unmapped-tags/?source=dan%00booru", "source"),
+    ],
+)
+def test_bad_api_query_parameters_are_a_400(admin_client, queue, url, field):
+    response = admin_client.get(url)
+    assert response.status_code == 400 and field in response.json()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "url, field",
+    [
+        ("/suggestions/?min_confidence=abc", "min_confidence"),
+        ("/suggestions/?max_confidence=inf", "max_confidence"),
+        ("/suggestions/?status=bogus", "status"),
+        ("/suggestions/?model=wd%00test", "model"),
+        ("/suggestions/?tag=long%00", "tag"),
+        ("/suggestions/unmapped/?source=dan%00booru", "source"),
+        ("/suggestions/report/?target=abc", "target"),
+        ("/suggestions/report/?model=wd%00test", "model"),
+    ],
+)
+def test_bad_page_query_parameters_are_a_message(admin_client, queue, url, field):
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    assert f'<div class="message error">{field}: ' in response.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["", "1", "abc:0.5:blush", "{pk}:high:blush", "{pk}:nan:blush", "{pk}:2:blush",
+                                   "{pk}:0.5:", "{pk}:0.5:blu%00sh"])  # fmt: skip
+def test_a_malformed_threshold_to_apply_is_a_message(admin_client, wd14, value):
+    value = value.format(pk=wd14.pk).replace("%00", "\x00")
+    response = admin_client.post("/suggestions/report/", {"apply": [f"{wd14.pk}:0.6:smile", value]}, follow=True)
+    assert response.status_code == 200 and "Nothing applied: " in response.content.decode()
+    wd14.refresh_from_db()
+    assert wd14.tag_thresholds == {}

@@ -115,3 +115,12 @@ def test_batches_predict_like_single_images(models, name, tmp_path):
     for result in results[:2] + results[3:]:
         single = tagger.predict(load(result.item)[None])[0]
         np.testing.assert_allclose(result.probabilities, single, atol=5e-3)  # float32 sums differ by batch layout
+
+
+def test_a_model_reinstalled_over_the_same_file_gets_a_new_session(tmp_path):
+    path = build_model(tmp_path / "installed") / "model.onnx"
+    first = load_tagger(str(path))
+    path.write_bytes((build_model(tmp_path / "other", size=320) / "model.onnx").read_bytes())
+    second = load_tagger(str(path))
+    assert second is not first and second.input_size == 320
+    assert load_tagger(str(path)) is second

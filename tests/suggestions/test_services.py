@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from suggestions import services
 from suggestions.models import ImageRun, ReviewDecision, TagMapping, TagSuggestion, UnmappedTag
@@ -206,3 +206,21 @@ def test_suggest_tags_command_backlog_options(wd14, tmp_path):
     assert ImageRun.objects.count() == 4 and TagSuggestion.objects.count() == 20
     job = Job.objects.filter(kind="suggest_tags").first()
     assert job.status == "succeeded" and job.counts["images"] == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "command, option, value, problem",
+    [
+        ("suggest_tags", "--limit", "-1", "must be 0 or more"),
+        ("suggest_tags", "--skip", "-5", "must be 0 or more"),
+        ("suggest_tags", "--batch-size", "0", "must be 1 or more"),
+        ("suggest_tags", "--batch-size", "two", "'two' is not a whole number"),
+        ("review_report", "--target-precision", "1.5", "must be from 0 to 1"),
+        ("review_report", "--target-precision", "nan", "must be from 0 to 1"),
+    ],
+)
+def test_out_of_range_command_options_are_usage_errors(command, option, value, problem):
+    with pytest.raises(CommandError, match=f"argument {option}: {problem}"):
+        call_command(command, f"{option}={value}")
+    assert not Job.objects.exists()

@@ -15,10 +15,10 @@ from suggestions.tasks import infer_tags
 from tagsite.celery import app
 from tagsite.models import ImageTag, Job
 from tagsite.services.ingest import ingest_paths
+from tests.browser import screenshot
 from tests.conftest import database_url, start_worker, stop_worker, wait_for
 from tests.suggestions.wd14 import build_model
 
-SCREENSHOTS = Path(os.environ.get("TAGSITE_SCREENSHOTS", "/tmp/tagsite-screenshots"))
 RED_SET = {"long_hair", "blush", "short_hair", "simple_background", "hatsune_miku"}
 
 
@@ -45,8 +45,7 @@ def test_upload_worker_suggests_and_a_moderator_reviews_in_the_browser(
     card.locator(".suggestion.rejected", has_text="hatsune miku").wait_for()
     page.keyboard.press("3")  # the third tag: characters come first, then general by confidence
     card.locator(".suggestion.approved").nth(1).wait_for()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / "review.png", full_page=True)
+    screenshot(page, "review")
 
     link = ImageTag.objects.get(image_id=image_id, tag__name="long_hair")
     assert (link.source, link.model_name, link.added_by.username) == ("model", "wd-test v1", "moderator")
@@ -82,8 +81,7 @@ def test_backlog_tagged_from_the_review_page_by_the_worker(
     page.click("#backlog button")
     page.locator("#backlog .status.succeeded").wait_for(timeout=60_000)
     assert page.locator("#backlog .numbers").text_content() == "2/2"
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / "review-backlog.png", full_page=True)
+    screenshot(page, "review-backlog")
 
     job = Job.objects.get(kind="suggest_tags")
     assert (job.status, job.total, job.current, job.params["model_id"]) == ("succeeded", 2, 2, wd14.pk)

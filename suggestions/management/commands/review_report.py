@@ -2,6 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from suggestions import services
+from suggestions.management import number_type
 from suggestions.models import MLModelVersion
 
 
@@ -10,7 +11,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--model", help="Only this model name")
-        parser.add_argument("--target-precision", type=float, default=settings.SUGGESTIONS_TARGET_PRECISION)
+        parser.add_argument(
+            "--target-precision", type=number_type(float, 0, 1), default=settings.SUGGESTIONS_TARGET_PRECISION
+        )
         parser.add_argument("--apply", action="store_true", help="Set the recommended thresholds on the models")
 
     def handle(self, *args, **options):

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from suggestions import services
+from suggestions.management import number_type
 from tagsite.services.jobs import create_job, run_job
 
 
@@ -9,9 +10,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--model", help="Only this model name (default: every active model)")
-        parser.add_argument("--batch-size", type=int, default=None, help="Images per inference batch")
-        parser.add_argument("--limit", type=int, default=None, help="At most this many images per model")
-        parser.add_argument("--skip", type=int, default=0, help="Skip the first N images of the backlog")
+        parser.add_argument("--batch-size", type=number_type(int, 1), help="Images per inference batch")
+        parser.add_argument("--limit", type=number_type(int, 0), help="At most this many images per model")
+        parser.add_argument("--skip", type=number_type(int, 0), default=0, help="Skip the first N of the backlog")
         parser.add_argument("--dry-run", action="store_true", help="Infer and print, store nothing")
 
     def handle(self, *args, **options):

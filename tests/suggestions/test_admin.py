@@ -1,0 +1,48 @@
+"""Admin of suggestions: every changelist renders; moderators, not plain staff, resolve worklist labels."""
+
+import pytest
+from django.contrib.auth.models import Permission
+
+from suggestions import services
+from suggestions.models import TagMapping, UnmappedTag
+from tests.suggestions.conftest import add_image
+from tests.suggestions.test_api import staff_client
+
+
+@pytest.mark.django_db
+def test_every_suggestions_changelist_renders(admin_client, wd14, tmp_path, settings):
+    settings.SUGGESTIONS_UNMAPPED = "worklist"  # held predictions and runs to list
+    services.suggest_tags(wd14, [add_image(tmp_path / "lib", "blue.png", (0, 0, 255))])
+    for model in ["mlmodelversion", "tagmapping", "unmappedtag", "heldprediction", "imagerun", "tagsuggestion",
+                  "reviewdecision"]:  # fmt: skip
+        for query in ["", "?q=blue", "?o=1"]:
+            url = f"/admin/suggestions/{model}/{query}"
+            assert admin_client.get(url).status_code == 200, url
+    page = admin_client.get("/admin/suggestions/heldprediction/", {"q": "1girl"}).content.decode()
+    assert "1girl" in page and "Add held prediction" not in page
+
+
+@pytest.fixture
+def worklist(wd14, tmp_path, settings):
+    settings.SUGGESTIONS_UNMAPPED = "worklist"
+    services.suggest_tags(wd14, [add_image(tmp_path / "lib", "blue.png", (0, 0, 255))])
+    return list(UnmappedTag.objects.values_list("pk", flat=True))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", ["map_same_name", "ignore"])
+def test_moderators_run_the_worklist_admin_actions(client, worklist, action):
+    moderator, _ = staff_client(client, "mod", moderator=True)
+    response = moderator.post("/admin/suggestions/unmappedtag/", {"action": action, "_selected_action": worklist})
+    assert response.status_code == 302
+    assert not UnmappedTag.objects.exists() and TagMapping.objects.count() == len(worklist)
+
+
+@pytest.mark.django_db
+def test_plain_staff_cannot_run_the_worklist_admin_actions(client, worklist):
+    staff, user = staff_client(client, "viewer", moderator=False)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_unmappedtag", "change_unmappedtag"]))
+    assert staff.get("/admin/suggestions/unmappedtag/").status_code == 200
+    for action in ("map_same_name", "ignore"):
+        staff.post("/admin/suggestions/unmappedtag/", {"action": action, "_selected_action": worklist})
+    assert UnmappedTag.objects.count() == len(worklist) and not TagMapping.objects.exists()
