@@ -1,7 +1,5 @@
 """Seed 000's command: categorise the most used uncategorised tags with the `categorize` LLM role."""
 
-import argparse
-from collections.abc import Callable
 from contextlib import nullcontext
 
 from django.core.management.base import BaseCommand, CommandError
@@ -10,24 +8,10 @@ from tqdm import tqdm
 from categorization.services import Outcome, categorize_uncategorized
 from tagsite.ai.base import LLMError
 from tagsite.ai.registry import check_endpoint, client_for, resolve_role
+from tagsite.management.arguments import number_type
 from tagsite.services.jobs import create_job, run_job
 
 RULE = "=" * 70
-
-
-def at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type, so that a negative count is a usage error rather than a traceback mid-run."""
-
-    def whole_number(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-        if number < minimum:
-            raise argparse.ArgumentTypeError(f"must be {minimum} or more, not {number}")
-        return number
-
-    return whole_number
 
 
 class Command(BaseCommand):
@@ -35,13 +19,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--batch-size", type=at_least(1), default=100, help="Tags fetched per batch; without --limit, one batch."
+            "--batch-size",
+            type=number_type(int, 1),
+            default=100,
+            help="Tags fetched per batch; without --limit, one batch.",
         )
-        parser.add_argument("--limit", type=at_least(0), help="Maximum total tags to process.")
+        parser.add_argument("--limit", type=number_type(int, 0), help="Maximum total tags to process.")
         parser.add_argument("--dry-run", action="store_true", help="Ask the LLM but save nothing.")
-        parser.add_argument("--skip", type=at_least(0), default=0, help="Skip the first N tags (to resume).")
+        parser.add_argument("--skip", type=number_type(int, 0), default=0, help="Skip the first N tags (to resume).")
         parser.add_argument(
-            "--request-size", type=at_least(1), help="Tags per LLM request (TAGSITE_CATEGORIZE_REQUEST_SIZE)."
+            "--request-size", type=number_type(int, 1), help="Tags per LLM request (TAGSITE_CATEGORIZE_REQUEST_SIZE)."
         )
         parser.add_argument("--role", default="categorize", help="Registry role whose endpoint is used.")
 

@@ -2,8 +2,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from suggestions import services
-from suggestions.management import number_type
 from suggestions.models import MLModelVersion
+from tagsite.management.arguments import number_type
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from suggestions import services
-from suggestions.management import number_type
+from tagsite.management.arguments import number_type
 from tagsite.services.jobs import create_job, run_job
 
 
