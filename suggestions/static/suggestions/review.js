@@ -113,12 +113,9 @@
   const backlog = document.getElementById("backlog");
   const job = backlog.querySelector(".job");
 
-  async function follow(url) {  // poll the job until it ends; the form stays disabled meanwhile
+  async function follow(url) {  // the form stays disabled until the job ends
     try {
-      const response = await fetch(url, { headers: { Accept: "application/json" } });
-      const data = await response.json();
-      showJob(job, data);
-      if (["queued", "running"].includes(data.status)) { setTimeout(() => follow(url), 1000); return; }
+      await watchJob(url, (data) => showJob(job, data));
     } catch (error) { show(error.message, true); }
     backlog.querySelector("button").disabled = false;
   }
