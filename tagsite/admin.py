@@ -85,16 +85,28 @@ class ImageAdmin(admin.ModelAdmin):
         return [] if obj is None else self.inlines
 
 
+class TagForm(forms.ModelForm):
+    class Meta:
+        model = Tag
+        fields = ["name", "display_name", "danbooru_category"]
+
+    def clean_name(self):
+        """The canonical name, so `Cat` next to `cat` is a form error, not a database error."""
+        name = tag_service.normalize_tag_name(self.cleaned_data["name"])
+        if not name:
+            raise forms.ValidationError("A tag needs a name.")
+        if Tag.objects.filter(name=name).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError(f"The tag {name} already exists.")
+        return name
+
+
 @admin.register(Tag)
 class TagAdmin(admin.ModelAdmin):
+    form = TagForm
     list_display = ["name", "display_name", "danbooru_category", "extended_category", "usage_count"]
     list_filter = ["danbooru_category", "extended_category"]
     search_fields = ["name", "display_name", "aliases__antecedent"]
     readonly_fields = ["usage_count", "created_at"]
-
-    def save_model(self, request, obj, form, change):
-        obj.name = tag_service.normalize_tag_name(obj.name)
-        super().save_model(request, obj, form, change)
 
 
 class TagAliasForm(forms.ModelForm):

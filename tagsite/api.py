@@ -13,6 +13,25 @@ from tagsite.services import tags as tag_service
 from tagsite.services.ingest import UploadRejected, store_upload
 
 
+class StaffModelPermissions(permissions.DjangoModelPermissions):
+    """Staff read; a write needs the model permission admin would ask for (add, change, delete)."""
+
+    perms_map = {**permissions.DjangoModelPermissions.perms_map, "GET": [], "HEAD": [], "OPTIONS": []}
+
+    def has_permission(self, request, view):
+        return bool(request.user and request.user.is_staff) and super().has_permission(request, view)
+
+
+def requires(*perms: str) -> type[permissions.BasePermission]:
+    """Staff with these permissions, for actions that are not plain model writes."""
+
+    class Required(permissions.IsAdminUser):
+        def has_permission(self, request, view):
+            return super().has_permission(request, view) and request.user.has_perms(perms)
+
+    return Required
+
+
 class TagSerializer(serializers.ModelSerializer):
     class Meta:
         model = Tag
@@ -87,7 +106,12 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
         return super().list(request, *args, **kwargs)
 
     @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={201: ImageSerializer})
-    @action(detail=False, methods=["post"], parser_classes=[parsers.MultiPartParser])
+    @action(
+        detail=False,
+        methods=["post"],
+        parser_classes=[parsers.MultiPartParser],
+        permission_classes=[requires("tagsite.add_image")],
+    )
     def upload(self, request):
         """Upload one image (size- and type-checked). 201 when new, 200 when the content is already here."""
         serializer = UploadSerializer(data=request.data)
@@ -100,14 +124,14 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(ImageSerializer(image, context={"request": request}).data, status=code)
 
     @extend_schema(request=TagNamesSerializer, responses=ImageSerializer)
-    @action(detail=True, methods=["post"], url_path="tags")
+    @action(detail=True, methods=["post"], url_path="tags", permission_classes=[requires("tagsite.add_imagetag")])
     def add_tags(self, request, pk=None):
         """Tag the image by hand (aliases and implications apply)."""
         tag_service.add_tags([self.get_object()], self._tag_names(request), user=request.user)
         return self._fresh_image(request)
 
     @extend_schema(request=TagNamesSerializer, responses=ImageSerializer)
-    @action(detail=True, methods=["post"], url_path="untag")
+    @action(detail=True, methods=["post"], url_path="untag", permission_classes=[requires("tagsite.delete_imagetag")])
     def remove_tags(self, request, pk=None):
         names = set(tag_service.resolve_names(self._tag_names(request)).values())
         tag_service.remove_tags([self.get_object()], Tag.objects.filter(name__in=names))
@@ -128,6 +152,7 @@ class TagViewSet(
 ):
     """Tags, most used first. `?search=` filters by name prefix."""
 
+    permission_classes = [StaffModelPermissions]
     serializer_class = TagSerializer
     filterset_fields = ["danbooru_category"]
 
@@ -168,6 +193,7 @@ class TagAliasViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, viewset
     """Aliases: `antecedent` is rewritten to the target tag. Chains are flattened, cycles rejected."""
 
     queryset = TagAlias.objects.select_related("tag")
+    permission_classes = [StaffModelPermissions]
     serializer_class = TagAliasSerializer
 
 
@@ -194,6 +220,7 @@ class TagImplicationViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, v
     """Implications: images tagged `antecedent` also get `consequent`. Cycles rejected."""
 
     queryset = TagImplication.objects.select_related("antecedent", "consequent")
+    permission_classes = [StaffModelPermissions]
     serializer_class = TagImplicationSerializer
 
 
@@ -213,13 +240,6 @@ class ImportRequestSerializer(serializers.Serializer):
     path = serializers.CharField(help_text="A folder on the server, imported recursively.")
 
 
-class CanImportFolders(permissions.IsAdminUser):
-    """Importing reads any folder the server can see, so it takes more than a staff login."""
-
-    def has_permission(self, request, view):
-        return super().has_permission(request, view) and request.user.has_perm("tagsite.add_image")
-
-
 class JobViewSet(viewsets.ReadOnlyModelViewSet):
     """Job records with live progress."""
 
@@ -228,7 +248,7 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_fields = ["kind", "status"]
 
     @extend_schema(request=ImportRequestSerializer, responses={202: JobSerializer})
-    @action(detail=False, methods=["post"], url_path="import", permission_classes=[CanImportFolders])
+    @action(detail=False, methods=["post"], url_path="import", permission_classes=[requires("tagsite.add_image")])
     def start_import(self, request):
         """Queue a folder import on the worker (needs the `tagsite.add_image` permission: any server folder)."""
         from tagsite.services.jobs import create_job

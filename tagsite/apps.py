@@ -11,6 +11,7 @@ class TagsiteConfig(AppConfig):
         from django.conf import settings
         from PIL import Image
 
+        from tagsite import signals  # noqa: F401 - connects the usage-count receivers
         from tagsite.services.accounts import ensure_moderators_group
 
         Image.MAX_IMAGE_PIXELS = settings.MAX_IMAGE_PIXELS  # Pillow's own bomb guard follows the setting

@@ -8,6 +8,25 @@ PUBLIC_PREFIXES = ("/accounts/login/", "/static/", "/admin/login/")
 BROWSER_API_PAGES = ("/api/docs/",)
 
 
+class NulByteMiddleware:
+    """PostgreSQL text cannot hold NUL, so a parameter with one is a bad request, never a 500."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        params = [request.GET]
+        if request.content_type == "application/x-www-form-urlencoded":
+            params.append(request.POST)
+        if "\x00" in request.path or any(_has_nul(query) for query in params):
+            return JsonResponse({"detail": "NUL bytes are not allowed in parameters."}, status=400)
+        return self.get_response(request)
+
+
+def _has_nul(query) -> bool:
+    return any("\x00" in key or any("\x00" in value for value in values) for key, values in query.lists())
+
+
 class UploadSizeLimitMiddleware:
     """Refuse an oversized upload from its Content-Length, before Django spools it to disk."""
 

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "tagsite.middleware.UploadSizeLimitMiddleware",
+    "tagsite.middleware.NulByteMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -207,8 +208,12 @@ if PRODUCTION:
 # Permissions of the `moderators` group (each app adds its review permissions here).
 MODERATOR_PERMISSIONS = [
     "tagsite.view_image",
+    "tagsite.add_image",
     "tagsite.view_tag",
     "tagsite.add_tag",
+    "tagsite.change_tag",
+    "tagsite.add_tagalias",
+    "tagsite.add_tagimplication",
     "tagsite.view_imagetag",
     "tagsite.add_imagetag",
     "tagsite.delete_imagetag",

@@ -1,5 +1,7 @@
 """Pages of the library. Every view here sits behind StaffRequiredMiddleware."""
 
+import os
+import stat
 from pathlib import Path
 
 from django.conf import settings
@@ -49,8 +51,14 @@ def image_thumbnail(request, pk: int):
 
 
 def image_file(request, pk: int):
-    image = get_object_or_404(Image, pk=pk)
+    """The original file, only while it is the file that was imported (same size and mtime)."""
+    image = get_object_or_404(Image, pk=pk, status__in=[Image.Status.OK, Image.Status.DUPLICATE])
     try:
-        return FileResponse(open(image.path, "rb"), filename=image.filename)
+        handle = open(image.path, "rb")  # noqa: SIM115 - FileResponse closes it
     except OSError as exc:
         raise Http404(f"file not readable: {exc.strerror}") from exc
+    info = os.fstat(handle.fileno())
+    if not stat.S_ISREG(info.st_mode) or (info.st_size, info.st_mtime) != (image.size, image.mtime):
+        handle.close()
+        raise Http404("the file changed since it was imported; rescan its folder")
+    return FileResponse(handle, filename=image.filename)

@@ -49,7 +49,8 @@ class FileFacts:
 @dataclass
 class ScanResult:
     files: dict[str, tuple[int, float]]  # path -> (size, mtime)
-    errors: dict[str, str]  # path -> why it cannot be read
+    errors: dict[str, str]  # file path -> why it cannot be read
+    skipped_folders: dict[str, str]  # folder -> why it cannot be listed: its images are not "gone"
 
 
 def scan_folder(root: str | Path, extensions: Iterable[str] | None = None) -> ScanResult:
@@ -57,8 +58,13 @@ def scan_folder(root: str | Path, extensions: Iterable[str] | None = None) -> Sc
     wanted = {ext.lower() for ext in (extensions or settings.IMAGE_EXTENSIONS)}
     files: dict[str, tuple[int, float]] = {}
     errors: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+
+    def unlistable(exc: OSError) -> None:
+        skipped[exc.filename] = describe_os_error(exc)
+
     seen_dirs: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=unlistable):
         info = os.stat(dirpath)
         if (info.st_dev, info.st_ino) in seen_dirs:
             dirnames[:] = []
@@ -70,7 +76,7 @@ def scan_folder(root: str | Path, extensions: Iterable[str] | None = None) -> Sc
                 os.stat(full)
             except OSError as exc:
                 dirnames.remove(name)
-                errors[full] = describe_os_error(exc)
+                skipped[full] = describe_os_error(exc)
         for name in filenames:
             if os.path.splitext(name)[1].lower() not in wanted:
                 continue
@@ -84,7 +90,7 @@ def scan_folder(root: str | Path, extensions: Iterable[str] | None = None) -> Sc
                 errors[full] = "not a regular file"
                 continue
             files[full] = (info.st_size, info.st_mtime)
-    return ScanResult(files, errors)
+    return ScanResult(files, errors, skipped)
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -161,20 +167,30 @@ def inspect_chunk(paths: list[str]) -> list[FileFacts]:
 def import_folder(root: str | Path, progress: JobProgress | None = None, extensions=None) -> dict[str, int]:
     """Bring a folder in line with the library: new, changed, moved, deleted files. Returns counts."""
     root = os.path.abspath(root)
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"not a folder: {root}")
+    if "\x00" in root or not os.path.isdir(root):
+        raise FileNotFoundError(f"not a folder: {root!r}")
     scan = scan_folder(root, extensions)
     prefix = root.rstrip("/") + "/"
     known = {row.path: row for row in Image.objects.filter(path__startswith=prefix)}
     todo = sorted(
         path
         for path, (size, mtime) in scan.files.items()
-        if path not in known or (known[path].size, known[path].mtime) != (size, mtime)
+        if path not in known
+        or (known[path].size, known[path].mtime) != (size, mtime)
+        or known[path].status == Image.Status.MISSING  # back where it was
     )
-    gone = {path for path in known if path not in scan.files and path not in scan.errors}
+    hidden = tuple(folder.rstrip("/") + "/" for folder in scan.skipped_folders)
+    gone = {
+        path
+        for path in known
+        if path not in scan.files and path not in scan.errors and not path.startswith(hidden or ("\x00",))
+    }
     counts = {"unchanged": len(scan.files) - len(todo)}
     if progress:
         progress.set_total(len(todo))
+    for folder, why in scan.skipped_folders.items():
+        if progress:
+            progress.error(folder, f"folder skipped: {why}")
     for path, why in scan.errors.items():
         row = known.get(path)
         if row is None or row.status != Image.Status.FAILED or row.error != why:
@@ -251,7 +267,12 @@ def _save(
         "status": Image.Status.FAILED if f.error else Image.Status.OK,
         "error": f.error,
     }
-    kind = "failed" if f.error else ("changed" if row else "new")
+    if f.error:
+        kind = "failed"
+    elif row is None:
+        kind = "new"
+    else:
+        kind = "restored" if row.status == Image.Status.MISSING else "changed"
     content_changed = not f.error and (row is None or row.sha256 != f.sha256 or row.status != Image.Status.OK)
     if not f.error:
         twin = twins.get(f.sha256)

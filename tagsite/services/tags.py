@@ -4,12 +4,13 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
 from tagsite.models import Image, ImageTag, Tag, TagAlias, TagImplication
 
+MAX_NAME_LENGTH = 255
 _SEPARATORS = re.compile(r"[\s_\-]+")
 _SPACES = re.compile(r"\s+")
 _SURROUNDING = "\"'`“”‘’«»,.;:!?*•·"
@@ -43,9 +44,13 @@ def display_name_for(raw: str) -> str:
 
 
 def resolve_names(raw_names: Iterable[str]) -> dict[str, str]:
-    """Map each raw name to its canonical tag name: normalised, then rewritten by an alias if one exists."""
-    normalized = {raw: normalize_tag_name(raw) for raw in raw_names}
-    normalized = {raw: name for raw, name in normalized.items() if name}
+    """Map each raw name to its canonical tag name: normalised, then rewritten by an alias if one exists.
+
+    Empty names, names with NUL bytes and names over 255 characters (junk in a file's keywords,
+    usually) are left out rather than failing a whole batch.
+    """
+    normalized = {raw: normalize_tag_name(raw) for raw in raw_names if "\x00" not in raw}
+    normalized = {raw: name for raw, name in normalized.items() if 0 < len(name) <= MAX_NAME_LENGTH}
     aliases = dict(
         TagAlias.objects.filter(antecedent__in=set(normalized.values())).values_list("antecedent", "tag__name")
     )
@@ -136,9 +141,9 @@ def create_alias(antecedent_raw: str, target_raw: str, user=None) -> TagAlias:
     implications and aliases move over); a cycle is rejected.
     """
     antecedent = normalize_tag_name(antecedent_raw)
-    target_name = resolve_names([target_raw])[target_raw]
-    if not antecedent or not target_name:
-        raise TagRuleError("Both names must be non-empty.")
+    target_name = resolve_names([target_raw]).get(target_raw, "")
+    if not 0 < len(antecedent) <= MAX_NAME_LENGTH or not target_name:
+        raise TagRuleError(f"Both names must have 1 to {MAX_NAME_LENGTH} characters.")
     if antecedent == target_name:
         raise TagRuleError(f"Alias {antecedent} -> {target_name} would be a cycle.")
     target = get_or_create_tags([target_name])[target_name]
@@ -151,7 +156,11 @@ def create_alias(antecedent_raw: str, target_raw: str, user=None) -> TagAlias:
 
 
 def merge_tags(old: Tag, target: Tag) -> None:
-    """Move everything of `old` onto `target`, then delete `old`."""
+    """Move everything of `old` onto `target`, then delete `old`.
+
+    Other apps' rows that point at the tag (mappings, suggestions with their review audit, category
+    proposals) move too; one that would duplicate a row the target already has goes with `old`.
+    """
     moved = [
         ImageTag(image_id=link.image_id, tag=target, source=link.source, added_by_id=link.added_by_id)
         for link in ImageTag.objects.filter(tag=old)
@@ -162,14 +171,32 @@ def merge_tags(old: Tag, target: Tag) -> None:
     for implication in TagImplication.objects.filter(consequent=old).exclude(antecedent=target):
         TagImplication.objects.get_or_create(antecedent=implication.antecedent, consequent=target)
     TagAlias.objects.filter(tag=old).update(tag=target)
+    _repoint_references(old, target)
     old.delete()
     refresh_usage_counts([target.pk])
+
+
+def _repoint_references(old: Tag, target: Tag) -> None:
+    handled = {ImageTag, TagAlias, TagImplication}
+    for relation in Tag._meta.related_objects:
+        if not relation.one_to_many or relation.related_model in handled:
+            continue
+        field = relation.field.name
+        for row in relation.related_model.objects.filter(**{field: old}):
+            setattr(row, field, target)
+            try:
+                with transaction.atomic():
+                    row.save(update_fields=[field])
+            except IntegrityError:
+                pass  # the target already has its equivalent
 
 
 @transaction.atomic
 def create_implication(antecedent_raw: str, consequent_raw: str, user=None) -> TagImplication:
     """`antecedent` implies `consequent`; images already tagged get the implied tag now."""
     tags = get_or_create_tags([antecedent_raw, consequent_raw])
+    if antecedent_raw not in tags or consequent_raw not in tags:
+        raise TagRuleError(f"Tag names must have 1 to {MAX_NAME_LENGTH} characters.")
     antecedent, consequent = tags[antecedent_raw], tags[consequent_raw]
     if antecedent == consequent:
         raise TagRuleError(f"{antecedent.name} cannot imply itself.")
