@@ -69,6 +69,7 @@ class ExtendedCategoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, 
     queryset = ExtendedCategory.objects.annotate(tag_count=Count("tags")).order_by("code")
     serializer_class = ExtendedCategorySerializer
     lookup_field = "code"
+    lookup_value_regex = r"[^/.\x00]+"  # the default, less NUL: it would reach PostgreSQL and fail there
     pagination_class = None
     deciding = frozenset({"run"})
 

@@ -359,8 +359,8 @@ def filter_tags(query: str = "", code: str = "", state: str = "all") -> QuerySet
         tags = tags.filter(extended_category__code=code)
     if state == "uncategorised":
         tags = tags.filter(extended_category__isnull=True)
-    elif state == "proposal":
-        tags = tags.filter(category_proposals__status=CategoryProposal.Status.PENDING)
+    elif state == "proposal":  # Exists, not a join: a tag with two pending proposals is still one row
+        tags = tags.filter(Exists(pending.filter(tag=OuterRef("pk"))))
     return tags.order_by("-usage_count", "name")
 
 

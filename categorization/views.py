@@ -13,6 +13,11 @@ from categorization.tasks import start_run
 from tagsite.models import Job
 
 
+def number(value: str) -> int | None:
+    """A non-negative integer parameter, else None: `str.isdigit` alone lets "²" through to a failing int()."""
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
 def filtered_tags(params) -> tuple:
     """Tags matching the page's filters (search, category, state), and the filters as read."""
     query, code, state = params.get("q", "").strip(), params.get("category", ""), params.get("state", "all")
@@ -25,8 +30,8 @@ def tag_categorize(request):
     page = Paginator(tags, 100).get_page(request.GET.get("page"))
     chart = services.distribution()
     biggest = max((count for _, _, count in chart), default=0) or 1
-    job_id = request.GET.get("job")
-    job = Job.objects.filter(pk=job_id).first() if job_id else Job.objects.filter(kind="categorize").first()
+    job_id = number(request.GET.get("job", ""))
+    job = Job.objects.filter(pk=job_id).first() if job_id is not None else Job.objects.filter(kind="categorize").first()
     return render(
         request,
         "categorization/tag_categorize.html",
@@ -50,7 +55,7 @@ def tag_categorize_action(request):
     """One form, many buttons: `set:<id>`, `accept:<id>`, `reject:<id>`, `bulk_set`, `bulk_accept`, `bulk_reject`."""
     verb, _, tag_id = request.POST.get("action", "").partition(":")
     selected = [tag_id] if tag_id else request.POST.getlist("tags")
-    tag_ids = [int(pk) for pk in selected if pk.isdigit()]
+    tag_ids = [pk for pk in map(number, selected) if pk is not None]
     if not tag_ids:
         messages.warning(request, "Select at least one tag.")
         return back(request)
@@ -74,8 +79,8 @@ def tag_categorize_action(request):
 @permission_required("categorization.categorize_tags", raise_exception=True)
 def tag_categorize_run(request):
     """Start an LLM run on the `llm` queue; the page then follows the job's progress."""
-    limit = request.POST.get("limit", "")
-    limit = max(1, min(int(limit), 1_000_000)) if limit.isdigit() else 100
+    limit = number(request.POST.get("limit", ""))
+    limit = max(1, min(limit, 1_000_000)) if limit is not None else 100
     job = start_run(limit, request.user)
     messages.info(request, f"LLM categorisation of up to {limit} tags started (job #{job.pk}).")
     return redirect(f"{reverse('tag-categorize')}?job={job.pk}")

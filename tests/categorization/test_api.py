@@ -2,6 +2,7 @@
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.urls import Resolver404, resolve
 
 from categorization import tasks
 from categorization.models import CategoryProposal, ExtendedCategory
@@ -139,3 +140,15 @@ def test_start_run_queues_a_job_and_sends_the_task(moderator, monkeypatch, djang
     assert job.created_by.username == "mod" and sent == [job.pk]
     assert moderator.get(f"/api/jobs/{job.pk}/").json()["status"] == "queued"
     assert moderator.post("/api/categories/run/", {"limit": 0}, JSON).status_code == 400
+
+
+@pytest.mark.parametrize("code", ["nope", "x" * 300, "%C3%A9t%C3%A9", "%FF", "a.b", "a%2Fb"])
+def test_an_unknown_or_odd_category_code_is_a_404(moderator, code):
+    assert moderator.get(f"/api/categories/{code}/").status_code == 404
+
+
+def test_a_category_code_with_nul_does_not_route():
+    """Never to PostgreSQL, which cannot compare text with NUL (whatever the middleware does first)."""
+    with pytest.raises(Resolver404):
+        resolve("/api/categories/a\x00b/")
+    assert resolve("/api/categories/03_Body_Face/").kwargs == {"code": "03_Body_Face"}

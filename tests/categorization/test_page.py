@@ -2,7 +2,9 @@
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.db import connection
 
+from categorization import services
 from categorization.models import CategoryProposal, ExtendedCategory
 from categorization.services import set_category
 from tagsite.models import Job, Tag
@@ -91,3 +93,31 @@ def test_llm_run_from_the_page_on_a_real_worker(celery_worker, admin_client, llm
     assert CategoryProposal.objects.filter(job=job, status="pending").count() == 4
     page = admin_client.get(f"/tag_categorize?job={job_id}").content.decode()
     assert f"Job #{job_id}" in page and "succeeded" in page
+
+
+@pytest.mark.parametrize("job", ["abc", "1.5", "-1", "²", ""])
+def test_a_job_parameter_that_is_not_an_id_is_ignored(admin_client, job):
+    latest = Job.objects.create(kind="categorize")
+    response = admin_client.get("/tag_categorize", {"job": job})
+    assert response.status_code == 200 and response.context["job"] == latest
+    assert admin_client.get("/tag_categorize", {"job": "9" * 30}).context["job"] is None  # an id, of no job
+
+
+def test_odd_tag_ids_and_limits_are_ignored(admin_client, monkeypatch):
+    (hat,) = make_tags("hat")
+    response = admin_client.post("/tag_categorize/action", {"action": "bulk_reject", "tags": ["²", "x"]})
+    assert response.status_code == 302
+    monkeypatch.setattr("categorization.views.start_run", lambda limit, user: Job.objects.create(kind=str(limit)))
+    assert admin_client.post("/tag_categorize/run", {"limit": "²"}).status_code == 302
+    assert Job.objects.get().kind == "100"
+
+
+def test_a_tag_with_several_pending_proposals_is_listed_once(admin_client):
+    """Rows from before the one-pending constraint (dropped here, inside the test's transaction) may still exist."""
+    (hat,) = make_tags("hat")
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX one_pending_proposal_per_tag")
+    propose(hat, "08_Attire_Acc")
+    propose(hat, "13_Object")
+    assert [tag.name for tag in services.filter_tags(state="proposal")] == ["hat"]
+    assert [tag.name for tag in admin_client.get("/tag_categorize", {"state": "proposal"}).context["page"]] == ["hat"]
