@@ -533,17 +533,45 @@ def worklist(source: str | None = None) -> QuerySet[UnmappedTag]:
     return entries.order_by("-waiting", "external_tag")
 
 
+MAPPING_COLUMNS = ("danbooru_tag", "internal_tag_title", "action")
+MAPPING_ACTIONS = ("map", "ignore")
+
+
+class MappingImportError(ValueError):
+    """A mapping CSV that cannot be read, or is not `danbooru_tag,internal_tag_title,action`: nothing imported."""
+
+
+def read_mapping_rows(path: str | Path) -> list[tuple[str, str, str]]:
+    """(label, internal tag title, action) per row, comments left out. All checked before anything is
+    written: a wrong header would import nothing and say "0 created", a misspelt action would read as ignore."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [column for column in MAPPING_COLUMNS if column not in (reader.fieldnames or [])]
+            if missing:
+                raise MappingImportError(
+                    f"{path} has no {', '.join(missing)} column: the header must be {','.join(MAPPING_COLUMNS)}"
+                )
+            rows = [tuple((row[column] or "").strip() for column in MAPPING_COLUMNS) for row in reader]
+    except UnicodeDecodeError as exc:
+        raise MappingImportError(f"{path} is not UTF-8 text: {exc}") from exc
+    except (OSError, csv.Error) as exc:
+        raise MappingImportError(f"cannot read {path}: {exc}") from exc
+    rows = [
+        (external, title, action.lower() or "map")
+        for external, title, action in rows
+        if external and not external.startswith("#")
+    ]
+    unknown = sorted({action for _, _, action in rows} - set(MAPPING_ACTIONS))
+    if unknown:
+        raise MappingImportError(f"{path}: unknown action {', '.join(map(repr, unknown))} (map or ignore)")
+    return rows
+
+
 def import_tag_mappings(path: str | Path, source: str = "danbooru", user=None) -> dict[str, list[str]]:
     """Seed 002's CSV `danbooru_tag,internal_tag_title,action` (map|ignore): created, skipped, missing."""
     result: dict[str, list[str]] = {"created": [], "skipped": [], "missing": []}
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.DictReader(handle) if not (row.get("danbooru_tag") or "").startswith("#")]
-    for row in rows:
-        external = (row.get("danbooru_tag") or "").strip()
-        title = (row.get("internal_tag_title") or "").strip()
-        action = (row.get("action") or "map").strip().lower()
-        if not external:
-            continue
+    for external, title, action in read_mapping_rows(path):
         if TagMapping.objects.filter(source=source, external_tag=external).exists():
             result["skipped"].append(external)
             continue

@@ -135,6 +135,31 @@ def test_import_tag_mappings_command(tmp_path):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (None, "cannot read"),  # no such file
+        ("", "no danbooru_tag, internal_tag_title, action column"),
+        ("tag,title\nlong_hair,long hair\n", "header must be danbooru_tag,internal_tag_title,action"),
+        (b"danbooru_tag,internal_tag_title,action\ncaf\xe9,cafe,map\n", "is not UTF-8 text"),
+        ("danbooru_tag,internal_tag_title,action\nsmile,smile,map\nblush,,ignroe\n", "unknown action 'ignroe'"),
+    ],
+)
+def test_import_tag_mappings_refuses_a_bad_file_and_imports_nothing(tmp_path, content, error):
+    get_or_create_tags(["smile"])
+    csv_file = tmp_path / "mappings.csv"
+    if content is not None:
+        csv_file.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(CommandError, match=error):
+        call_command("import_tag_mappings", str(csv_file), stdout=io.StringIO())
+    with pytest.raises(CommandError, match="cannot read"):
+        call_command("import_tag_mappings", str(tmp_path), stdout=io.StringIO())  # a directory
+    with pytest.raises(ValueError, match=error):
+        services.import_tag_mappings(csv_file)
+    assert not TagMapping.objects.exists()
+
+
+@pytest.mark.django_db
 def test_review_tags_the_image_and_remembers_rejections(wd14, tmp_path, admin_user):
     create_implication("hatsune_miku", "vocaloid")
     image = add_image(tmp_path / "lib", "red.png", RED)

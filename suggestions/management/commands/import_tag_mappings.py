@@ -1,4 +1,4 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from suggestions import services
 
@@ -11,7 +11,10 @@ class Command(BaseCommand):
         parser.add_argument("--source", default="danbooru", help="Label source the mappings are for")
 
     def handle(self, *args, **options):
-        result = services.import_tag_mappings(options["csv"], options["source"])
+        try:
+            result = services.import_tag_mappings(options["csv"], options["source"])
+        except services.MappingImportError as exc:
+            raise CommandError(str(exc)) from exc
         for name in result["missing"]:
             self.stderr.write(f"missing internal tag: {name}")
         self.stdout.write(
