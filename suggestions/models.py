@@ -1,9 +1,33 @@
 """Tagger model versions, mappings of their labels to internal tags, suggestions and their review."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from tagsite.models import Image, Tag
+
+
+def validate_thresholds(value) -> None:
+    """Names to numbers in [0, 1]: anything else (a list, "0.4", NaN) would only fail later, at inference."""
+    if not isinstance(value, dict):
+        raise ValidationError('Thresholds are a JSON object of names to numbers, e.g. {"general": 0.35}.')
+    bad = [
+        name
+        for name, limit in value.items()
+        if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 <= limit <= 1
+    ]
+    if bad:
+        raise ValidationError(f"Thresholds are numbers from 0 to 1, not those of {', '.join(map(repr, bad))}.")
+
+
+def validate_category_thresholds(value) -> None:
+    """Per Danbooru category: a misspelt category would be silently ignored."""
+    validate_thresholds(value)
+    unknown = sorted(set(value) - set(Tag.DanbooruCategory.labels))
+    if unknown:
+        raise ValidationError(
+            f"Unknown categories {', '.join(map(repr, unknown))}: use {', '.join(Tag.DanbooruCategory.labels)}."
+        )
 
 
 class MLModelVersion(models.Model):
@@ -25,8 +49,15 @@ class MLModelVersion(models.Model):
     input_size = models.PositiveIntegerField(help_text="H = W of the NHWC input, read from the graph.")
     fixed_batch = models.PositiveIntegerField(null=True, blank=True, help_text="Empty when the batch axis is dynamic.")
     label_count = models.PositiveIntegerField()
-    thresholds = models.JSONField(default=dict, blank=True, help_text='Per category: {"general": 0.35, ...}.')
-    tag_thresholds = models.JSONField(default=dict, blank=True, help_text="Per label, overriding its category.")
+    thresholds = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_category_thresholds],
+        help_text='Per category: {"general": 0.35, ...}.',
+    )
+    tag_thresholds = models.JSONField(
+        default=dict, blank=True, validators=[validate_thresholds], help_text="Per label, overriding its category."
+    )
     use_mcut = models.BooleanField(default=False, help_text="Maximum cut thresholding instead of fixed ones.")
     active = models.BooleanField(default=True, db_index=True)
     source = models.CharField(max_length=255, blank=True, help_text="Where it was installed from.")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
@@ -32,6 +33,7 @@ from suggestions.models import (
     TagMapping,
     TagSuggestion,
     UnmappedTag,
+    validate_category_thresholds,
 )
 from tagsite.ai.onnx import load_pixels, load_tagger, predict_files, read_input_shape
 from tagsite.models import Image, ImageStage, ImageTag, Tag, TagImplication
@@ -81,6 +83,7 @@ def install_model(
     origin: str = "",
 ) -> MLModelVersion:
     """Copy a model folder into the models directory and register it; shape facts come from the graph."""
+    thresholds = {**settings.SUGGESTIONS_DEFAULT_THRESHOLDS, **checked_thresholds(thresholds)}
     source_dir = Path(source_dir)
     model_path = source_dir / MODEL_FILE
     labels_path = next((source_dir / f for f in LABEL_FILES if (source_dir / f).is_file()), None)
@@ -108,13 +111,23 @@ def install_model(
             "input_size": size,
             "fixed_batch": fixed_batch,
             "label_count": len(labels.names),
-            "thresholds": {**settings.SUGGESTIONS_DEFAULT_THRESHOLDS, **(thresholds or {})},
+            "thresholds": thresholds,
             "use_mcut": use_mcut,
             "active": activate,
             "source": origin or str(source_dir),
         },
     )
     return model
+
+
+def checked_thresholds(thresholds) -> dict[str, float]:
+    """The model field's own check, before any file is copied: a bad value would break every later run."""
+    thresholds = {} if thresholds is None else thresholds
+    try:
+        validate_category_thresholds(thresholds)
+    except ValidationError as exc:
+        raise ModelInstallError(" ".join(exc.messages)) from exc
+    return thresholds
 
 
 def file_sha256(path: Path) -> str:

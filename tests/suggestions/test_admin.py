@@ -46,3 +46,18 @@ def test_plain_staff_cannot_run_the_worklist_admin_actions(client, worklist):
     for action in ("map_same_name", "ignore"):
         staff.post("/admin/suggestions/unmappedtag/", {"action": action, "_selected_action": worklist})
     assert UnmappedTag.objects.count() == len(worklist) and not TagMapping.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "value"), [("thresholds", '{"general": "x"}'), ("thresholds", "[0.4]"), ("tag_thresholds", '{"a": 2}')]
+)
+def test_admin_refuses_thresholds_that_would_break_inference(admin_client, wd14, field, value):
+    form = {"name": wd14.name, "version": wd14.version, "label_source": wd14.label_source, "active": "on",
+            "thresholds": '{"general": 0.5}', "tag_thresholds": '{"long_hair": 0.7}', field: value}  # fmt: skip
+    url = f"/admin/suggestions/mlmodelversion/{wd14.pk}/change/"
+    response = admin_client.post(url, form)
+    assert response.status_code == 200 and response.context["adminform"].form.errors[field]
+    wd14.refresh_from_db()
+    assert wd14.thresholds == {"general": 0.35, "character": 0.85} and wd14.tag_thresholds == {}
+    assert admin_client.post(url, {**form, field: "{}"}).status_code == 302  # a valid one saves

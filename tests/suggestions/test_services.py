@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from suggestions import services
-from suggestions.models import ImageRun, ReviewDecision, TagMapping, TagSuggestion, UnmappedTag
+from suggestions.models import ImageRun, MLModelVersion, ReviewDecision, TagMapping, TagSuggestion, UnmappedTag
 from tagsite.models import ImageTag, Job, Tag
 from tagsite.services.tags import create_alias, create_implication, get_or_create_tags
 from tests.conftest import ROOT, database_url
@@ -44,6 +44,28 @@ def test_install_rejects_a_label_file_that_does_not_match(models_dir, tmp_path):
         services.install_model("bad", folder)
     with pytest.raises(services.ModelInstallError, match="needs model.onnx"):
         services.install_model("empty", tmp_path)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("thresholds", "error"),
+    [
+        ("[0.4]", "JSON object"),
+        ('{"general": "x"}', "numbers from 0 to 1, not those of 'general'"),
+        ('{"general": 1.5, "character": true}', "not those of 'general', 'character'"),
+        ('{"general": NaN}', "numbers from 0 to 1"),
+        ('{"genral": 0.4}', "Unknown categories 'genral'"),
+    ],
+)
+def test_install_refuses_thresholds_that_are_not_categories_to_numbers_in_0_1(models_dir, tmp_path, thresholds, error):
+    folder = str(build_model(tmp_path / "src"))
+    with pytest.raises(CommandError, match=error):
+        call_command("install_model", "wd", "--from", folder, "--thresholds", thresholds, stdout=io.StringIO())
+    assert not MLModelVersion.objects.exists() and not models_dir.exists()
+    call_command(
+        "install_model", "wd", "--from", folder, "--thresholds", '{"general": 0.5, "meta": 1}', stdout=io.StringIO()
+    )
+    assert MLModelVersion.objects.get().thresholds == {"general": 0.5, "character": 0.85, "meta": 1}
 
 
 @pytest.mark.django_db
