@@ -27,8 +27,8 @@ import django  # noqa: E402
 django.setup()
 
 from django.conf import settings  # noqa: E402
-from django.db import connection  # noqa: E402
 
+from bench.database import throwaway_database  # noqa: E402
 from categorization.services import Prompt, categorize_uncategorized  # noqa: E402
 from tagsite.ai.base import LLMError  # noqa: E402
 from tagsite.ai.registry import client_for, resolve_role  # noqa: E402
@@ -82,9 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
-    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"bench_categorize_{os.getpid()}"
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    try:
+    with throwaway_database("categorize"):
         with OpenAITestServer(latency=args.latency, slots=args.slots) as server:
             server.chat_rule = categorize_rule()
             os.environ.update(
@@ -103,8 +101,6 @@ def main() -> None:
                 baseline_ok = seed_000_loop(client, sample, prompt)
                 baseline_seconds = time.perf_counter() - started
             peak = server.max_in_flight
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
     batched_rate = summary.processed / batched_seconds
     baseline_rate = len(sample) / baseline_seconds

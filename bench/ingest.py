@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.database import throwaway_database  # noqa: E402
 from bench.photos import make_photos  # noqa: E402
 
 
@@ -47,7 +48,6 @@ def main() -> None:
 
     django.setup()
     from django.conf import settings
-    from django.test.utils import setup_databases, teardown_databases
 
     from tagsite.services.ingest import import_folder
 
@@ -73,17 +73,13 @@ def main() -> None:
         )
     raw_rate = len(files) / (time.perf_counter() - started)
 
-    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"bench_tagsite_{os.getpid()}"
-    databases = setup_databases(verbosity=0, interactive=False)
-    try:
+    with throwaway_database("ingest"):
         started = time.perf_counter()
         counts = import_folder(folder)
         import_rate = len(files) / (time.perf_counter() - started)
         started = time.perf_counter()
         rescan = import_folder(folder)
         rescan_seconds = time.perf_counter() - started
-    finally:
-        teardown_databases(databases, verbosity=0)
 
     assert counts.get("new") == len(files), counts
     print(f"raw hash+decode+thumbnail loop, {cores} processes: {raw_rate:7.1f} images/s")

@@ -27,6 +27,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.database import throwaway_database  # noqa: E402
 from bench.photos import make_photos  # noqa: E402
 
 
@@ -62,7 +63,6 @@ def main() -> None:
 
     django.setup()
     from django.conf import settings
-    from django.test.utils import setup_databases, teardown_databases
 
     from suggestions import services
     from suggestions.models import TagSuggestion
@@ -74,9 +74,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
     model_dir = Path(args.model) if args.model else build_model(work / "test-model")
 
-    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"bench_tagging_{os.getpid()}"
-    databases = setup_databases(verbosity=0, interactive=False)
-    try:
+    with throwaway_database("tagging"):
         images = ingest_paths(files)
         tagger = load_tagger(str(model_dir / "model.onnx"), use_gpu=settings.SUGGESTIONS_USE_GPU)
         size = tagger.input_size
@@ -93,8 +91,6 @@ def main() -> None:
             print(f"round {number}: raw {raw:6.1f} images/s, pipeline {pipeline:6.1f} images/s, ratio {ratio:.2f}")
             rounds.append((ratio, raw, pipeline))
         stored = TagSuggestion.objects.filter(model_version=model).count()
-    finally:
-        teardown_databases(databases, verbosity=0)
 
     ratio, raw, pipeline = statistics.median_low(rounds)
     print(f"raw decode+resize loop, {cores} processes:         {raw:7.1f} images/s (median round)")

@@ -70,9 +70,8 @@ class ImageAdmin(admin.ModelAdmin):
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
-            form = ImageUploadForm
-            form.user = request.user
-            return form
+            # A class per request: the uploader must not be shared between threads serving others.
+            return type("ImageUploadForm", (ImageUploadForm,), {"user": request.user})
         return super().get_form(request, obj, **kwargs)
 
     def get_fields(self, request, obj=None):

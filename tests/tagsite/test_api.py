@@ -109,6 +109,7 @@ def test_admin_upload_and_change_pages(admin_client):
     response = admin_client.post("/admin/tagsite/image/add/", {"file": file})
     assert response.status_code == 302, response.content.decode()[:2000]
     image = Image.objects.get()
+    assert image.uploaded_by.username == "admin"
     assert admin_client.get(f"/admin/tagsite/image/{image.pk}/change/").status_code == 200
     for model in ["image", "tag", "tagalias", "tagimplication", "imagetag", "imagestage", "job"]:
         assert admin_client.get(f"/admin/tagsite/{model}/").status_code == 200, model
