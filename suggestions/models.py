@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from tagsite.models import Image, Tag
+from tagsite.models import Image, Producer, Proposal, Tag
 
 
 def validate_thresholds(value) -> None:
@@ -18,6 +18,12 @@ def validate_thresholds(value) -> None:
     ]
     if bad:
         raise ValidationError(f"Thresholds are numbers from 0 to 1, not those of {', '.join(map(repr, bad))}.")
+
+
+def validate_label_list(value) -> None:
+    """A list of label names: a string here would turn off each of its letters."""
+    if not isinstance(value, list) or not all(isinstance(label, str) for label in value):
+        raise ValidationError('Turned-off labels are a JSON list of label names, e.g. ["watermark"].')
 
 
 def validate_category_thresholds(value) -> None:
@@ -58,9 +64,16 @@ class MLModelVersion(models.Model):
     tag_thresholds = models.JSONField(
         default=dict, blank=True, validators=[validate_thresholds], help_text="Per label, overriding its category."
     )
+    disabled_labels = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_label_list],
+        help_text="Labels turned off (almost always rejected in review): never suggested.",
+    )
     use_mcut = models.BooleanField(default=False, help_text="Maximum cut thresholding instead of fixed ones.")
     active = models.BooleanField(default=True, db_index=True)
     source = models.CharField(max_length=255, blank=True, help_text="Where it was installed from.")
+    producer = models.OneToOneField(Producer, on_delete=models.PROTECT, related_name="model_version")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -71,6 +84,16 @@ class MLModelVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.name} {self.version}"
 
+    def save(self, *args, **kwargs):
+        """Every installed version is a producer: what its suggestions name as their source."""
+        if self.producer_id is None:
+            self.producer, _ = Producer.objects.get_or_create(
+                kind=Producer.Kind.ONNX_TAGGER, name=self.name, version=self.version, prompt_version=""
+            )
+        if self.producer.model_file != self.model_file:
+            Producer.objects.filter(pk=self.producer_id).update(model_file=self.model_file)
+        super().save(*args, **kwargs)
+
 
 class TagMapping(models.Model):
     """An external label (a Danbooru tag, a theme model's label) mapped to an internal tag, or ignored."""
@@ -79,6 +102,9 @@ class TagMapping(models.Model):
     external_tag = models.CharField(max_length=255)
     tag = models.ForeignKey(Tag, null=True, blank=True, on_delete=models.CASCADE, help_text="Empty: ignore.")
     confidence = models.FloatField(default=1.0, help_text="Multiplies the model's confidence.")
+    automatic = models.BooleanField(
+        default=False, help_text="Made by a tagging run for an unmapped label (to the tag of its own name)."
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -138,11 +164,8 @@ class ImageRun(models.Model):
         return f"{self.image_id} by {self.model_version}"
 
 
-class TagSuggestion(models.Model):
-    class Status(models.TextChoices):
-        PENDING = "pending", "pending"
-        APPROVED = "approved", "approved"
-        REJECTED = "rejected", "rejected"
+class TagSuggestion(Proposal):
+    """A tag a model proposes for an image; approval tags the image (with the tags it implies)."""
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="suggestions")
     tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="suggestions")
@@ -150,10 +173,6 @@ class TagSuggestion(models.Model):
     external_tag = models.CharField(max_length=255, help_text="The model's own label.")
     category = models.SmallIntegerField(choices=Tag.DanbooruCategory.choices, default=0)
     confidence = models.FloatField(db_index=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    reviewed_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["image", "category", "-confidence"]
@@ -167,19 +186,3 @@ class TagSuggestion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.image_id}:{self.tag.name} ({self.confidence:.2f}, {self.status})"
-
-
-class ReviewDecision(models.Model):
-    """Audit: who approved or rejected which suggestion, when, and through what."""
-
-    suggestion = models.ForeignKey(TagSuggestion, on_delete=models.CASCADE, related_name="decisions")
-    status = models.CharField(max_length=16, choices=TagSuggestion.Status.choices)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
-    via = models.CharField(max_length=32, help_text="page, api, bulk, admin ...")
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"{self.user} {self.status} #{self.suggestion_id}"
