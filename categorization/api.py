@@ -66,7 +66,7 @@ class CategorizeRunSerializer(serializers.Serializer):
 class ExtendedCategoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CategorizationViewSet):
     """The 22 extended categories (by code) with their tag counts."""
 
-    queryset = ExtendedCategory.objects.annotate(tag_count=Count("tags")).order_by("code")
+    queryset = ExtendedCategory.objects.annotate(tag_count=Count("tag_links")).order_by("code")
     serializer_class = ExtendedCategorySerializer
     lookup_field = "code"
     lookup_value_regex = r"[^/.\x00]+"  # the default, less NUL: it would reach PostgreSQL and fail there
@@ -93,9 +93,7 @@ class PendingProposalSerializer(serializers.ModelSerializer):
 
 
 class TagCategorySerializer(serializers.ModelSerializer):
-    category = serializers.SlugRelatedField(
-        source="extended_category", slug_field="code", read_only=True, allow_null=True
-    )
+    category = serializers.CharField(source="category_code", read_only=True, allow_null=True)
     pending_proposal = serializers.SerializerMethodField()
 
     class Meta:

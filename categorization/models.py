@@ -27,6 +27,23 @@ class ExtendedCategory(models.Model):
         return self.code
 
 
+class TagCategory(models.Model):
+    """A tag's extended category: one row per categorised tag, kept here so the core `Tag` knows no feature app.
+
+    No row means uncategorised; deleting a category uncategorises its tags.
+    """
+
+    tag = models.OneToOneField(Tag, primary_key=True, on_delete=models.CASCADE, related_name="category_link")
+    category = models.ForeignKey(ExtendedCategory, on_delete=models.CASCADE, related_name="tag_links")
+
+    class Meta:
+        verbose_name = "tag category"
+        verbose_name_plural = "tag categories"
+
+    def __str__(self) -> str:
+        return f"{self.tag.name} -> {self.category.code}"
+
+
 class CategoryProposal(models.Model):
     """An LLM's category for a tag. Applied to the tag only when accepted (or by the auto-apply setting)."""
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory
+from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory, TagCategory
 from tagsite.ai.base import ChatClient, LLMError, LLMInvalidOutput, LLMTruncated
 from tagsite.models import Job, Tag
 from tagsite.services.jobs import JobProgress
@@ -242,7 +242,7 @@ def uncategorized_tags(model: str, prompt_version: str) -> QuerySet[Tag]:
         Q(status=Status.PENDING) | Q(status=Status.REJECTED, model=model, prompt_version=prompt_version),
         tag=OuterRef("pk"),
     )
-    return Tag.objects.filter(extended_category__isnull=True).exclude(Exists(settled)).order_by("-usage_count", "name")
+    return Tag.objects.filter(category_link__isnull=True).exclude(Exists(settled)).order_by("-usage_count", "name")
 
 
 @transaction.atomic
@@ -288,7 +288,7 @@ def save_outcomes(outcomes: list[Outcome], *, model: str, prompt: Prompt, auto_a
         for outcome in answered:
             by_category[outcome.code].append(outcome.tag.pk)
         for code, tag_ids in by_category.items():
-            Tag.objects.filter(pk__in=tag_ids).update(extended_category=categories[code])
+            assign_category(tag_ids, categories[code])
 
 
 def categorize_uncategorized(
@@ -347,28 +347,43 @@ STATES = [("all", "all tags"), ("uncategorised", "uncategorised"), ("proposal", 
 
 
 def filter_tags(query: str = "", code: str = "", state: str = "all") -> QuerySet[Tag]:
-    """Tags matching the page's (and the API's) filters, most used first, each with its pending proposal
-    in `.pending` (a list of at most one)."""
+    """Tags matching the page's (and the API's) filters, most used first, each with its category's code in
+    `.category_code` (None when uncategorised) and its pending proposal in `.pending` (a list of at most one)."""
     pending = CategoryProposal.objects.filter(status=CategoryProposal.Status.PENDING).select_related("category")
-    tags = Tag.objects.select_related("extended_category").prefetch_related(
+    tags = Tag.objects.annotate(category_code=F("category_link__category__code")).prefetch_related(
         Prefetch("category_proposals", queryset=pending, to_attr="pending")
     )
     if query:
         tags = tags.filter(Q(name__icontains=query) | Q(display_name__icontains=query))
     if code:
-        tags = tags.filter(extended_category__code=code)
+        tags = tags.filter(category_link__category__code=code)
     if state == "uncategorised":
-        tags = tags.filter(extended_category__isnull=True)
+        tags = tags.filter(category_link__isnull=True)
     elif state == "proposal":  # Exists, not a join: a tag with two pending proposals is still one row
         tags = tags.filter(Exists(pending.filter(tag=OuterRef("pk"))))
     return tags.order_by("-usage_count", "name")
+
+
+def assign_category(tag_ids: Iterable[int], category: ExtendedCategory | None) -> int:
+    """Put tags in a category (None: uncategorise them), one statement; returns how many of the tags exist."""
+    existing = list(Tag.objects.filter(pk__in=list(tag_ids)).values_list("pk", flat=True))
+    if category is None:
+        TagCategory.objects.filter(tag_id__in=existing).delete()
+    else:
+        TagCategory.objects.bulk_create(
+            [TagCategory(tag_id=tag_id, category=category) for tag_id in existing],
+            update_conflicts=True,
+            unique_fields=["tag"],
+            update_fields=["category"],
+        )
+    return len(existing)
 
 
 def set_category(tag_ids: Iterable[int], category: ExtendedCategory | None, user) -> int:
     """Categorise tags by hand; their pending proposals are settled by the same decision."""
     tag_ids = list(tag_ids)
     with transaction.atomic():
-        updated = Tag.objects.filter(pk__in=tag_ids).update(extended_category=category)
+        updated = assign_category(tag_ids, category)
         pending = CategoryProposal.objects.filter(tag_id__in=tag_ids, status=CategoryProposal.Status.PENDING)
         decided = {"reviewer": user, "reviewed_at": timezone.now()}
         pending.filter(category=category).update(status=CategoryProposal.Status.ACCEPTED, **decided)
@@ -381,7 +396,7 @@ def accept_proposals(proposals: QuerySet[CategoryProposal], user) -> int:
     with transaction.atomic():
         pending = list(proposals.filter(status=CategoryProposal.Status.PENDING).select_for_update())
         for proposal in pending:
-            Tag.objects.filter(pk=proposal.tag_id).update(extended_category_id=proposal.category_id)
+            assign_category([proposal.tag_id], proposal.category)
         CategoryProposal.objects.filter(pk__in=[p.pk for p in pending]).update(
             status=CategoryProposal.Status.ACCEPTED, reviewer=user, reviewed_at=timezone.now()
         )
@@ -396,5 +411,5 @@ def reject_proposals(proposals: QuerySet[CategoryProposal], user) -> int:
 
 def distribution() -> list[tuple[str, str, int]]:
     """(code, name, tag count) per category, then uncategorised, for the chart."""
-    rows = ExtendedCategory.objects.annotate(n=Count("tags")).order_by("code").values_list("code", "name", "n")
-    return [*rows, ("", "uncategorised", Tag.objects.filter(extended_category__isnull=True).count())]
+    rows = ExtendedCategory.objects.annotate(n=Count("tag_links")).order_by("code").values_list("code", "name", "n")
+    return [*rows, ("", "uncategorised", Tag.objects.filter(category_link__isnull=True).count())]

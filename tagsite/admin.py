@@ -102,8 +102,8 @@ class TagForm(forms.ModelForm):
 @admin.register(Tag)
 class TagAdmin(admin.ModelAdmin):
     form = TagForm
-    list_display = ["name", "display_name", "danbooru_category", "extended_category", "usage_count"]
-    list_filter = ["danbooru_category", "extended_category"]
+    list_display = ["name", "display_name", "danbooru_category", "usage_count"]
+    list_filter = ["danbooru_category"]
     search_fields = ["name", "display_name", "aliases__antecedent"]
     readonly_fields = ["usage_count", "created_at"]
 

@@ -18,9 +18,6 @@ class Tag(models.Model):
     display_name = models.CharField(max_length=255)
     danbooru_category = models.SmallIntegerField(choices=DanbooruCategory.choices, default=DanbooruCategory.GENERAL)
     usage_count = models.PositiveIntegerField(default=0, db_index=True)
-    extended_category = models.ForeignKey(
-        "categorization.ExtendedCategory", null=True, blank=True, on_delete=models.SET_NULL, related_name="tags"
-    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

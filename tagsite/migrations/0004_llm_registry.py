@@ -17,9 +17,11 @@ def create_default_endpoint(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+    # Earlier versions of this migration also added Tag.extended_category (a foreign key into categorization), which made
+    # the core depend on a feature app. Databases migrated then still have the column:
+    # categorization/0003_tagcategory moves its data into TagCategory and drops it.
 
     dependencies = [
-        ('categorization', '0001_initial'),
         ('tagsite', '0003_image_rating'),
     ]
 
@@ -42,11 +44,6 @@ class Migration(migrations.Migration):
                 'verbose_name': 'LLM endpoint',
                 'ordering': ['name'],
             },
-        ),
-        migrations.AddField(
-            model_name='tag',
-            name='extended_category',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='tags', to='categorization.extendedcategory'),
         ),
         migrations.CreateModel(
             name='LLMRole',
