@@ -159,7 +159,9 @@ class Job(models.Model):
         QUEUED = "queued", "queued"
         RUNNING = "running", "running"
         SUCCEEDED = "succeeded", "succeeded"
+        PARTIAL = "partial", "partial (some items failed)"
         FAILED = "failed", "failed"
+        CANCELLED = "cancelled", "cancelled"
 
     kind = models.CharField(max_length=64, db_index=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
@@ -170,13 +172,19 @@ class Job(models.Model):
     errors = models.JSONField(default=list, blank=True, help_text="The first errors, as {item, error}.")
     error_count = models.PositiveIntegerField(default=0)
     message = models.TextField(blank=True)
+    advice = models.TextField(blank=True, help_text="What to do about the errors, shown when the job did not succeed.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-id"]
+        permissions = [("cancel_job", "Can cancel a queued or running job")]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} ({self.status})"
@@ -184,7 +192,7 @@ class Job(models.Model):
     @property
     def finished(self) -> bool:
         """A redelivered task skips a finished job but re-runs one a killed worker left running."""
-        return self.status in (Job.Status.SUCCEEDED, Job.Status.FAILED)
+        return self.status not in (Job.Status.QUEUED, Job.Status.RUNNING)
 
     @property
     def percent(self) -> float | None:
