@@ -49,11 +49,19 @@ class OnnxTagger:
         return self.fixed_batch or max(1, wanted)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities for a `[n, H, W, 3]` batch, run in chunks the graph accepts."""
+        """Probabilities for a `[n, H, W, 3]` batch, run in chunks the graph accepts.
+
+        A fixed-batch graph refuses a shorter chunk (the last one, or one a failed decode shrank), so
+        such a chunk is padded with blank rows up to the fixed batch and the padding's outputs dropped.
+        """
         step = self.fixed_batch or len(batch)
-        outputs = [
-            self.session.run(None, {self.input_name: batch[i : i + step]})[0] for i in range(0, len(batch), step)
-        ]
+        outputs = []
+        for start in range(0, len(batch), step):
+            chunk = batch[start : start + step]
+            if len(chunk) < step:
+                padding = np.zeros((step - len(chunk), *chunk.shape[1:]), dtype=chunk.dtype)
+                chunk = np.concatenate([chunk, padding])
+            outputs.append(self.session.run(None, {self.input_name: chunk})[0][: len(batch) - start])
         return np.concatenate(outputs).astype(np.float32, copy=False)
 
 

@@ -17,6 +17,7 @@ def models(tmp_path_factory):
     return {
         "dynamic": load_tagger(str(build_model(root / "dynamic") / "model.onnx")),
         "fixed": load_tagger(str(build_model(root / "fixed", batch=1) / "model.onnx")),
+        "fixed4": load_tagger(str(build_model(root / "fixed4", batch=4) / "model.onnx")),
         "small": load_tagger(str(build_model(root / "small", size=320) / "model.onnx")),
     }
 
@@ -97,7 +98,7 @@ def test_preprocess_writes_into_a_batch_slot():
     assert not batch[0].any()
 
 
-@pytest.mark.parametrize("name", ["dynamic", "fixed"])
+@pytest.mark.parametrize("name", ["dynamic", "fixed", "fixed4"])
 def test_batches_predict_like_single_images(models, name, tmp_path):
     colors = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (10, 20, 30), (200, 100, 0)]
     paths = []
@@ -112,9 +113,37 @@ def test_batches_predict_like_single_images(models, name, tmp_path):
     results = list(predict_files(tagger, paths, load, batch_size=4, threads=2))
     assert [r.item for r in results] == paths  # in order, the broken file in its place
     assert results[2].probabilities is None and "image" in results[2].error
+    reference = models["dynamic"]  # the same weights with a dynamic batch axis
     for result in results[:2] + results[3:]:
-        single = tagger.predict(load(result.item)[None])[0]
+        single = reference.predict(load(result.item)[None])[0]
         np.testing.assert_allclose(result.probabilities, single, atol=5e-3)  # float32 sums differ by batch layout
+
+
+@pytest.mark.parametrize(("count", "broken"), [(1, None), (3, None), (5, None), (4, 1), (5, 4), (1, 0)])
+def test_a_fixed_batch_of_4_takes_partial_batches(models, tmp_path, count, broken):
+    """The graph refuses a chunk of other than 4 ("Got: 3 Expected: 4"): short chunks are padded, padding dropped."""
+    paths = []
+    for index in range(count):
+        path = tmp_path / f"{index}.png"
+        Image.new("RGB", (100, 80 + 10 * index), (40 * index, 255 - 40 * index, 90)).save(path)
+        paths.append(str(path))
+    if broken is not None:
+        (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+        paths[broken] = str(tmp_path / "broken.png")
+    tagger, reference = models["fixed4"], models["dynamic"]
+    load = lambda path, out=None: load_pixels(path, tagger.input_size, MAX_PIXELS, out)  # noqa: E731
+    results = list(predict_files(tagger, paths, load, batch_size=32, threads=2))
+    assert [r.item for r in results] == paths
+    for index, result in enumerate(results):
+        if index == broken:
+            assert result.probabilities is None and result.error
+            continue
+        assert not result.error and result.probabilities.shape == (17,)
+        np.testing.assert_allclose(result.probabilities, reference.predict(load(result.item)[None])[0], atol=5e-3)
+    decoded = [load(path) for index, path in enumerate(paths) if index != broken]
+    if len(decoded) % 4:
+        with pytest.raises(Exception, match="Expected: 4"):  # what the padding is there for
+            tagger.session.run(None, {tagger.input_name: np.stack(decoded)})
 
 
 def test_a_model_reinstalled_over_the_same_file_gets_a_new_session(tmp_path):
