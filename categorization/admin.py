@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from categorization import services
-from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory
+from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory, TagCategory
 
 
 @admin.register(ExtendedCategory)
@@ -9,6 +9,17 @@ class ExtendedCategoryAdmin(admin.ModelAdmin):
     list_display = ["code", "name", "description", "group"]
     list_filter = ["group"]
     search_fields = ["code", "name", "description"]
+
+
+@admin.register(TagCategory)
+class TagCategoryAdmin(admin.ModelAdmin):
+    """Categorised tags by category (the core Tag admin knows no categories)."""
+
+    list_display = ["tag", "category"]
+    list_filter = ["category"]
+    list_select_related = ["tag", "category"]
+    search_fields = ["tag__name", "tag__display_name"]
+    raw_id_fields = ["tag"]
 
 
 @admin.register(CategoryProposal)

@@ -3,12 +3,18 @@ from importlib import import_module
 import pytest
 from django.apps import apps
 
+from categorization.models import TagCategory
 from tagsite.ai.registry import client_for, resolve_role
 from tagsite.models import LLMEndpoint, LLMRole, Tag
 from tests.llm_server import OpenAITestServer, categorize_rule
 
 # Seed 000's examples: what the test server answers for these names (others get a stable pick).
 KNOWN = {"blue_eyes": "03_Body_Face", "running": "09_Action", "1girl": "00_Subject_Count", "smile": "11_Expression"}
+
+
+def category_of(tag: Tag) -> str | None:
+    """The code of a tag's category as stored now, None when uncategorised."""
+    return TagCategory.objects.filter(tag=tag).values_list("category__code", flat=True).first()
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ from django.contrib.auth.models import Permission, User
 
 from categorization.models import CategoryProposal, ExtendedCategory
 from tagsite.models import LLMEndpoint
-from tests.categorization.conftest import make_tags
+from tests.categorization.conftest import category_of, make_tags
 
 
 def test_registry_and_categorisation_admin_pages_load(admin_client):
@@ -16,7 +16,7 @@ def test_registry_and_categorisation_admin_pages_load(admin_client):
         "/admin/categorization/extendedcategory/",
         "/admin/categorization/categoryproposal/",
         "/admin/categorization/cachedanswer/",
-        "/admin/tagsite/tag/?extended_category__id__exact=1",
+        "/admin/categorization/tagcategory/?category__id__exact=1",
     ]:
         assert admin_client.get(url).status_code == 200, url
 
@@ -29,8 +29,7 @@ def test_admin_action_accepts_proposals(admin_client):
     admin_client.post(
         "/admin/categorization/categoryproposal/", {"action": "accept", "_selected_action": [proposal.pk]}
     )
-    tag.refresh_from_db()
-    assert tag.extended_category.code == "13_Object"
+    assert category_of(tag) == "13_Object"
 
 
 def propose(tag, code: str = "13_Object") -> CategoryProposal:
@@ -50,8 +49,7 @@ def test_admin_actions_need_the_categorize_permission(client):
     for action in ("accept", "reject"):
         client.post("/admin/categorization/categoryproposal/", {"action": action, "_selected_action": [proposal.pk]})
     proposal.refresh_from_db()
-    tag.refresh_from_db()
-    assert proposal.status == "pending" and proposal.reviewer is None and tag.extended_category is None
+    assert proposal.status == "pending" and proposal.reviewer is None and category_of(tag) is None
 
 
 def test_admin_change_form_cannot_decide_a_proposal(admin_client):

@@ -9,7 +9,7 @@ from categorization.models import CategoryProposal, ExtendedCategory
 from categorization.services import set_category
 from tagsite.models import Job, Tag
 from tagsite.services.accounts import ensure_moderators_group
-from tests.categorization.conftest import make_tags
+from tests.categorization.conftest import category_of, make_tags
 from tests.categorization.test_page import propose
 
 JSON = "application/json"
@@ -54,7 +54,7 @@ def test_staff_need_the_page_permission_and_read_only_without_the_group(client):
         client.post("/api/categories/run/", {"limit": 5}, JSON),
     ]
     assert [response.status_code for response in refused] == [403] * 4
-    assert Tag.objects.get(pk=tag.pk).extended_category is None and not Job.objects.exists()
+    assert category_of(tag) is None and not Job.objects.exists()
 
 
 def test_categories_with_tag_counts(moderator):
@@ -89,11 +89,11 @@ def test_set_and_clear_categories_settles_proposals(moderator):
     agreed, overruled = propose(a, "13_Object"), propose(b, "02_Body_Hair")
     response = moderator.post("/api/tag-categories/set/", {"tags": [a.pk, b.pk], "category": "13_Object"}, JSON)
     assert response.status_code == 200 and response.json() == {"count": 2}
-    assert set(Tag.objects.values_list("extended_category__code", flat=True)) == {"13_Object"}
+    assert set(Tag.objects.values_list("category_link__category__code", flat=True)) == {"13_Object"}
     assert CategoryProposal.objects.get(pk=agreed.pk).status == "accepted"
     assert CategoryProposal.objects.get(pk=overruled.pk).status == "rejected"
     moderator.post("/api/tag-categories/set/", {"tags": [b.pk], "category": None}, JSON)
-    assert Tag.objects.get(pk=b.pk).extended_category is None
+    assert category_of(b) is None
     bad = moderator.post("/api/tag-categories/set/", {"tags": [a.pk], "category": "99_Nope"}, JSON)
     assert bad.status_code == 400 and "category" in bad.json()
     assert moderator.post("/api/tag-categories/set/", {"tags": [], "category": None}, JSON).status_code == 400
@@ -108,9 +108,9 @@ def test_proposals_list_filters_and_single_decisions(moderator):
     response = moderator.post(f"/api/category-proposals/{first.pk}/accept/")
     assert response.status_code == 200
     assert response.json()["status"] == "accepted" and response.json()["reviewer"] == "mod"
-    assert Tag.objects.get(pk=a.pk).extended_category.code == "13_Object"
+    assert category_of(a) == "13_Object"
     assert moderator.post(f"/api/category-proposals/{second.pk}/reject/").json()["status"] == "rejected"
-    assert Tag.objects.get(pk=b.pk).extended_category is None
+    assert category_of(b) is None
     assert moderator.post(f"/api/category-proposals/{second.pk}/accept/").status_code == 409
     assert ids(status="pending") == {CategoryProposal.objects.get(tag=c).pk}
 
@@ -120,7 +120,7 @@ def test_bulk_accept_applies_categories_and_bulk_reject(moderator):
     proposals = [propose(tag, code) for tag, code in zip(tags, ["13_Object", "14_Setting", "09_Action"], strict=True)]
     accepted = moderator.post("/api/category-proposals/accept/", {"ids": [p.pk for p in proposals[:2]]}, JSON)
     assert accepted.status_code == 200 and accepted.json() == {"count": 2}
-    codes = dict(Tag.objects.values_list("name", "extended_category__code"))
+    codes = dict(Tag.objects.values_list("name", "category_link__category__code"))
     assert codes == {"a_tag": "13_Object", "b_tag": "14_Setting", "c_tag": None}
     rejected = moderator.post("/api/category-proposals/reject/", {"ids": [p.pk for p in proposals]}, JSON)
     assert rejected.json() == {"count": 1}  # the two accepted ones stay accepted
