@@ -50,3 +50,26 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=path, full_page=True)
     return path
+
+
+def horizontal_overflow(page) -> list[str]:
+    """What sticks out sideways: empty when the page scrolls only vertically, else the widest culprits."""
+    return page.evaluate(
+        """() => {
+        if (document.documentElement.scrollWidth <= window.innerWidth) return [];
+        const out = Array.from(document.querySelectorAll("body *"))
+          .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 0.5)
+          .map((el) => `${el.tagName}.${el.className} right=${Math.round(el.getBoundingClientRect().right)}`);
+        const total = `scrollWidth ${document.documentElement.scrollWidth} > innerWidth ${window.innerWidth}`;
+        return [total, ...out.slice(0, 8)];
+      }"""
+    )
+
+
+def outside_viewport_width(locator) -> list[str]:
+    """The elements of a locator that do not lie wholly within the viewport's width."""
+    return locator.evaluate_all(
+        """(els) => els
+          .filter((el) => { const r = el.getBoundingClientRect(); return r.left < 0 || r.right > window.innerWidth; })
+          .map((el) => el.getAttribute("aria-label") || el.textContent)"""
+    )

@@ -62,6 +62,15 @@
   }
 
   const pendingIn = (list) => list.flatMap((card) => Array.from(card.querySelectorAll(".suggestion.pending")));
+  const keyed = (card) => Array.from(card.querySelectorAll(".suggestion")).slice(0, 9);  // keys 1-9 flip these
+
+  cards().forEach((card) => keyed(card).forEach((li, index) => {  // the key number beside the tag it flips
+    const key = document.createElement("kbd");
+    key.className = "key";
+    key.textContent = index + 1;
+    key.title = `press ${index + 1} to approve or reject this tag`;
+    li.prepend(key);
+  }));
   const selectedCards = () => cards().filter((card) => card.querySelector(".select").checked);
 
   function focus(index) {
@@ -104,7 +113,7 @@
     else if (key === "n") decide(pendingIn([card]), "rejected");
     else if (key === "x") { const box = card.querySelector(".select"); box.checked = !box.checked; }
     else if (/^[1-9]$/.test(key)) {
-      const li = card.querySelectorAll(".suggestion")[Number(key) - 1];
+      const li = keyed(card)[Number(key) - 1];
       if (li) decide([li], li.classList.contains("approved") ? "rejected" : "approved");
     } else return;
     event.preventDefault();
