@@ -8,6 +8,7 @@ same tag from the same model before.
 
 import csv
 import hashlib
+import math
 import os
 import shutil
 from collections import defaultdict
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import onnx
@@ -197,12 +199,13 @@ def category_key(category: int) -> str:
 
 
 def threshold_vector(model: MLModelVersion, labels: Labels) -> np.ndarray:
-    """Per-label thresholds: the label's own, else its category's, else the general one."""
+    """Per-label thresholds: the label's own, else its category's, else the general one; infinite when turned off."""
     general = model.thresholds.get("general", settings.SUGGESTIONS_DEFAULT_THRESHOLDS["general"])
     per_category = {c: model.thresholds.get(category_key(c), general) for c in set(labels.categories.tolist())}
+    disabled = set(model.disabled_labels)
     return np.array(
         [
-            model.tag_thresholds.get(name, per_category[category])
+            math.inf if name in disabled else model.tag_thresholds.get(name, per_category[category])
             for name, category in zip(labels.names, labels.categories.tolist(), strict=True)
         ],
         dtype=np.float32,
@@ -239,7 +242,7 @@ def select_labels(
             members = labels.categories == category
             floor = 0.15 if category == Tag.DanbooruCategory.CHARACTER else 0.0
             limits[members] = max(floor, mcut_threshold(probabilities[members]))
-    chosen = np.flatnonzero(~is_rating & (probabilities >= limits))
+    chosen = np.flatnonzero(~is_rating & np.isfinite(thresholds) & (probabilities >= limits))  # MCut keeps off off
     return rating, [Candidate(labels.names[i], int(labels.categories[i]), float(probabilities[i])) for i in chosen]
 
 
@@ -433,7 +436,10 @@ def map_to_same_name(source: str, labels: list[tuple[str, int]], user=None) -> d
     for category, names in by_category.items():
         tags.update(get_or_create_tags(names, category=category))
     TagMapping.objects.bulk_create(
-        [TagMapping(source=source, external_tag=label, tag=tags[label], created_by=user) for label in tags],
+        [
+            TagMapping(source=source, external_tag=label, tag=tags[label], created_by=user, automatic=True)
+            for label in tags
+        ],
         ignore_conflicts=True,
     )
     return {
@@ -468,7 +474,7 @@ def create_suggestions(model: MLModelVersion, per_image: dict[Image, dict[Tag, C
                 model_version=model,
                 external_tag=c.label,
                 category=c.category,
-                confidence=round(c.confidence, 4),
+                confidence=c.confidence,
             )
             for tag_id, c in confidence.items()
             if (image.pk, tag_id) not in excluded
@@ -496,12 +502,16 @@ def implication_edges(tag_ids: set[int]) -> dict[int, list[int]]:
 
 @transaction.atomic
 def set_mapping(source: str, external_tag: str, tag: Tag | None, user=None, confidence: float = 1.0) -> TagMapping:
-    """Map (or ignore, with tag None) a label; predictions held for it become suggestions or go."""
+    """Map (or ignore, with tag None) a label; predictions held for it become suggestions or go, and
+    pending suggestions of an earlier mapping to another tag follow the new one."""
+    previous = TagMapping.objects.filter(source=source, external_tag=external_tag).first()
     mapping, _ = TagMapping.objects.update_or_create(
         source=source,
         external_tag=external_tag,
-        defaults={"tag": tag, "confidence": confidence, "created_by": user},
+        defaults={"tag": tag, "confidence": confidence, "created_by": user, "automatic": False},
     )
+    if previous is not None and previous.tag_id is not None and previous.tag_id != mapping.tag_id:
+        remap_pending(previous, tag)
     entry = UnmappedTag.objects.filter(source=source, external_tag=external_tag).first()
     if entry is not None:
         if tag is not None:
@@ -513,6 +523,28 @@ def set_mapping(source: str, external_tag: str, tag: Tag | None, user=None, conf
                 create_suggestions(model, per_image)
         entry.delete()
     return mapping
+
+
+def remap_pending(previous: TagMapping, tag: Tag | None) -> None:
+    """Pending suggestions of the old mapping's tag move to the new tag (aliases, implications and
+    rejections applied again), or go when the label is now ignored; decided ones stay as decided."""
+    pending = list(
+        TagSuggestion.objects.filter(
+            model_version__label_source=previous.source,
+            external_tag=previous.external_tag,
+            tag_id=previous.tag_id,
+            status=TagSuggestion.Status.PENDING,
+        ).select_related("image", "model_version")
+    )
+    TagSuggestion.objects.filter(pk__in=[s.pk for s in pending]).delete()
+    if tag is None:
+        return
+    per_model: dict[MLModelVersion, dict[Image, dict[Tag, Candidate]]] = defaultdict(dict)
+    for suggestion in pending:
+        candidate = Candidate(suggestion.external_tag, suggestion.category, suggestion.confidence)
+        per_model[suggestion.model_version][suggestion.image] = {tag: candidate}
+    for model, per_image in per_model.items():
+        create_suggestions(model, per_image)
 
 
 WORKLIST_ACTIONS = ("map", "same_name", "ignore")
@@ -581,12 +613,23 @@ def read_mapping_rows(path: str | Path) -> list[tuple[str, str, str]]:
     return rows
 
 
-def import_tag_mappings(path: str | Path, source: str = "danbooru", user=None) -> dict[str, list[str]]:
-    """Seed 002's CSV `danbooru_tag,internal_tag_title,action` (map|ignore): created, skipped, missing."""
-    result: dict[str, list[str]] = {"created": [], "skipped": [], "missing": []}
+def import_tag_mappings(
+    path: str | Path, source: str = "danbooru", user=None, *, replace: bool = False
+) -> dict[str, list[str]]:
+    """Seed 002's CSV `danbooru_tag,internal_tag_title,action` (map|ignore).
+
+    A label already mapped is skipped, or with `replace` updated (a same-name mapping a tagging run
+    made on its own is the usual one to fix). Lists: created, replaced, unchanged, skipped, missing,
+    and `automatic`: the replaced or skipped labels whose mapping a tagging run had made.
+    """
+    result: dict[str, list[str]] = {
+        key: [] for key in ("created", "replaced", "unchanged", "skipped", "missing", "automatic")
+    }
     for external, title, action in read_mapping_rows(path):
-        if TagMapping.objects.filter(source=source, external_tag=external).exists():
+        existing = TagMapping.objects.filter(source=source, external_tag=external).first()
+        if existing is not None and not replace:
             result["skipped"].append(external)
+            result["automatic"] += [external] if existing.automatic else []
             continue
         tag = None
         if action == "map":
@@ -595,8 +638,12 @@ def import_tag_mappings(path: str | Path, source: str = "danbooru", user=None) -
             if tag is None:
                 result["missing"].append(f"{external} -> {title or '(no title)'}")
                 continue
+        if existing is not None and existing.tag_id == (tag.pk if tag else None) and not existing.automatic:
+            result["unchanged"].append(external)
+            continue
         set_mapping(source, external, tag, user)
-        result["created"].append(external)
+        result["created" if existing is None else "replaced"].append(external)
+        result["automatic"] += [external] if existing is not None and existing.automatic else []
     return result
 
 
@@ -673,9 +720,75 @@ def review_queue(
 
 # Learning from review
 
+CONFIDENCE_LEVEL = 0.95  # one-sided: how sure a recommendation must be that the target precision holds
+TURN_OFF_BELOW = 0.5  # a label whose approval rate is below this even at the optimistic bound is turned off
+
+
+def wilson_bounds(approved: int, decided: int, confidence: float = CONFIDENCE_LEVEL) -> tuple[float, float]:
+    """One-sided Wilson score bounds of an approval rate: wide for a few decisions, narrow for many."""
+    z = NormalDist().inv_cdf(confidence)
+    rate, spread = approved / decided, z * z / decided
+    centre = rate + spread / 2
+    margin = z * math.sqrt(rate * (1 - rate) / decided + spread / (4 * decided))
+    return max(0.0, (centre - margin) / (1 + spread)), min(1.0, (centre + margin) / (1 + spread))
+
+
+@dataclass(frozen=True)
+class ThresholdStep:
+    """The decided suggestions at or above one confidence: how many, how many approved, the bounds."""
+
+    threshold: float
+    decided: int
+    approved: int
+    lower: float
+    upper: float
+
+    @property
+    def precision(self) -> float:
+        return self.approved / self.decided
+
+
+def threshold_steps(outcomes: list[tuple[float, bool]], confidence: float = CONFIDENCE_LEVEL) -> list[ThresholdStep]:
+    """One step per distinct decided confidence, highest first (ties go together)."""
+    steps: list[ThresholdStep] = []
+    decided = approved = 0
+    ordered = sorted(outcomes, reverse=True)
+    for index, (score, ok) in enumerate(ordered):
+        decided, approved = decided + 1, approved + ok
+        if index + 1 == len(ordered) or ordered[index + 1][0] != score:
+            steps.append(ThresholdStep(score, decided, approved, *wilson_bounds(approved, decided, confidence)))
+    return steps
+
+
+def step_at(steps: list[ThresholdStep], threshold: float) -> ThresholdStep | None:
+    """The decided suggestions a threshold lets through (the lowest step at or above it)."""
+    reached = [step for step in steps if step.threshold >= threshold]
+    return reached[-1] if reached else None
+
+
+def recommend_threshold(
+    outcomes: list[tuple[float, bool]], target_precision: float, current: float, confidence: float = CONFIDENCE_LEVEL
+) -> float | None:
+    """The lowest threshold step whose Wilson lower bound reaches the target, or None (keep the current one).
+
+    Never a raise for a label whose precision at the current threshold already reaches the target:
+    raising it would only drop correct tags (the all-approved label raised to its lowest score).
+    """
+    steps = threshold_steps(outcomes, confidence)
+    reaching = [step.threshold for step in steps if step.lower >= target_precision]
+    if not reaching:
+        return None
+    best = min(reaching)
+    now = step_at(steps, current)
+    if best > current and (now is None or now.precision >= target_precision):
+        return None
+    return best if best != current else None
+
 
 @dataclass
 class TagPrecision:
+    """The evidence for one model version's label: decisions, precision and its bound, current and recommended."""
+
     model_version: MLModelVersion
     label: str
     tag_name: str
@@ -683,12 +796,24 @@ class TagPrecision:
     rejected: int
     pending: int
     threshold: float
-    precision: float | None  # of decided suggestions at or above the current threshold
-    recommended: float | None  # the lowest threshold whose decided suggestions reach the target precision
+    disabled: bool  # turned off for this model version: never suggested
+    decided: int  # decided suggestions at or above the current threshold
+    precision: float | None  # of those
+    lower_bound: float | None  # Wilson lower bound of that precision
+    recommended: float | None  # a threshold that reaches the target with confidence; None: keep
+    turn_off: bool  # almost always rejected: recommend turning it off
+
+    @property
+    def changes(self) -> bool:
+        return self.turn_off or self.recommended is not None
 
 
-def review_report(models: Iterable[MLModelVersion] | None = None, target_precision: float = 0.9) -> list[TagPrecision]:
-    """Per model version and label: decisions, precision at the current threshold, a threshold for the target."""
+def review_report(
+    models: Iterable[MLModelVersion] | None = None,
+    target_precision: float = 0.9,
+    confidence: float = CONFIDENCE_LEVEL,
+) -> list[TagPrecision]:
+    """Per model version and label: decisions, precision at the current threshold with its bound, a recommendation."""
     suggestions = TagSuggestion.objects.all()
     if models is not None:
         suggestions = suggestions.filter(model_version__in=list(models))
@@ -696,31 +821,38 @@ def review_report(models: Iterable[MLModelVersion] | None = None, target_precisi
     names: dict[tuple[int, str], str] = {}
     pending: dict[tuple[int, str], int] = defaultdict(int)
     rows = suggestions.values_list("model_version_id", "external_tag", "tag__name", "confidence", "status")
-    for model_id, label, tag_name, confidence, status in rows.iterator():
+    for model_id, label, tag_name, score, status in rows.iterator():
         key = (model_id, label)
         names.setdefault(key, tag_name)
         if status == TagSuggestion.Status.PENDING:
             pending[key] += 1
         else:
-            decided[key].append((confidence, status == TagSuggestion.Status.APPROVED))
+            decided[key].append((score, status == TagSuggestion.Status.APPROVED))
     versions = MLModelVersion.objects.in_bulk({model_id for model_id, _ in names})
     thresholds = {pk: label_thresholds(version) for pk, version in versions.items()}
     report = []
     for (model_id, label), tag_name in sorted(names.items(), key=lambda item: (item[0][0], item[0][1])):
         outcomes = decided.get((model_id, label), [])
+        disabled = label in versions[model_id].disabled_labels
         threshold = float(thresholds[model_id].get(label, 0.0))
-        above = [approved for confidence, approved in outcomes if confidence >= threshold]
+        now = step_at(threshold_steps(outcomes, confidence), threshold)
+        recommended = None if disabled else recommend_threshold(outcomes, target_precision, threshold, confidence)
         report.append(
             TagPrecision(
                 model_version=versions[model_id],
                 label=label,
                 tag_name=tag_name,
-                approved=sum(approved for _, approved in outcomes),
-                rejected=sum(not approved for _, approved in outcomes),
+                approved=sum(ok for _, ok in outcomes),
+                rejected=sum(not ok for _, ok in outcomes),
                 pending=pending[(model_id, label)],
-                threshold=round(threshold, 4),
-                precision=round(sum(above) / len(above), 4) if above else None,
-                recommended=recommend_threshold(outcomes, target_precision),
+                threshold=threshold,
+                disabled=disabled,
+                decided=now.decided if now else 0,
+                precision=now.precision if now else None,
+                lower_bound=now.lower if now else None,
+                recommended=recommended,
+                # almost always rejected: even the optimistic bound of its precision is below TURN_OFF_BELOW
+                turn_off=not disabled and recommended is None and now is not None and now.upper < TURN_OFF_BELOW,
             )
         )
     return report
@@ -731,19 +863,28 @@ def label_thresholds(model: MLModelVersion) -> dict[str, float]:
     return dict(zip(labels.names, threshold_vector(model, labels).tolist(), strict=True))
 
 
-def recommend_threshold(outcomes: list[tuple[float, bool]], target_precision: float) -> float | None:
-    """The lowest confidence c such that decided suggestions with confidence >= c reach the target precision."""
-    best = None
-    approved = 0
-    for count, (confidence, ok) in enumerate(sorted(outcomes, reverse=True), start=1):
-        approved += ok
-        if approved / count >= target_precision:
-            best = confidence
-    return round(best, 4) if best is not None else None
-
-
-def apply_thresholds(model: MLModelVersion, thresholds: dict[str, float]) -> MLModelVersion:
-    """Set per-label thresholds (from the report) on a model version; later runs use them."""
-    model.tag_thresholds = {**model.tag_thresholds, **{label: float(value) for label, value in thresholds.items()}}
-    model.save(update_fields=["tag_thresholds"])
+def apply_thresholds(
+    model: MLModelVersion, thresholds: dict[str, float], turn_off: Iterable[str] = ()
+) -> MLModelVersion:
+    """Set per-label thresholds and turn labels off (from the report) on a model version; later runs use them."""
+    turn_off = set(turn_off)
+    model.tag_thresholds = {
+        **{label: value for label, value in model.tag_thresholds.items() if label not in turn_off},
+        **{label: float(value) for label, value in thresholds.items()},
+    }
+    model.disabled_labels = sorted((set(model.disabled_labels) | turn_off) - set(thresholds))
+    model.save(update_fields=["tag_thresholds", "disabled_labels"])
     return model
+
+
+def apply_recommendations(rows: Iterable[TagPrecision]) -> dict[MLModelVersion, tuple[int, int]]:
+    """Apply the report's recommendations: model version -> (thresholds set, labels turned off)."""
+    changes: dict[MLModelVersion, tuple[dict[str, float], set[str]]] = defaultdict(lambda: ({}, set()))
+    for row in rows:
+        if row.recommended is not None:
+            changes[row.model_version][0][row.label] = row.recommended
+        elif row.turn_off:
+            changes[row.model_version][1].add(row.label)
+    for model, (thresholds, turn_off) in changes.items():
+        apply_thresholds(model, thresholds, turn_off)
+    return {model: (len(thresholds), len(turn_off)) for model, (thresholds, turn_off) in changes.items()}

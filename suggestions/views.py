@@ -102,8 +102,14 @@ def report(request):
             messages.error(request, f"Nothing applied: {exc}")
             return redirect(request.get_full_path())
         for model in MLModelVersion.objects.filter(pk__in=chosen):
-            services.apply_thresholds(model, chosen[model.pk])
-        messages.success(request, f"Applied {sum(len(v) for v in chosen.values())} label thresholds.")
+            labels = chosen[model.pk]
+            thresholds = {label: value for label, value in labels.items() if value is not None}
+            services.apply_thresholds(model, thresholds, [label for label in labels if label not in thresholds])
+        changed = [value for labels in chosen.values() for value in labels.values()]
+        messages.success(
+            request,
+            f"Applied {sum(v is not None for v in changed)} label thresholds, turned {changed.count(None)} labels off.",
+        )
         return redirect(request.get_full_path())
     query = page_query(request, ReportFilterSerializer)
     target = settings.SUGGESTIONS_TARGET_PRECISION if query["target"] is None else query["target"]
@@ -115,6 +121,7 @@ def report(request):
         {
             "rows": services.review_report(versions, target),
             "target": target,
+            "confidence_level": services.CONFIDENCE_LEVEL,
             "model": model,
             "model_names": MLModelVersion.objects.order_by("name").values_list("name", flat=True).distinct(),
             "can_review": request.user.has_perm(REVIEW),
@@ -122,13 +129,15 @@ def report(request):
     )
 
 
-def _chosen_thresholds(values: list[str]) -> dict[int, dict[str, float]]:
-    """Model id -> label -> threshold from the report's `id:threshold:label` checkboxes; ValueError if malformed."""
-    chosen: dict[int, dict[str, float]] = defaultdict(dict)
+def _chosen_thresholds(values: list[str]) -> dict[int, dict[str, float | None]]:
+    """Model id -> label -> threshold (None: turn off) from the report's `id:threshold:label` or `id:off:label`
+    checkboxes; ValueError if malformed."""
+    chosen: dict[int, dict[str, float | None]] = defaultdict(dict)
     for value in values:
         model_id, _, rest = value.partition(":")
         threshold, _, label = rest.partition(":")
-        if not (model_id.isdigit() and label and "\x00" not in label and 0 <= float(threshold) <= 1):  # and not nan
-            raise ValueError(f"{value!r} is not model:threshold:label")
-        chosen[int(model_id)][label] = float(threshold)
+        off = threshold == "off"
+        if not (model_id.isdigit() and label and "\x00" not in label and (off or 0 <= float(threshold) <= 1)):
+            raise ValueError(f"{value!r} is not model:threshold:label")  # a nan fails the range check too
+        chosen[int(model_id)][label] = None if off else float(threshold)
     return chosen

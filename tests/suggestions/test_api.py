@@ -94,7 +94,24 @@ def test_pages_render(admin_client, queue, settings, wd14, tmp_path):
     assert response.status_code == 302 and TagSuggestion.objects.filter(tag__name="woman").exists()
     services.decide(TagSuggestion.objects.filter(tag__name="long_hair")[:1], "rejected", None)
     page = admin_client.get("/suggestions/report/").content.decode()
-    assert "long_hair" in page and "not reached" in page
+    assert "long_hair" in page and ">keep<" in page
+
+
+@pytest.mark.django_db
+def test_report_page_shows_the_evidence_and_turns_a_label_off(admin_client, wd14, tmp_path):
+    images = [add_image(tmp_path / "lib", f"{i}.png", RED, size=(90 + i, 90)) for i in range(7)]
+    services.suggest_tags(wd14, images)
+    services.decide(TagSuggestion.objects.filter(tag__name="simple_background"), "rejected", None)  # 7 of 7
+    page = admin_client.get("/suggestions/report/").content.decode()
+    assert "<th>decided at threshold</th><th>precision</th><th>lower bound</th>" in page
+    assert "<td>7</td>\n        <td>0.000</td>\n        <td>0.000</td>\n        <td>0.350</td>" in page
+    assert f'value="{wd14.pk}:off:simple_background"' in page and "turn off" in page
+    response = admin_client.post("/suggestions/report/", {"apply": [f"{wd14.pk}:off:simple_background"]}, follow=True)
+    assert "Applied 0 label thresholds, turned 1 labels off." in response.content.decode()
+    wd14.refresh_from_db()
+    assert wd14.disabled_labels == ["simple_background"]
+    page = admin_client.get("/suggestions/report/").content.decode()
+    assert "<td>off</td>" in page and f'value="{wd14.pk}:off:simple_background"' not in page
 
 
 @pytest.mark.django_db

@@ -11,11 +11,12 @@ from django.core.management import CommandError, call_command
 
 from suggestions import services
 from suggestions.models import ImageRun, MLModelVersion, ReviewDecision, TagMapping, TagSuggestion, UnmappedTag
-from tagsite.models import ImageTag, Job, Tag
+from tagsite.ai.onnx import load_pixels, load_tagger
+from tagsite.models import Image, ImageTag, Job, Tag
 from tagsite.services.tags import create_alias, create_implication, get_or_create_tags
 from tests.conftest import ROOT, database_url
 from tests.suggestions.conftest import add_image
-from tests.suggestions.wd14 import build_model
+from tests.suggestions.wd14 import CONSTANT_TAGS, FEATURE_TAGS, build_model
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
@@ -95,6 +96,26 @@ def test_suggestions_rating_and_categories(wd14, tmp_path):
 
 
 @pytest.mark.django_db
+def test_a_fixed_batch_model_tags_one_image_and_partial_batches(models_dir, tmp_path):
+    """Batch 4 in the graph: one image (an upload's task), 3 + a file that fails to decode, then 5."""
+    model = services.install_model("wd-fixed", build_model(tmp_path / "src", batch=4), version="v1")
+    assert model.fixed_batch == 4
+    images = [add_image(tmp_path / "lib", f"{i}.png", RED, size=(90 + i, 90)) for i in range(10)]
+    broken = add_image(tmp_path / "lib", "broken.png", RED)
+    open(broken.path, "r+b").truncate(60)  # damaged after import: its decode fails at inference
+    assert services.suggest_tags(model, images[:1]) == {"images": 1, "suggestions": 5, "held": 0, "failed": 0}
+    counts = services.suggest_tags(model, [*images[1:3], broken, images[3]])
+    assert counts == {"images": 3, "suggestions": 15, "held": 0, "failed": 1}
+    assert services.suggest_tags(model, images[4:9], batch_size=8) == {
+        "images": 5, "suggestions": 25, "held": 0, "failed": 0
+    }  # fmt: skip
+    assert suggested(images[8]) == pytest.approx(
+        {"long_hair": 1.0, "blush": 1.0, "short_hair": 1.0, "simple_background": 0.6, "hatsune_miku": 0.9}, abs=1e-3
+    )
+    assert broken.stages.get(stage="suggest").status == "failed"
+
+
+@pytest.mark.django_db
 def test_rerunning_creates_no_duplicates(wd14, tmp_path):
     image = add_image(tmp_path / "lib", "red.png", RED)
     services.suggest_tags(wd14, services.images_to_tag(wd14))
@@ -157,6 +178,43 @@ def test_import_tag_mappings_command(tmp_path):
 
 
 @pytest.mark.django_db
+def test_import_tag_mappings_replace_fixes_the_mappings_a_tagging_run_made(wd14, tmp_path):
+    image = add_image(tmp_path / "lib", "red.png", RED)
+    services.suggest_tags(wd14, [image])  # long_hair, blush, short_hair, simple_background, hatsune_miku
+    assert TagMapping.objects.get(external_tag="long_hair").automatic
+    services.set_mapping("danbooru", "smile", get_or_create_tags(["smile"])["smile"])  # a moderator's
+    flowing = get_or_create_tags(["flowing hair"])["flowing hair"]
+    csv_file = tmp_path / "mappings.csv"
+    csv_file.write_text(
+        "danbooru_tag,internal_tag_title,action\n"
+        "long_hair,flowing hair,map\nsimple_background,,ignore\nsmile,smile,map\nblush,blush,map\n"
+    )
+    out = io.StringIO()
+    call_command("import_tag_mappings", str(csv_file), stdout=out)
+    assert out.getvalue().strip() == (
+        "0 created, 4 skipped (already mapped; 3 made automatically by a tagging run: --replace updates them), "
+        "0 missing (internal tag not found)"
+    )
+    assert TagMapping.objects.get(external_tag="long_hair").tag.name == "long_hair"
+    before = suggested(image)
+    call_command("import_tag_mappings", str(csv_file), "--replace", stdout=out)
+    assert out.getvalue().splitlines()[-1] == (
+        "0 created, 3 replaced (3 of them made automatically by a tagging run), 1 unchanged, "
+        "0 missing (internal tag not found)"
+    )
+    assert TagMapping.objects.get(external_tag="long_hair").tag == flowing
+    assert TagMapping.objects.get(external_tag="simple_background").tag is None
+    assert not TagMapping.objects.filter(automatic=True, external_tag__in=["long_hair", "blush"]).exists()
+    # the pending suggestions follow: long_hair's moves to the new tag, the now ignored label's goes
+    after = suggested(image)
+    assert after[flowing.name] == before["long_hair"] and "long_hair" not in after
+    assert "simple_background" not in after and after["blush"] == before["blush"]
+    later = add_image(tmp_path / "lib", "red2.png", RED, size=(90, 90))
+    services.suggest_tags(wd14, [later])
+    assert flowing.name in suggested(later) and "long_hair" not in suggested(later)
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("content", "error"),
     [
@@ -216,28 +274,95 @@ def test_mcut_and_per_label_thresholds():
     assert [c.label for c in chosen] == ["a", "b", "miku"]  # general gap 0.9|0.6|0.3 -> 0.45; one character
 
 
-def test_recommended_threshold_reaches_the_target_precision():
-    outcomes = [(0.95, True), (0.9, True), (0.8, True), (0.7, False), (0.6, True), (0.5, False), (0.4, False)]
-    assert services.recommend_threshold(outcomes, 0.9) == 0.8
-    assert services.recommend_threshold(outcomes, 0.75) == 0.6
-    assert services.recommend_threshold([(0.9, False)], 0.9) is None
+def test_wilson_bounds_widen_with_few_decisions():
+    assert services.wilson_bounds(7, 7)[0] == pytest.approx(0.721, abs=1e-3)  # 7/7 approved: not yet 0.9
+    assert services.wilson_bounds(70, 70)[0] == pytest.approx(0.963, abs=1e-3)
+    assert services.wilson_bounds(0, 7)[1] == pytest.approx(0.279, abs=1e-3)  # 7/7 rejected: surely below 0.5
+    assert services.wilson_bounds(1, 2) == pytest.approx((0.121, 0.879), abs=1e-3)
+
+
+def spread(count: int, low: float, high: float) -> list[float]:
+    return [low + (high - low) * i / max(1, count - 1) for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "current", "recommended"),
+    [
+        # 100 % approved, many decisions: never raised to its lowest score (nor to 1.0 for a 0.99996)
+        ([(c, True) for c in spread(40, 0.4, 0.99996)], 0.35, None),
+        ([(0.99996, True)] * 30, 0.35, None),
+        # 100 % approved above a threshold set higher earlier: lowered as far as the evidence goes
+        ([(c, True) for c in spread(40, 0.5, 0.99)], 0.8, 0.5),
+        # approved above 0.7, rejected below: raised to the lowest approved score once there are enough
+        ([(c, True) for c in spread(40, 0.7, 0.99)] + [(c, False) for c in spread(40, 0.36, 0.69)], 0.35, 0.7),
+        # the same pattern with 3 + 2 decisions: the bound cannot reach 0.9, so no change
+        ([(0.9, True), (0.8, True), (0.7, True), (0.5, False), (0.4, False)], 0.35, None),
+        ([(0.9, False)] * 7, 0.35, None),  # rejected 7/7: no threshold reaches the target (the report says off)
+        ([], 0.35, None),
+    ],
+)
+def test_recommended_threshold_needs_the_bound_to_reach_the_target(outcomes, current, recommended):
+    result = services.recommend_threshold(outcomes, 0.9, current)
+    assert result == (None if recommended is None else pytest.approx(recommended))
+
+
+def make_decisions(model, label: str, outcomes: list[tuple[float, bool]], user, images) -> None:
+    """Suggestions of one label at these confidences, then approved or rejected through the review service."""
+    tag = get_or_create_tags([label])[label]
+    made = [
+        TagSuggestion.objects.create(image=image, tag=tag, model_version=model, external_tag=label, confidence=score)
+        for image, (score, _) in zip(images, outcomes, strict=False)
+    ]
+    services.decide([s for s, (_, ok) in zip(made, outcomes, strict=False) if ok], "approved", user)
+    services.decide([s for s, (_, ok) in zip(made, outcomes, strict=False) if not ok], "rejected", user)
 
 
 @pytest.mark.django_db
-def test_report_and_applying_thresholds(wd14, tmp_path, admin_user):
-    images = [add_image(tmp_path / "lib", f"{i}.png", (255 - 40 * i, 0, 0)) for i in range(5)]
-    services.suggest_tags(wd14, images)  # long_hair scores the red mean: 1.0, 0.84, 0.69, 0.53, 0.37
-    long_hair = TagSuggestion.objects.filter(tag__name="long_hair").order_by("-confidence")
-    services.decide(long_hair[:3], TagSuggestion.Status.APPROVED, admin_user)
-    services.decide(long_hair[3:], TagSuggestion.Status.REJECTED, admin_user)
-    row = next(r for r in services.review_report(target_precision=0.9) if r.label == "long_hair")
-    assert (row.approved, row.rejected, row.pending, row.threshold) == (3, 2, 0, 0.35)
-    assert row.precision == 0.6 and row.recommended == pytest.approx(0.6863, abs=1e-3)
+def test_report_shows_the_evidence_and_apply_never_makes_precision_worse(wd14, tmp_path, admin_user):
+    """The issue's cases: a 100 % approved label, a label rejected 7/7, a small sample, and a real raise."""
+    images = [Image.objects.create(path=str(tmp_path / f"{i}.png"), sha256=f"{i:064x}") for i in range(80)]
+    always, few, mixed = FEATURE_TAGS[2], FEATURE_TAGS[0], FEATURE_TAGS[1]  # always: long_hair, 1.0 on red
+    never = next(iter(CONSTANT_TAGS))  # scores 0.6 on every image
+    make_decisions(wd14, always, [(c, True) for c in [*spread(29, 0.4, 0.99), 0.99996]], admin_user, images)
+    make_decisions(wd14, never, [(0.6, False)] * 7, admin_user, images)
+    make_decisions(wd14, few, [(0.9, True), (0.8, True), (0.7, True), (0.5, False), (0.4, False)], admin_user, images)
+    make_decisions(
+        wd14, mixed, [(c, True) for c in spread(40, 0.7, 0.99)] + [(c, False) for c in spread(40, 0.36, 0.69)],
+        admin_user, images,
+    )  # fmt: skip
+    rows = {row.label: row for row in services.review_report(target_precision=0.9)}
+    assert (rows[always].decided, rows[always].precision, rows[always].recommended) == (30, 1.0, None)
+    assert rows[always].lower_bound == pytest.approx(30 / (30 + 1.6449**2), abs=1e-3)
+    assert (rows[never].precision, rows[never].recommended, rows[never].turn_off) == (0.0, None, True)
+    assert (rows[few].precision, rows[few].recommended, rows[few].turn_off) == (0.6, None, False)
+    assert rows[mixed].recommended == pytest.approx(0.7) and not rows[mixed].turn_off
     out = io.StringIO()
     call_command("review_report", "--apply", stdout=out)
-    assert "long_hair" in out.getvalue() and "wd-test v1: set" in out.getvalue()
+    text = out.getvalue()
+    assert "Target precision 0.90" in text and "Wilson lower bound" in text
+    assert f"{always[:28]:<28}    30     0     0      30  1.000  0.917  0.350      -" in text
+    assert f"{never[:28]:<28}     0     7     0       7  0.000  0.000  0.350    off" in text
+    assert "wd-test v1: set 1 label thresholds, turned 1 labels off" in text
     wd14.refresh_from_db()
-    assert wd14.tag_thresholds["long_hair"] == pytest.approx(0.6863, abs=1e-3)
+    assert wd14.tag_thresholds == {mixed: pytest.approx(0.7)} and wd14.disabled_labels == [never]
+    # the label turned off is no longer suggested; the all-approved one still is, at its old threshold
+    image = add_image(tmp_path / "lib", "red.png", RED)
+    services.suggest_tags(wd14, [image])
+    assert never not in suggested(image) and always in suggested(image)
+    out = io.StringIO()
+    call_command("review_report", "--apply", stdout=out)
+    assert f"{never[:28]:<28}     0     7     0       0      -      -    off      -" in out.getvalue()
+    assert "Nothing to apply" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_raw_scores_are_stored_at_full_precision(wd14, tmp_path):
+    image = add_image(tmp_path / "lib", "red.png", (215, 0, 0))
+    services.suggest_tags(wd14, [image])
+    tagger = load_tagger(wd14.model_file, use_gpu=False)
+    pixels = load_pixels(image.path, tagger.input_size, 10**8)[None]
+    raw = float(tagger.predict(pixels)[0][4 + FEATURE_TAGS.index("long_hair")])  # about the red mean, 215 / 255
+    assert suggested(image)["long_hair"] == raw and raw != round(raw, 4)  # not rounded to 4 decimals
 
 
 @pytest.mark.django_db

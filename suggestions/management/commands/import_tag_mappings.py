@@ -9,15 +9,28 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("csv", help="The CSV file")
         parser.add_argument("--source", default="danbooru", help="Label source the mappings are for")
+        parser.add_argument(
+            "--replace",
+            action="store_true",
+            help="Update labels already mapped (such as the same-name mappings a tagging run made on its own)",
+        )
 
     def handle(self, *args, **options):
         try:
-            result = services.import_tag_mappings(options["csv"], options["source"])
+            result = services.import_tag_mappings(options["csv"], options["source"], replace=options["replace"])
         except services.MappingImportError as exc:
             raise CommandError(str(exc)) from exc
         for name in result["missing"]:
             self.stderr.write(f"missing internal tag: {name}")
+        automatic = len(result["automatic"])
+        if options["replace"]:
+            done = (
+                f"{len(result['replaced'])} replaced ({automatic} of them made automatically by a tagging run), "
+                f"{len(result['unchanged'])} unchanged"
+            )
+        else:
+            done = f"{len(result['skipped'])} skipped (already mapped"
+            done += f"; {automatic} made automatically by a tagging run: --replace updates them)" if automatic else ")"
         self.stdout.write(
-            f"{len(result['created'])} created, {len(result['skipped'])} skipped (already mapped), "
-            f"{len(result['missing'])} missing (internal tag not found)"
+            f"{len(result['created'])} created, {done}, {len(result['missing'])} missing (internal tag not found)"
         )
