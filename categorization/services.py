@@ -22,7 +22,7 @@ from django.utils import timezone
 from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory, TagCategory
 from tagsite.ai.base import ChatClient, LLMError, LLMInvalidOutput, LLMTruncated
 from tagsite.models import Job, Tag
-from tagsite.services.jobs import JobProgress
+from tagsite.services.jobs import JobProgress, describe_error
 
 MAX_ATTEMPTS = 3
 USER_TEMPLATE = "Categorise these tags (index: tag, times used):\n{lines}"
@@ -207,7 +207,7 @@ def categorize(
                 try:
                     done.put(ask(client, prompt, batch, count_request))
                 except Exception as exc:  # noqa: BLE001 - a bug in one batch must not hang the run
-                    done.put([Outcome(tag, error=f"{type(exc).__name__}: {exc}") for tag in batch])
+                    done.put([Outcome(tag, error=describe_error(exc)) for tag in batch])
         finally:
             connections.close_all()  # the slot semaphore's connection of this thread
 
@@ -215,8 +215,12 @@ def categorize(
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(batches, client.config.max_parallel))]
     for thread in threads:
         thread.start()
-    for _ in range(batches):
-        record(summary, done.get(), on_outcomes)
+    try:
+        for _ in range(batches):
+            record(summary, done.get(), on_outcomes)
+    finally:  # a cancelled job (or any error here) sends no further requests
+        with work.mutex:
+            work.queue.clear()
     for thread in threads:
         thread.join()
     return summary

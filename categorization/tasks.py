@@ -1,37 +1,33 @@
 """Celery tasks of categorisation (routed to the `llm` queue): thin callers of the services."""
 
-from celery import shared_task
-from django.db import transaction
-
 from categorization.services import categorize_uncategorized
 from tagsite.ai.registry import client_for, resolve_role
 from tagsite.models import Job
-from tagsite.services.jobs import create_job, run_job
+from tagsite.services.jobs import job_task, start_job
+
+ADVICE = (
+    "Check the LLM endpoint of the categorize role: configure it in admin (LLM endpoints and LLM roles) or "
+    "with TAGSITE_LLM_CATEGORIZE_URL, then run `manage.py llm_check categorize` until every check passes, "
+    "and start the run again."
+)
 
 
-@shared_task(acks_late=True)
-def categorize_tags_task(job_id: int) -> None:
+@job_task(advice=ADVICE)
+def categorize_tags_task(job, progress) -> None:
     """Run the LLM categorisation described by the job's params (limit, skip, dry_run, request_size, role)."""
-    job = Job.objects.get(pk=job_id)
-    if job.status in (Job.Status.SUCCEEDED, Job.Status.FAILED):
-        return  # redelivered after it finished; a `running` one lost its worker and runs again (idempotent)
     params = job.params
-    with run_job(job) as progress:
-        with client_for(resolve_role(params.get("role", "categorize"))) as client:
-            categorize_uncategorized(
-                client,
-                batch_size=params.get("batch_size", 100),
-                limit=params.get("limit"),
-                skip=params.get("skip", 0),
-                dry_run=params.get("dry_run", False),
-                request_size=params.get("request_size"),
-                progress=progress,
-            )
+    with client_for(resolve_role(params.get("role", "categorize"))) as client:
+        categorize_uncategorized(
+            client,
+            batch_size=params.get("batch_size", 100),
+            limit=params.get("limit"),
+            skip=params.get("skip", 0),
+            dry_run=params.get("dry_run", False),
+            request_size=params.get("request_size"),
+            progress=progress,
+        )
 
 
 def start_run(limit: int, user=None) -> Job:
-    """Queue an LLM run over the `limit` most used uncategorised tags (page and API alike); the task is
-    sent once the Job row is committed, so the worker always finds it."""
-    job = create_job("categorize", {"limit": limit, "batch_size": limit}, user=user)
-    transaction.on_commit(lambda: categorize_tags_task.delay(job.pk))
-    return job
+    """Queue an LLM run over the `limit` most used uncategorised tags (page and API alike)."""
+    return start_job("categorize", categorize_tags_task, {"limit": limit, "batch_size": limit}, user)

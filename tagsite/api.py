@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from tagsite.models import Image, Job, Tag, TagAlias, TagImplication
 from tagsite.services import tags as tag_service
 from tagsite.services.ingest import UploadRejected, store_upload
+from tagsite.services.jobs import request_cancel, start_job
 
 
 class StaffModelPermissions(permissions.DjangoModelPermissions):
@@ -226,14 +227,21 @@ class TagImplicationViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, v
 
 class JobSerializer(serializers.ModelSerializer):
     percent = serializers.FloatField(read_only=True, allow_null=True)
+    created_by = serializers.StringRelatedField()
+    cancelled_by = serializers.StringRelatedField()
+    url = serializers.SerializerMethodField(help_text="The job's page.")
 
     class Meta:
         model = Job
         fields = [
             "id", "kind", "status", "params", "current", "total", "percent", "counts", "errors",
-            "error_count", "message", "created_at", "started_at", "finished_at",
+            "error_count", "message", "advice", "created_by", "created_at", "started_at", "finished_at",
+            "cancel_requested_at", "cancelled_by", "url",
         ]  # fmt: skip
         read_only_fields = fields
+
+    def get_url(self, job) -> str:
+        return reverse("job-detail", args=[job.pk])
 
 
 class ImportRequestSerializer(serializers.Serializer):
@@ -243,7 +251,7 @@ class ImportRequestSerializer(serializers.Serializer):
 class JobViewSet(viewsets.ReadOnlyModelViewSet):
     """Job records with live progress."""
 
-    queryset = Job.objects.all()
+    queryset = Job.objects.select_related("created_by", "cancelled_by")
     serializer_class = JobSerializer
     filterset_fields = ["kind", "status"]
 
@@ -251,11 +259,18 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=False, methods=["post"], url_path="import", permission_classes=[requires("tagsite.add_image")])
     def start_import(self, request):
         """Queue a folder import on the worker (needs the `tagsite.add_image` permission: any server folder)."""
-        from tagsite.services.jobs import create_job
         from tagsite.tasks import import_folder_task
 
         serializer = ImportRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        job = create_job("import_images", {"path": serializer.validated_data["path"]}, user=request.user)
-        import_folder_task.delay(job.pk)
+        job = start_job("import_images", import_folder_task, {"path": serializer.validated_data["path"]}, request.user)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={200: JobSerializer, 409: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["post"], permission_classes=[requires("tagsite.cancel_job")])
+    def cancel(self, request, pk=None):
+        """Cancel a queued job, or stop a running one at its next item (409 when it has already ended)."""
+        job = self.get_object()
+        if not request_cancel(job, request.user):
+            return Response({"detail": f"job #{job.pk} has already ended ({job.status})"}, status=409)
+        return Response(JobSerializer(self.get_queryset().get(pk=job.pk)).data)

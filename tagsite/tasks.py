@@ -1,17 +1,15 @@
 """Celery tasks of the library: thin callers of the services."""
 
-from celery import shared_task
-
-from tagsite.models import Job
 from tagsite.services.ingest import import_folder
-from tagsite.services.jobs import run_job
+from tagsite.services.jobs import job_task
+
+IMPORT_ADVICE = (
+    "The files listed could not be read; the reason is given for each. Fix or remove them and import the "
+    "folder again: files already imported are only checked, not read again."
+)
 
 
-@shared_task(acks_late=True)
-def import_folder_task(job_id: int) -> None:
+@job_task(advice=IMPORT_ADVICE)
+def import_folder_task(job, progress) -> None:
     """Import the folder named in the job's params."""
-    job = Job.objects.get(pk=job_id)
-    if job.finished:
-        return  # redelivered after it already ran
-    with run_job(job) as progress:
-        import_folder(job.params["path"], progress, job.params.get("extensions"))
+    import_folder(job.params["path"], progress, job.params.get("extensions"))

@@ -5,11 +5,16 @@ import stat
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 from tagsite.models import Image, Job
+from tagsite.services.jobs import request_cancel
 from tagsite.services.tags import parse_query, search_images
 
 
@@ -38,6 +43,50 @@ def upload(request):
 
 def jobs(request):
     return render(request, "tagsite/jobs.html", {"jobs": Job.objects.all()[:50]})
+
+
+def job_detail(request, pk: int):
+    """One job: parameters, progress, timings, errors with what they are about, advice, and a cancel button."""
+    job = get_object_or_404(Job.objects.select_related("created_by", "cancelled_by"), pk=pk)
+    can_cancel = not job.finished and request.user.has_perm("tagsite.cancel_job")
+    context = {"job": job, "can_cancel": can_cancel, "timings": job_timings(job)}
+    return render(request, "tagsite/job_detail.html", context)
+
+
+def job_timings(job: Job) -> list[tuple[str, str]]:
+    local = lambda moment: timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S")  # noqa: E731
+    rows = [("Created", local(job.created_at) + (f" by {job.created_by}" if job.created_by else ""))]
+    if job.started_at:
+        rows += [("Waited", seconds(job.started_at - job.created_at)), ("Started", local(job.started_at))]
+    if job.finished_at:
+        rows += [("Finished", local(job.finished_at))]
+        if job.started_at:
+            took = (job.finished_at - job.started_at).total_seconds()
+            rate = f" ({job.current / took:.1f} items/s)" if took and job.current else ""
+            rows += [("Took", seconds(job.finished_at - job.started_at) + rate)]
+    elif job.started_at:
+        rows += [("Running for", seconds(timezone.now() - job.started_at))]
+    return rows
+
+
+def seconds(span) -> str:
+    total = span.total_seconds()
+    if total < 60:
+        return f"{total:.1f} s"
+    minutes, secs = divmod(round(total), 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min {secs} s"
+
+
+@require_POST
+def job_cancel(request, pk: int):
+    if not request.user.has_perm("tagsite.cancel_job"):
+        raise PermissionDenied("cancelling a job needs the tagsite.cancel_job permission (the moderators group)")
+    job = get_object_or_404(Job, pk=pk)
+    if request_cancel(job, request.user):
+        messages.info(request, f"Job #{job.pk} is cancelled; a running job stops at its next item.")
+    else:
+        messages.warning(request, f"Job #{job.pk} had already ended.")
+    return redirect("job-detail", pk=job.pk)
 
 
 def image_thumbnail(request, pk: int):

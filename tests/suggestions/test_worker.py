@@ -11,7 +11,7 @@ from PIL import Image as PILImage
 
 from suggestions import services
 from suggestions.models import ImageRun, TagSuggestion
-from suggestions.tasks import infer_tags
+from suggestions.tasks import queue_auto_tagging
 from tagsite.celery import app
 from tagsite.models import ImageTag, Job
 from tagsite.services.ingest import ingest_paths
@@ -53,7 +53,7 @@ def test_upload_worker_suggests_and_a_moderator_reviews_in_the_browser(
     assert TagSuggestion.objects.filter(image_id=image_id, status="approved").count() == 2
 
     v2 = services.install_model("wd-test", build_model(tmp_path / "v2"), version="v2")
-    infer_tags.delay([image_id], v2.pk)
+    queue_auto_tagging([image_id], [v2])
     wait_for(lambda: ImageRun.objects.filter(model_version=v2, image_id=image_id).exists())
     again = set(TagSuggestion.objects.filter(image_id=image_id, model_version=v2).values_list("tag__name", flat=True))
     assert "hatsune_miku" not in again and "long_hair" not in again  # rejected, or already on the image
@@ -127,7 +127,7 @@ def test_worker_killed_mid_batch_loses_and_duplicates_nothing(celery_worker, wd1
     }
     worker = start_worker(env, tmp_path / "killed.log", name="killed")
     try:
-        infer_tags.delay(ids)
+        (job,) = queue_auto_tagging(ids, [wd14])
         done_at_kill = wait_for(lambda: ImageRun.objects.count() or None, timeout=60, interval=0.01)
         kill_tree(worker)
         assert 0 < done_at_kill < len(ids) and ImageRun.objects.count() < len(ids), "not killed mid-batch"
@@ -135,6 +135,8 @@ def test_worker_killed_mid_batch_loses_and_duplicates_nothing(celery_worker, wd1
         worker = start_worker(env, tmp_path / "restarted.log", name="restarted")
         wait_for(lambda: ImageRun.objects.count() == len(ids), timeout=90)
         time.sleep(0.5)  # a duplicate delivery would show up now
+        job = wait_for(lambda: Job.objects.filter(pk=job.pk, status="succeeded").first(), timeout=30)
+        assert (job.kind, job.current, job.total) == ("auto_tag", len(ids), len(ids))  # the redelivery counted once
     finally:
         stop_worker(worker)
         app.control.add_consumer("gpu", destination=session_worker, reply=True)

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from suggestions import services
+from suggestions.tasks import ADVICE
 from tagsite.management.arguments import number_type
 from tagsite.services.jobs import create_job, run_job
 
@@ -22,6 +23,6 @@ class Command(BaseCommand):
         params = {key: options[key] for key in ("batch_size", "limit", "skip", "dry_run")}
         for model in models:
             job = create_job("suggest_tags", {"model": str(model), **params})
-            with run_job(job, progress_bar=True, description=str(model)) as progress:
+            with run_job(job, progress_bar=True, description=str(model), advice=ADVICE) as progress:
                 services.tag_backlog([model], progress, **params)
             self.stdout.write(f"{model}: {job.message}{' (dry run: nothing stored)' if options['dry_run'] else ''}")

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from tagsite.services.ingest import import_folder
 from tagsite.services.jobs import create_job, run_job
+from tagsite.tasks import IMPORT_ADVICE
 
 
 class Command(BaseCommand):
@@ -19,7 +20,8 @@ class Command(BaseCommand):
         extension_list = [e if e.startswith(".") else f".{e}" for e in extensions.split(",")] if extensions else None
         job = create_job("import_images", {"path": path, "extensions": extension_list})
         try:
-            with run_job(job, progress_bar=options["verbosity"] > 0, description="import") as progress:
+            bar = options["verbosity"] > 0
+            with run_job(job, progress_bar=bar, description="import", advice=IMPORT_ADVICE) as progress:
                 counts = import_folder(path, progress, extension_list)
         except FileNotFoundError as exc:
             raise CommandError(str(exc)) from exc

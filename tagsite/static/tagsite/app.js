@@ -82,14 +82,20 @@ function setupUpload(zone) {
   input.addEventListener("change", () => sendAll(input.files));
 }
 
-function showJob(element, job) {  // a job's status, progress bar, numbers and message, in place
+// A job's status, progress bar, numbers and message (with what to do, when items failed), in place;
+// an `a.job-link` inside the element leads to the job's page.
+function showJob(element, job) {
   element.hidden = false;
-  element.querySelector(".status").textContent = job.status;
-  element.querySelector(".status").className = `status ${job.status}`;
+  const status = element.querySelector(".status");
+  status.textContent = job.status;
+  status.className = `status ${job.status}${status.classList.contains("badge") ? " badge" : ""}`;
   element.querySelector("progress").max = job.total || 1;
   element.querySelector("progress").value = job.current;
   element.querySelector(".numbers").textContent = `${job.current}/${job.total ?? "?"}`;
-  element.querySelector(".message").textContent = job.message;
+  const advice = job.advice && !element.querySelector("#advice") ? ` ${job.advice}` : "";
+  element.querySelector(".message").textContent = job.message + advice;
+  const link = element.querySelector("a.job-link");
+  if (link) link.href = job.url;
 }
 
 // The one job poller of every page: reports each state to onUpdate, one request at a time, and
@@ -120,14 +126,30 @@ function setupJobs(table) {
       tr.dataset.job = job.id;
       const started = job.started_at ? new Date(job.started_at).toLocaleString() : "";
       const cells = [job.id, job.kind, job.status, "", job.message, job.error_count, started];
-      cells.forEach((value, i) => { const td = document.createElement("td"); td.textContent = value; tr.appendChild(td); });
-      tr.children[2].className = `status ${job.status}`;
+      cells.forEach((value) => { const td = document.createElement("td"); td.textContent = value; tr.appendChild(td); });
+      for (const td of [tr.children[0], tr.children[1]]) {
+        const a = document.createElement("a");
+        a.href = job.url;
+        a.textContent = td.textContent;
+        td.replaceChildren(a);
+      }
+      const badge = document.createElement("span");
+      badge.className = `status badge ${job.status}`;
+      badge.textContent = job.status;
+      tr.children[2].replaceChildren(badge);
       tr.children[3].innerHTML = `<progress max="${job.total || 1}" value="${job.current}"></progress> <span class="numbers">${job.current}/${job.total ?? "?"}</span>`;
       tr.children[4].className = "message";
+      tr.children[5].className = "errors";
       body.appendChild(tr);
     }
   }
   setInterval(refresh, 1500);
+}
+
+// A job's page follows the job while it is open and shows its final errors and advice once it has ended.
+function setupJobDetail(section) {
+  if (!section.hasAttribute("data-open")) return;
+  watchJob(section.dataset.api, (job) => showJob(section, job)).then(() => window.location.reload(), () => {});
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -136,4 +158,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (zone) setupUpload(zone);
   const jobs = document.getElementById("jobs");
   if (jobs) setupJobs(jobs);
+  const jobDetail = document.getElementById("job-detail");
+  if (jobDetail) setupJobDetail(jobDetail);
 });
