@@ -20,7 +20,7 @@ from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory, TagCategory
-from tagsite.ai.base import ChatClient, LLMError, LLMInvalidOutput, LLMTruncated
+from tagsite.ai.base import ChatBackend, LLMError, LLMInvalidOutput, LLMTruncated
 from tagsite.models import Job, Tag
 from tagsite.services.jobs import JobProgress, describe_error
 
@@ -123,7 +123,7 @@ def valid_items(data: Any, size: int, codes: frozenset[str]) -> dict[int, tuple[
     return found
 
 
-def ask(client: ChatClient, prompt: Prompt, tags: list[TagItem], counter: Callable[[], None]) -> list[Outcome]:
+def ask(client: ChatBackend, prompt: Prompt, tags: list[TagItem], counter: Callable[[], None]) -> list[Outcome]:
     """Categorise a batch of tags, re-asking only the missing or invalid ones, up to MAX_ATTEMPTS times.
 
     A truncated answer halves the batch for the next attempt; an unreachable server ends the batch
@@ -161,7 +161,7 @@ def settle(tags: list[TagItem], answers: dict[int, tuple[str, float]], problem: 
 
 
 def categorize(
-    client: ChatClient,
+    client: ChatBackend,
     tags: list[TagItem],
     *,
     request_size: int,
@@ -296,7 +296,7 @@ def save_outcomes(outcomes: list[Outcome], *, model: str, prompt: Prompt, auto_a
 
 
 def categorize_uncategorized(
-    client: ChatClient,
+    client: ChatBackend,
     *,
     batch_size: int = 100,
     limit: int | None = None,

@@ -4,6 +4,18 @@ from django.apps import AppConfig
 class SuggestionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "suggestions"
+    # What the core learns from this app (tagsite/features.py).
+    task_routes = {"suggestions.tasks.infer_*": {"queue": "gpu"}}
+    moderator_permissions = [
+        "suggestions.view_tagsuggestion",
+        "suggestions.review_tagsuggestion",
+        "suggestions.view_mlmodelversion",
+        "suggestions.view_tagmapping",
+        "suggestions.add_tagmapping",
+        "suggestions.change_tagmapping",
+        "suggestions.view_unmappedtag",
+        "suggestions.view_reviewdecision",
+    ]
 
     def ready(self):
         from suggestions.handlers import queue_tagging

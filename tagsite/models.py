@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from tagsite.features import llm_role_choices
+
 
 class Tag(models.Model):
     class DanbooruCategory(models.IntegerChoices):
@@ -238,18 +240,9 @@ class LLMEndpoint(models.Model):
 
 
 class LLMRole(models.Model):
-    """Which endpoint (and optionally which model on it) a stage uses."""
+    """Which endpoint (and optionally which model on it) a stage uses. The roles are those the apps declare."""
 
-    class Name(models.TextChoices):
-        CATEGORIZE = "categorize", "categorize"
-        CAPTION = "caption", "caption"
-        KEYWORDS = "keywords", "keywords"
-        DESCRIPTION = "description", "description"
-        TITLE = "title", "title"
-        EMOTION = "emotion", "emotion"
-        EMBED = "embed", "embed"
-
-    role = models.CharField(max_length=32, choices=Name.choices, unique=True)
+    role = models.CharField(max_length=32, choices=llm_role_choices, unique=True)
     endpoint = models.ForeignKey(LLMEndpoint, on_delete=models.PROTECT, related_name="roles")
     model = models.CharField(max_length=255, blank=True, help_text="Overrides the endpoint's model for this role.")
 

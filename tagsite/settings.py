@@ -152,12 +152,7 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": os.environ.get("CELERY_KEY_PREFIX", "")}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # ONNX inference goes to `gpu`, chat/VLM calls to `llm`; each app routes its tasks here.
-CELERY_TASK_ROUTES = {
-    "suggestions.tasks.infer_*": {"queue": "gpu"},
-    "suggestions.tasks.vlm_*": {"queue": "llm"},
-    "categorization.tasks.*": {"queue": "llm"},
-    "emotion.tasks.*": {"queue": "llm"},
-}
+CELERY_TASK_ROUTES = ["tagsite.features.route_task"]  # the routes each app declares (`task_routes` on its AppConfig)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -208,7 +203,8 @@ if PRODUCTION:
     SECURE_CONTENT_TYPE_NOSNIFF = True
     X_FRAME_OPTIONS = "DENY"
 
-# Permissions of the `moderators` group (each app adds its review permissions here).
+# The core's permissions for the `moderators` group; each app declares its own (`moderator_permissions` on its
+# AppConfig, see tagsite/features.py).
 MODERATOR_PERMISSIONS = [
     "tagsite.view_image",
     "tagsite.add_image",
@@ -222,9 +218,6 @@ MODERATOR_PERMISSIONS = [
     "tagsite.delete_imagetag",
     "tagsite.view_job",
     "tagsite.cancel_job",
-    "categorization.view_extendedcategory",
-    "categorization.categorize_tags",
-    "categorization.view_categoryproposal",
 ]
 
 # Suggestions (WD14 taggers): models folder, default thresholds, what happens to unmapped labels.
@@ -240,16 +233,6 @@ SUGGESTIONS_TARGET_PRECISION = float(os.environ.get("TAGSITE_SUGGESTIONS_TARGET_
 if not CELERY_BROKER_URL.startswith("filesystem://"):
     # How long Redis keeps a dead worker's unacknowledged task before handing it out again.
     CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600))
-MODERATOR_PERMISSIONS += [
-    "suggestions.view_tagsuggestion",
-    "suggestions.review_tagsuggestion",
-    "suggestions.view_mlmodelversion",
-    "suggestions.view_tagmapping",
-    "suggestions.add_tagmapping",
-    "suggestions.change_tagmapping",
-    "suggestions.view_unmappedtag",
-    "suggestions.view_reviewdecision",
-]
 
 # LLM categorisation (categorization app). Endpoints and roles live in the database (admin);
 # TAGSITE_LLM_<ROLE>_URL/_MODEL/_KIND/_API_KEY_ENV/_MAX_PARALLEL/_TIMEOUT override them per role.

@@ -1,14 +1,21 @@
-"""What every chat backend shares: its configuration, its errors and answer validation.
+"""The backend interfaces, one per capability, with what every backend shares: configuration, errors, validation.
 
-Callers see one small interface (`chat_json`, `list_models`) and one family of errors, whatever
-the server behind it, so a stage can switch from LM Studio to Gemini by editing a registry row.
+A capability is an abstract class: `ChatBackend` (structured JSON answers, with images),
+`EmbeddingBackend` (vectors for texts) and `ImageTagger` (label probabilities for a batch of images).
+A backend subclasses the capabilities it offers and must implement all of their methods: a missing
+one is a `TypeError` when its class is defined (at import), not when a stage first calls it. Callers
+see one interface and one family of errors whatever the server, so a stage can switch from LM Studio
+to Gemini by editing a registry row.
 """
 
 import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 import jsonschema
+import numpy as np
 
 DEFAULT_BASE_URL = "http://127.0.0.1:1234/v1"
 
@@ -61,14 +68,72 @@ class LLMTruncated(LLMInvalidOutput):
     """The answer hit the token limit (`finish_reason == "length"`): the JSON is cut off."""
 
 
-class ChatClient(Protocol):
+class Capability:
+    """Base of the capability interfaces. `interface=True` marks an interface; every other subclass is a
+    backend, checked when it is defined: it must implement every abstract method it inherits."""
+
+    def __init_subclass__(cls, interface: bool = False, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if interface:
+            return
+        missing = [
+            f"{next(base for base in cls.__mro__ if name in vars(base)).__name__}.{name}"
+            for name in sorted(dir(cls))
+            if getattr(getattr(cls, name, None), "__isabstractmethod__", False)
+        ]
+        if missing:
+            raise TypeError(f"{cls.__qualname__} does not implement {', '.join(missing)}")
+
+
+class EndpointBackend(Capability, ABC, interface=True):
+    """A server behind a registry endpoint: a pooled connection to close, models to list; usable in `with`."""
+
+    default_base_url: ClassVar[str] = DEFAULT_BASE_URL  # the server when the endpoint leaves its URL empty
     config: EndpointConfig
 
-    def chat_json(self, system: str, user: str, schema: dict, *, name: str = "answer", images=()) -> Any: ...
+    @abstractmethod
+    def list_models(self) -> list[str]:
+        """The model ids the server offers (what the preflight compares the endpoint's model with)."""
 
-    def list_models(self) -> list[str]: ...
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connections."""
 
-    def close(self) -> None: ...
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+class ChatBackend(EndpointBackend, interface=True):
+    @abstractmethod
+    def chat_json(self, system: str, user: str, schema: dict, *, name: str = "answer", images: Iterable = ()) -> Any:
+        """Ask for a JSON answer constrained by `schema` (images: paths or PIL images); return it validated."""
+
+
+class EmbeddingBackend(EndpointBackend, interface=True):
+    @abstractmethod
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """One vector per text, in input order."""
+
+
+class ImageTagger(Capability, ABC, interface=True):
+    """A local image classifier (the WD14 contract): `[n, size, size, 3]` pixels in, `[n, labels]` probabilities out."""
+
+    input_size: int
+
+    @abstractmethod
+    def batch_limit(self, wanted: int) -> int:
+        """The batch size it runs when `wanted` is asked for."""
+
+    @abstractmethod
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities for a batch of preprocessed images."""
+
+
+# The two capabilities a registry role can need, by the name apps declare them with (see tagsite.features).
+CAPABILITIES: dict[str, type[EndpointBackend]] = {"chat": ChatBackend, "embed": EmbeddingBackend}
 
 
 def parse_and_validate(text: str, schema: dict) -> Any:

@@ -1,4 +1,5 @@
-"""Gemini through google-genai, behind the same interface as the OpenAI-compatible client.
+"""Gemini through google-genai (chat with structured output, and embeddings), behind the same interfaces as
+the OpenAI-compatible client.
 
 The SDK retries on its own; it is told explicitly what to retry (timeouts and 5xx) so that a 429
 can be read first: an exhausted daily quota is reported as such instead of being retried for
@@ -18,6 +19,8 @@ from google import genai
 from google.genai import errors, types
 
 from tagsite.ai.base import (
+    ChatBackend,
+    EmbeddingBackend,
     EndpointConfig,
     LLMError,
     LLMModelNotFound,
@@ -32,6 +35,7 @@ from tagsite.ai.openai_compat import jpeg_bytes
 logger = logging.getLogger(__name__)
 
 GOOGLE_API = "https://generativelanguage.googleapis.com"
+EMBED_BATCH = 100  # texts per batchEmbedContents request, the API's limit
 
 
 def quota_violations(error: errors.APIError) -> list[str]:
@@ -56,7 +60,9 @@ def retry_delay(error: errors.APIError) -> float | None:
     return None
 
 
-class GeminiClient:
+class GeminiClient(ChatBackend, EmbeddingBackend):
+    default_base_url = GOOGLE_API
+
     def __init__(
         self,
         config: EndpointConfig,
@@ -117,6 +123,19 @@ class GeminiClient:
         if candidate is not None and candidate.finish_reason == types.FinishReason.MAX_TOKENS:
             raise LLMTruncated(f"answer cut off at max_output_tokens={self.config.max_tokens}", raw=response.text or "")
         return parse_and_validate(response.text or "", schema)
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), EMBED_BATCH):
+            chunk = texts[start : start + EMBED_BATCH]
+            # One Content per text: given bare strings, the SDK merges them into one for multimodal models.
+            contents = [types.Content(parts=[types.Part.from_text(text=text)]) for text in chunk]
+            response = self._call(self.client.models.embed_content, model=self.config.model, contents=contents)
+            embeddings = response.embeddings or []
+            if len(embeddings) != len(chunk):
+                raise LLMUnavailable(f"{self.config.name}: {len(embeddings)} embeddings for {len(chunk)} texts")
+            vectors += [list(embedding.values or []) for embedding in embeddings]
+        return vectors
 
     def _call(self, function, **kwargs):
         for attempt in count(1):

@@ -22,6 +22,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from tagsite import imaging
+from tagsite.ai.base import ImageTagger
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ CPU = "CPUExecutionProvider"
 
 
 @dataclass
-class OnnxTagger:
+class OnnxTagger(ImageTagger):
     """A loaded WD14-contract model: its session and the input shape read from the graph."""
 
     path: str

@@ -20,6 +20,8 @@ import httpx
 from PIL import Image, ImageOps
 
 from tagsite.ai.base import (
+    ChatBackend,
+    EmbeddingBackend,
     EndpointConfig,
     LLMError,
     LLMModelNotFound,
@@ -64,7 +66,7 @@ def retry_after_seconds(value: str | None) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
-class OpenAICompatClient:
+class OpenAICompatClient(ChatBackend, EmbeddingBackend):
     """Chat (structured JSON) and embeddings against one endpoint, with pooled connections and retries.
 
     Transport failures (connect errors, timeouts, 429, 5xx) are retried with exponential backoff and
@@ -102,17 +104,10 @@ class OpenAICompatClient:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
     def list_models(self) -> list[str]:
         return [model["id"] for model in self._request("GET", "models").json().get("data", [])]
 
     def chat_json(self, system: str, user: str, schema: dict, *, name: str = "answer", images: Iterable = ()) -> Any:
-        """Ask for a JSON answer constrained by `schema`; return it parsed and validated."""
         content: str | list = user
         if images:
             content = [{"type": "text", "text": user}] + [
@@ -139,7 +134,6 @@ class OpenAICompatClient:
         return parse_and_validate(text, schema)
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        """One vector per text, in input order."""
         payload = self._request("POST", "embeddings", json={"model": self.config.model, "input": texts}).json()
         rows = sorted(payload["data"], key=lambda row: row["index"])
         if len(rows) != len(texts):

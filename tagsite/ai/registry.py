@@ -1,21 +1,27 @@
-"""Roles -> endpoints -> clients: the database registry, environment overrides and the preflight check.
+"""Roles -> endpoints -> backends: the database registry, environment overrides and the preflight check.
 
-Environment variables win over the database so that one worker (or a test, or a benchmark) can
-point a role elsewhere without editing shared rows: `TAGSITE_LLM_<ROLE>_URL`, `_MODEL`, `_KIND`,
-`_API_KEY_ENV`, `_MAX_PARALLEL`, `_TIMEOUT`.
+The apps declare their roles and the capability each needs (`llm_roles`, tagsite/features.py); an
+endpoint's kind names its backend class (`BACKENDS`, imported when first used). Environment variables
+win over the database so that one worker (or a test, or a benchmark) can point a role elsewhere
+without editing shared rows: `TAGSITE_LLM_<ROLE>_URL`, `_MODEL`, `_KIND`, `_API_KEY_ENV`,
+`_MAX_PARALLEL`, `_TIMEOUT`.
 """
 
 import os
 from dataclasses import dataclass, replace
 from functools import partial
 
-from tagsite.ai.base import EndpointConfig, LLMError
-from tagsite.ai.gemini import GOOGLE_API, GeminiClient
-from tagsite.ai.openai_compat import OpenAICompatClient
+from django.utils.module_loading import import_string
+
+from tagsite.ai.base import CAPABILITIES, EndpointBackend, EndpointConfig, LLMError
 from tagsite.ai.slots import endpoint_slot
+from tagsite.features import llm_roles
 from tagsite.models import LLMEndpoint, LLMRole
 
-ROLES = list(LLMRole.Name.values)
+BACKENDS = {
+    LLMEndpoint.Kind.OPENAI: "tagsite.ai.openai_compat.OpenAICompatClient",
+    LLMEndpoint.Kind.GEMINI: "tagsite.ai.gemini.GeminiClient",
+}
 OVERRIDES = {"URL": "base_url", "MODEL": "model", "KIND": "kind", "MAX_PARALLEL": "max_parallel", "TIMEOUT": "timeout"}
 CHECK_SCHEMA = {
     "type": "object",
@@ -45,8 +51,9 @@ def endpoint_config(endpoint: LLMEndpoint, model: str = "") -> EndpointConfig:
 
 def resolve_role(role: str) -> EndpointConfig:
     """The endpoint a role uses: its registry row, then `TAGSITE_LLM_<ROLE>_*` overrides on top."""
-    if role not in ROLES:
-        raise LLMError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+    roles = llm_roles()
+    if role not in roles:
+        raise LLMError(f"unknown role {role!r}; roles are {', '.join(sorted(roles))}")
     prefix = env_prefix(role)
     row = LLMRole.objects.select_related("endpoint").filter(role=role).first()
     if row is not None:
@@ -64,12 +71,25 @@ def resolve_role(role: str) -> EndpointConfig:
     return replace(config, **changes)
 
 
-def client_for(config: EndpointConfig, **options) -> OpenAICompatClient | GeminiClient:
-    """A client for the endpoint; every request holds one of the server's slots."""
-    if config.kind == LLMEndpoint.Kind.GEMINI:
-        slot = partial(endpoint_slot, config.base_url or GOOGLE_API, config.max_parallel)
-        return GeminiClient(config, slot=slot, **options)
-    return OpenAICompatClient(config, slot=partial(endpoint_slot, config.base_url, config.max_parallel), **options)
+def backend_class(kind: str) -> type[EndpointBackend]:
+    if kind not in BACKENDS:
+        raise LLMError(f"unknown endpoint kind {kind!r}; kinds are {', '.join(BACKENDS)}")
+    return import_string(BACKENDS[kind])
+
+
+def client_for(config: EndpointConfig, capability: str = "chat", **options) -> EndpointBackend:
+    """A backend for the endpoint that offers `capability` (`chat` or `embed`); every request holds one of the
+    server's slots."""
+    backend = backend_class(config.kind)
+    if not issubclass(backend, CAPABILITIES[capability]):
+        raise LLMError(f"{config.name}: a {config.kind} endpoint offers no {capability}")
+    slot = partial(endpoint_slot, config.base_url or backend.default_base_url, config.max_parallel)
+    return backend(config, slot=slot, **options)
+
+
+def client_for_role(role: str, **options) -> EndpointBackend:
+    """The backend a role's stage talks to, with the capability the role's app declared for it."""
+    return client_for(resolve_role(role), llm_roles()[role], **options)
 
 
 @dataclass
@@ -86,8 +106,9 @@ def check_endpoint(config: EndpointConfig, role: str = "") -> list[Check]:
     """
     checks: list[Check] = []
     where = f"edit the endpoint {config.name!r} in admin or set {env_prefix(role or 'ROLE')}URL"
+    capability = llm_roles().get(role, "chat")
     try:
-        client = client_for(config, attempts=1)
+        client = client_for(config, capability, attempts=1)
     except LLMError as exc:
         return [Check("configured", False, str(exc))]
     try:
@@ -105,7 +126,7 @@ def check_endpoint(config: EndpointConfig, role: str = "") -> list[Check]:
             return checks
         checks.append(Check("model listed", True, config.model))
         try:
-            if role == LLMRole.Name.EMBED:
+            if capability == "embed":
                 vector = client.embed(["a test sentence"])[0]
                 checks.append(Check("embedding", True, f"{len(vector)} dimensions"))
             else:
@@ -114,7 +135,7 @@ def check_endpoint(config: EndpointConfig, role: str = "") -> list[Check]:
                 )
                 checks.append(Check("structured output", True, f"json_schema round trip answered {answer['answer']!r}"))
         except LLMError as exc:
-            step = "embedding" if role == LLMRole.Name.EMBED else "structured output"
+            step = "embedding" if capability == "embed" else "structured output"
             checks.append(Check(step, False, f"{exc}. Use a model/server that supports response_format json_schema."))
         return checks
     finally:

@@ -3,9 +3,10 @@
 import os
 import secrets
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
+
+from tagsite.features import moderator_permissions
 
 MODERATORS = "moderators"
 
@@ -34,10 +35,10 @@ def ensure_superuser() -> tuple[str, str | None]:
 
 
 def ensure_moderators_group(**kwargs) -> Group:
-    """The `moderators` group with the review permissions every app lists in MODERATOR_PERMISSIONS."""
+    """The `moderators` group with the core's and every app's moderator permissions (tagsite.features)."""
     group, _ = Group.objects.get_or_create(name=MODERATORS)
     wanted = []
-    for dotted in settings.MODERATOR_PERMISSIONS:
+    for dotted in moderator_permissions():
         app_label, codename = dotted.split(".", 1)
         wanted += Permission.objects.filter(content_type__app_label=app_label, codename=codename)
     group.permissions.add(*wanted)

@@ -8,6 +8,7 @@ from django.db import connections
 from tagsite.ai.base import EndpointConfig, LLMError
 from tagsite.ai.gemini import GeminiClient
 from tagsite.ai.registry import client_for, resolve_role
+from tagsite.features import llm_roles
 from tagsite.models import LLMEndpoint, LLMRole
 from tests.llm_server import OpenAITestServer
 
@@ -16,13 +17,13 @@ from tests.llm_server import OpenAITestServer
 def local(db):
     """The migration's default endpoint (recreated: a transactional test elsewhere may have flushed it)."""
     endpoint, _ = LLMEndpoint.objects.get_or_create(name="local", defaults={"model": "local-model"})
-    for role in LLMRole.Name.values:
+    for role in llm_roles():
         LLMRole.objects.get_or_create(role=role, defaults={"endpoint": endpoint})
     return endpoint
 
 
 def test_roles_default_to_lm_studio_on_loopback(local):
-    config = resolve_role("caption")
+    config = resolve_role("categorize")
     assert (config.name, config.kind, config.base_url, config.model) == (
         "local",
         "openai",
@@ -32,11 +33,11 @@ def test_roles_default_to_lm_studio_on_loopback(local):
 
 
 def test_role_model_and_environment_override_the_row(local, monkeypatch):
-    LLMRole.objects.filter(role="keywords").update(model="qwen2.5-vl-7b")
-    assert resolve_role("keywords").model == "qwen2.5-vl-7b"
-    monkeypatch.setenv("TAGSITE_LLM_KEYWORDS_URL", "http://127.0.0.1:8000/v1")
-    monkeypatch.setenv("TAGSITE_LLM_KEYWORDS_MAX_PARALLEL", "8")
-    config = resolve_role("keywords")
+    LLMRole.objects.filter(role="emotion").update(model="qwen2.5-vl-7b")
+    assert resolve_role("emotion").model == "qwen2.5-vl-7b"
+    monkeypatch.setenv("TAGSITE_LLM_EMOTION_URL", "http://127.0.0.1:8000/v1")
+    monkeypatch.setenv("TAGSITE_LLM_EMOTION_MAX_PARALLEL", "8")
+    config = resolve_role("emotion")
     assert (config.base_url, config.max_parallel, config.model) == ("http://127.0.0.1:8000/v1", 8, "qwen2.5-vl-7b")
 
 
@@ -44,9 +45,9 @@ def test_api_key_is_read_from_the_named_variable_and_never_stored(local, monkeyp
     gemini = LLMEndpoint.objects.create(
         name="gemini", kind="gemini", base_url="", model="gemini-2.5-flash", api_key_env="TEST_GEMINI_KEY"
     )
-    LLMRole.objects.filter(role="emotion").update(endpoint=gemini)
+    LLMRole.objects.filter(role="categorize").update(endpoint=gemini)
     monkeypatch.setenv("TEST_GEMINI_KEY", "secret-value")
-    config = resolve_role("emotion")
+    config = resolve_role("categorize")
     assert config.api_key == "secret-value" and config.kind == "gemini"
     assert isinstance(client_for(config), GeminiClient)
     assert "secret-value" not in str(LLMEndpoint.objects.filter(pk=gemini.pk).values().get())
@@ -55,9 +56,9 @@ def test_api_key_is_read_from_the_named_variable_and_never_stored(local, monkeyp
 def test_unknown_or_unconfigured_roles_say_what_to_do(local):
     with pytest.raises(LLMError, match="unknown role 'painting'"):
         resolve_role("painting")
-    LLMRole.objects.filter(role="title").delete()
-    with pytest.raises(LLMError, match="set TAGSITE_LLM_TITLE_URL"):
-        resolve_role("title")
+    LLMRole.objects.filter(role="embed").delete()
+    with pytest.raises(LLMError, match="set TAGSITE_LLM_EMBED_URL"):
+        resolve_role("embed")
 
 
 @pytest.mark.django_db

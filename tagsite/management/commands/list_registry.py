@@ -5,7 +5,8 @@ import os
 from django.core.management.base import BaseCommand
 
 from tagsite.ai.base import LLMError
-from tagsite.ai.registry import ROLES, resolve_role
+from tagsite.ai.registry import resolve_role
+from tagsite.features import llm_roles
 from tagsite.models import LLMEndpoint
 
 
@@ -23,7 +24,7 @@ class Command(BaseCommand):
                 f"{endpoint.model:<28} parallel={endpoint.max_parallel} timeout={endpoint.timeout:g}s key={key}"
             )
         self.stdout.write("Roles:")
-        for role in ROLES:
+        for role in sorted(llm_roles()):
             try:
                 config = resolve_role(role)
             except LLMError as exc:

@@ -3,18 +3,19 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from tagsite.ai.base import LLMError
-from tagsite.ai.registry import ROLES, check_endpoint, resolve_role
+from tagsite.ai.registry import check_endpoint, resolve_role
+from tagsite.features import llm_roles
 
 
 class Command(BaseCommand):
     help = "Check the endpoint of a role (default: every configured role): reachable, model listed, structured output."
 
     def add_arguments(self, parser):
-        parser.add_argument("roles", nargs="*", metavar="ROLE", help=f"One or more of {', '.join(ROLES)}.")
+        parser.add_argument("roles", nargs="*", metavar="ROLE", help=f"One or more of {', '.join(sorted(llm_roles()))}.")
 
     def handle(self, *args, roles, **options):
         failed = []
-        for role in roles or ROLES:
+        for role in roles or sorted(llm_roles()):
             try:
                 config = resolve_role(role)
             except LLMError as exc:
