@@ -43,6 +43,17 @@ def test_dry_run_and_the_short_alias(llm):
     assert not CategoryProposal.objects.exists() and not CachedAnswer.objects.exists() and not Job.objects.exists()
 
 
+@pytest.mark.parametrize("command", ["categorize_tags", "llm_auto_categorize_tags"])
+def test_nothing_to_do_says_so(llm, command):
+    """No uncategorised tag (or --skip past all of them): no run, no Job, no LLM call, no "Success rate: 0.0%"."""
+    output = run(command)
+    assert output.strip() == "Nothing to do: no uncategorised tags (none without a category or a proposal)."
+    make_tags(*NAMES)
+    output = run(command, "--skip", "5")
+    assert output.startswith("Nothing to do: no uncategorised tags after skipping 5") and "Success rate" not in output
+    assert not Job.objects.exists() and not llm.chat_requests()
+
+
 @pytest.mark.parametrize(
     "option, value", [("--limit", "-1"), ("--skip", "-3"), ("--batch-size", "0"), ("--request-size", "-2")]
 )
@@ -58,6 +69,7 @@ def test_unreachable_server_says_what_to_fix(monkeypatch):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("TAGSITE_LLM_CATEGORIZE_URL", f"http://127.0.0.1:{port}/v1")
+    make_tags(*NAMES)
     with pytest.raises(CommandError, match="Failed to connect to LLM: .*cannot connect.*Start the server"):
         run("llm_auto_categorize_tags")
     assert not Job.objects.exists()

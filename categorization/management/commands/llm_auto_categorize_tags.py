@@ -5,8 +5,7 @@ from contextlib import nullcontext
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from categorization.services import Outcome, categorize_uncategorized
-from categorization.tasks import ADVICE
+from categorization.services import Outcome, Prompt, categorize_uncategorized, uncategorized_tags
 from tagsite.ai.base import LLMError
 from tagsite.ai.registry import check_endpoint, client_for, resolve_role
 from tagsite.management.arguments import number_type
@@ -38,6 +37,10 @@ class Command(BaseCommand):
             config = resolve_role(options["role"])
         except LLMError as exc:
             raise CommandError(str(exc))
+        if not uncategorized_tags(config.model, Prompt.build().version)[options["skip"] :].exists():
+            skipped = f" after skipping {options['skip']}" if options["skip"] else ""
+            self.stdout.write(f"Nothing to do: no uncategorised tags{skipped} (none without a category or a proposal).")
+            return
         self.stdout.write(f"{RULE}\nAutomated Tag Categorization using LLM\n{RULE}\n")
         self.stdout.write(f"Endpoint: {config.name} {config.base_url} model {config.model}")
         self.stdout.write(f"Batch size: {options['batch_size']}  Limit: {options['limit'] or '-'}")
@@ -61,7 +64,7 @@ class Command(BaseCommand):
             result = f"✓ {outcome.code} ({outcome.confidence:.2f})" if outcome.ok else f"✗ {outcome.error}"
             tqdm.write(f"[{seen}] {tag.name} (used {tag.usage_count}x) {result}")
 
-        tracked = run_job(job, progress_bar=True, description="categorising", advice=ADVICE) if job else nullcontext()
+        tracked = run_job(job, progress_bar=True, description="categorising") if job else nullcontext()
         with tracked as progress, client_for(config) as client:
             summary = categorize_uncategorized(
                 client,
