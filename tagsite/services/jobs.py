@@ -127,7 +127,7 @@ def fail_interrupted_jobs() -> int:
         status=Job.Status.FAILED,
         finished_at=timezone.now(),
         message="interrupted: the worker stopped while it ran",
-        advice="Start it again; the work already done is kept.",
+        advice="Start it again; the work already done is kept (automatic tagging: run the backlog on the review page).",
     )
 
 

@@ -17,7 +17,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import ROOT, wait_for
+from tagsite.management.commands.serve import hold_instance_lock
+from tagsite.models import Job
+from tagsite.services.jobs import create_job
+from tests.conftest import ROOT, database_url, wait_for
 from tests.factories import make_jpeg
 
 
@@ -83,6 +86,16 @@ def test_run_command_serves_imports_and_stops_cleanly(tmp_path):
         assert json.loads(client.get("/api/images/")[1])["count"] == 3
         children = psutil.Process(server.pid).children(recursive=True)
         assert len(children) >= 3  # gunicorn, celery and their workers
+
+        second = subprocess.run(
+            [sys.executable, "manage.py", "serve", "--port", str(free_port())],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert (
+            second.returncode != 0
+            and f"tagsite is already running on {tmp_path / 'var'} (pid {server.pid}" in second.stderr
+        )
+        assert len(psutil.Process(server.pid).children(recursive=True)) == len(children)  # no second worker
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(60)
@@ -109,3 +122,28 @@ def test_run_command_refuses_a_port_in_use(tmp_path):
             cwd=ROOT, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     assert result.returncode != 0 and "is in use: is tagsite already running?" in result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_serve_on_the_same_var_folder_stops_at_once_and_leaves_the_first_alone(tmp_path):
+    """A live instance is the one holding var/serve.lock, whatever its port: the second stops before it
+    touches the first one's jobs (a filesystem-broker start fails running jobs) or starts a worker."""
+    var = tmp_path / "var"
+    var.mkdir()
+    job = create_job("import_images", {"path": str(tmp_path)})
+    Job.objects.filter(pk=job.pk).update(status="running")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CELERY_")}  # the filesystem broker
+    env.update(TAGSITE_VAR_DIR=str(var), DATABASE_URL=database_url())
+    first = hold_instance_lock(var, "pid 4242, http://127.0.0.1:8000/")
+    try:
+        result = subprocess.run(
+            [sys.executable, "manage.py", "serve", "--port", str(free_port())],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(first)
+    assert result.returncode != 0, result.stdout
+    assert f"tagsite is already running on {var} (pid 4242, http://127.0.0.1:8000/)" in result.stderr
+    assert "is running at" not in result.stdout and "interrupted" not in result.stdout
+    assert Job.objects.get(pk=job.pk).status == "running"  # the first instance's job is left alone
+    os.close(hold_instance_lock(var, "the first has stopped"))  # its lock went with it

@@ -1,16 +1,41 @@
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from tagsite.services.accounts import AccountError, ensure_superuser
-from tagsite.services.jobs import create_job, fail_interrupted_jobs
+from tagsite.services.jobs import fail_interrupted_jobs, start_job
+
+
+def hold_instance_lock(var_dir: Path, description: str) -> int:
+    """Take `var/serve.lock`, or stop with the name of the instance holding it.
+
+    A live instance is one that holds this lock, not one that answers on a port: a second `run` on the
+    same folder must not fail the first one's running jobs or start a second worker. The kernel releases
+    the lock when the last process holding it ends; the web server and the worker inherit it, so one
+    that outlives a killed `serve` still counts. Returns the lock's file descriptor.
+    """
+    fd = os.open(var_dir / "serve.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 500, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise CommandError(
+            f"tagsite is already running on {var_dir} ({holder}). Stop it first (Ctrl-C in its terminal), "
+            "or give this instance its own TAGSITE_VAR_DIR."
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, description.encode(), 0)
+    return fd
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -37,6 +62,7 @@ class Command(BaseCommand):
     def handle(self, *args, folder, host, port, web_workers, worker_concurrency, **options):
         if folder and not os.path.isdir(folder):
             raise CommandError(f"not a folder: {folder}")
+        self.lock_fd = hold_instance_lock(settings.VAR_DIR, f"pid {os.getpid()}, http://{host}:{port}/")
         if port_in_use(host, port):
             raise CommandError(f"{host}:{port} is in use: is tagsite already running? (--port picks another)")
         call_command("migrate", interactive=False, verbosity=0)
@@ -66,13 +92,14 @@ class Command(BaseCommand):
         if folder:
             from tagsite.tasks import import_folder_task
 
-            job = create_job("import_images", {"path": os.path.abspath(folder)})
-            import_folder_task.delay(job.pk)
+            job = start_job("import_images", import_folder_task, {"path": os.path.abspath(folder)})
             self.stdout.write(f"Importing {folder} as job #{job.pk}: see http://{host}:{port}/jobs/")
         self.wait(children)
 
     def spawn(self, name: str, arguments: list[str]) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, *arguments], cwd=settings.BASE_DIR, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, *arguments], cwd=settings.BASE_DIR, start_new_session=True, pass_fds=[self.lock_fd]
+        )
 
     def wait(self, children: list[subprocess.Popen]) -> None:
         stopping = False
