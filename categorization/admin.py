@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from categorization import services
 from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory, TagCategory
+from tagsite.admin import LargeListAdmin
 
 
 @admin.register(ExtendedCategory)
@@ -23,10 +24,11 @@ class TagCategoryAdmin(admin.ModelAdmin):
 
 
 @admin.register(CategoryProposal)
-class CategoryProposalAdmin(admin.ModelAdmin):
+class CategoryProposalAdmin(LargeListAdmin):
     list_display = ["tag", "category", "confidence", "model", "status", "reviewer", "created_at"]
     list_filter = ["status", "category", "model"]
-    search_fields = ["tag__name"]
+    search_fields = ["tag__name"]  # by tag name or alias prefix: LargeListAdmin
+    tag_search = "tag"
     raw_id_fields = ["tag", "job"]
     # Decisions go through the actions (which apply the category), never through an edited status.
     readonly_fields = ["status", "reviewer", "reviewed_at", "created_at"]

@@ -10,7 +10,7 @@ from suggestions.models import (
     TagSuggestion,
     UnmappedTag,
 )
-from tagsite.admin import thumbnail_html
+from tagsite.admin import LargeListAdmin, thumbnail_html
 
 
 class ReviewActions:
@@ -46,8 +46,9 @@ class MLModelVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(TagMapping)
-class TagMappingAdmin(admin.ModelAdmin):
+class TagMappingAdmin(LargeListAdmin):
     list_display = ["external_tag", "source", "tag", "confidence", "created_by", "created_at"]
+    list_select_related = ["tag", "created_by"]
     list_filter = ["source"]
     search_fields = ["external_tag", "tag__name"]
     autocomplete_fields = ["tag"]
@@ -84,10 +85,12 @@ class UnmappedTagAdmin(ReviewActions, admin.ModelAdmin):
 
 
 @admin.register(TagSuggestion)
-class TagSuggestionAdmin(ReviewActions, admin.ModelAdmin):
+class TagSuggestionAdmin(ReviewActions, LargeListAdmin):
     list_display = ["thumb", "tag", "external_tag", "confidence", "model_version", "status", "reviewed_by"]
     list_filter = ["status", "model_version", "category"]
-    search_fields = ["tag__name", "external_tag", "image__path"]
+    search_fields = ["tag__name"]  # by tag name or alias prefix: LargeListAdmin
+    tag_search = "tag"
+    ordering = ["-id"]  # newest first through the primary key, not a sort of a million rows
     raw_id_fields = ["image", "tag"]
     readonly_fields = [f.name for f in TagSuggestion._meta.fields]
     actions = ["approve", "reject"]
@@ -109,7 +112,7 @@ class TagSuggestionAdmin(ReviewActions, admin.ModelAdmin):
 
 
 @admin.register(HeldPrediction)
-class HeldPredictionAdmin(ReadOnlyAdmin):
+class HeldPredictionAdmin(LargeListAdmin, ReadOnlyAdmin):
     list_display = ["unmapped", "image", "model_version", "confidence"]
     list_filter = ["model_version", "unmapped__source"]
     search_fields = ["unmapped__external_tag", "image__path"]
@@ -117,7 +120,7 @@ class HeldPredictionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ImageRun)
-class ImageRunAdmin(ReadOnlyAdmin):
+class ImageRunAdmin(LargeListAdmin, ReadOnlyAdmin):
     list_display = ["image", "model_version", "rating", "created_at"]
     list_filter = ["model_version", "rating"]
     search_fields = ["image__path"]

@@ -6,6 +6,7 @@ from django.utils.html import format_html
 from tagsite.models import Image, ImageStage, ImageTag, Job, LLMEndpoint, LLMRole, Tag, TagAlias, TagImplication
 from tagsite.services import tags as tag_service
 from tagsite.services.ingest import UploadRejected, store_upload
+from tagsite.services.lists import CappedPaginator, tag_ids_by_prefix
 
 
 def thumbnail_html(image: Image, size: int = 64) -> str:
@@ -13,6 +14,20 @@ def thumbnail_html(image: Image, size: int = 64) -> str:
         return "-"
     url = reverse("image-thumbnail", args=[image.pk])
     return format_html('<img src="{}" style="max-width:{}px;max-height:{}px" alt="">', url, size, size)
+
+
+class LargeListAdmin(admin.ModelAdmin):
+    """A changelist over up to millions of rows: the count stops at 10,000 and is not repeated unfiltered;
+    with `tag_search` (the path to a Tag) a search is by tag name or alias prefix, resolved to tag ids first."""
+
+    show_full_result_count = False
+    paginator = CappedPaginator
+    tag_search = ""
+
+    def get_search_results(self, request, queryset, search_term):
+        if not self.tag_search or not search_term.strip():
+            return super().get_search_results(request, queryset, search_term)
+        return queryset.filter(**{f"{self.tag_search}__in": tag_ids_by_prefix(search_term)}), False
 
 
 class ImageTagInline(admin.TabularInline):
@@ -48,17 +63,42 @@ class ImageUploadForm(forms.ModelForm):
         return self.cleaned_data
 
 
+class FormatFilter(admin.SimpleListFilter):
+    """The usual formats, listed without a DISTINCT over every image."""
+
+    title = "format"
+    parameter_name = "format"
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "MPO")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(format=self.value()) if self.value() else queryset
+
+
 @admin.register(Image)
-class ImageAdmin(admin.ModelAdmin):
+class ImageAdmin(LargeListAdmin):
     list_display = ["thumb", "filename", "status", "format", "width", "height", "size", "created_at"]
-    list_filter = ["status", "format", "orientation"]
-    search_fields = ["path", "sha256", "tags__name"]
+    list_filter = ["status", FormatFilter, ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["path"]
     readonly_fields = [
         "thumb_large", "path", "sha256", "size", "mtime", "format", "width", "height", "orientation",
         "frames", "thumbnail", "status", "error", "uploaded_by", "created_at", "updated_at",
     ]  # fmt: skip
     inlines = [ImageTagInline, ImageStageInline]
-    date_hierarchy = "created_at"
+
+    def get_search_results(self, request, queryset, search_term):
+        """A tag name or alias (images carrying it), a SHA-256, or else part of the path."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if len(term) == 64 and all(ch in "0123456789abcdef" for ch in term.lower()):
+            return queryset.filter(sha256=term.lower()), False
+        tags = tag_service.resolve_names([term])
+        tag = Tag.objects.filter(name__in=tags.values()).values_list("pk", flat=True).first()
+        if tag is not None:
+            return queryset.filter(pk__in=ImageTag.objects.filter(tag_id=tag).values("image_id")), False
+        return queryset.filter(path__contains=term), False
 
     @admin.display(description="thumbnail")
     def thumb(self, image):
@@ -100,11 +140,12 @@ class TagForm(forms.ModelForm):
 
 
 @admin.register(Tag)
-class TagAdmin(admin.ModelAdmin):
+class TagAdmin(LargeListAdmin):
     form = TagForm
     list_display = ["name", "display_name", "danbooru_category", "usage_count"]
     list_filter = ["danbooru_category"]
-    search_fields = ["name", "display_name", "aliases__antecedent"]
+    search_fields = ["name"]  # by name or alias prefix: LargeListAdmin
+    tag_search = "pk"
     readonly_fields = ["usage_count", "created_at"]
 
 
@@ -125,6 +166,7 @@ class TagAliasForm(forms.ModelForm):
 class TagAliasAdmin(admin.ModelAdmin):
     form = TagAliasForm
     list_display = ["antecedent", "tag", "created_by", "created_at"]
+    list_select_related = ["tag", "created_by"]
     search_fields = ["antecedent", "tag__name"]
     autocomplete_fields = ["tag"]
 
@@ -150,6 +192,7 @@ class TagImplicationForm(forms.ModelForm):
 class TagImplicationAdmin(admin.ModelAdmin):
     form = TagImplicationForm
     list_display = ["antecedent", "consequent", "created_by", "created_at"]
+    list_select_related = ["antecedent", "consequent", "created_by"]
     search_fields = ["antecedent__name", "consequent__name"]
     autocomplete_fields = ["antecedent", "consequent"]
 
@@ -159,24 +202,27 @@ class TagImplicationAdmin(admin.ModelAdmin):
 
 
 @admin.register(ImageTag)
-class ImageTagAdmin(admin.ModelAdmin):
+class ImageTagAdmin(LargeListAdmin):
     list_display = ["image", "tag", "source", "added_by", "model_name", "created_at"]
     list_filter = ["source"]
-    search_fields = ["tag__name", "image__path"]
+    list_select_related = ["image", "tag", "added_by"]
+    search_fields = ["tag__name"]
+    tag_search = "tag"
     autocomplete_fields = ["tag"]
     raw_id_fields = ["image"]
 
 
 @admin.register(ImageStage)
-class ImageStageAdmin(admin.ModelAdmin):
+class ImageStageAdmin(LargeListAdmin):
     list_display = ["image", "stage", "status", "error", "updated_at"]
+    list_select_related = ["image"]
     list_filter = ["stage", "status"]
     search_fields = ["image__path", "error"]
     raw_id_fields = ["image"]
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(LargeListAdmin):
     list_display = ["id", "kind", "status", "current", "total", "error_count", "created_at", "finished_at"]
     list_filter = ["kind", "status"]
     readonly_fields = [field.name for field in Job._meta.fields]
