@@ -1,0 +1,97 @@
+"""Long lists at scale: capped counts and keyset pages, so no request counts or skips a million rows."""
+
+from dataclasses import dataclass, field
+
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.utils.functional import cached_property
+
+COUNT_CAP = 1000
+
+
+def capped_count(queryset: QuerySet, cap: int = COUNT_CAP) -> tuple[int, bool]:
+    """(count, capped): counting stops after `cap` rows, so a filter matching 800k rows costs as much as 1k."""
+    count = queryset.order_by()[: cap + 1].count()
+    return min(count, cap), count > cap
+
+
+def count_label(count: int, capped: bool) -> str:
+    """`1,000+` for a capped count."""
+    return f"{count:,}{'+' if capped else ''}"
+
+
+@dataclass
+class KeysetPage:
+    """One page of a list ordered by id, newest first, with links by id (`after`/`before`) instead of OFFSET."""
+
+    items: list
+    next_after: int | None = None
+    previous_before: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def has_other_pages(self) -> bool:
+        return self.next_after is not None or self.previous_before is not None
+
+
+def keyset_page(queryset: QuerySet, size: int, after: int | None = None, before: int | None = None) -> KeysetPage:
+    """The page of `size` rows (highest id first) below `after`, or above `before`, or the first one.
+
+    The query reads `size + 1` rows through the primary key however deep the page is.
+    """
+    if before is not None:
+        rows = list(queryset.filter(pk__gt=before).order_by("pk")[: size + 1])
+        more_before = len(rows) > size
+        items = rows[:size][::-1]
+        return KeysetPage(
+            items,
+            next_after=items[-1].pk if items else None,
+            previous_before=items[0].pk if items and more_before else None,
+        )
+    if after is not None:
+        queryset = queryset.filter(pk__lt=after)
+    rows = list(queryset.order_by("-pk")[: size + 1])
+    items = rows[:size]
+    return KeysetPage(
+        items,
+        next_after=items[-1].pk if len(rows) > size else None,
+        previous_before=items[0].pk if items and after is not None else None,
+    )
+
+
+def page_key(value: str | None) -> int | None:
+    """A page link's id, or None for a missing or malformed one (the first page, never a 500)."""
+    return int(value) if value and value.isdigit() and len(value) < 19 else None
+
+
+class CappedPaginator(Paginator):
+    """Django's paginator (admin's) counting at most `cap` rows: pages past the cap are not offered."""
+
+    cap = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        return capped_count(self.object_list, self.cap)[0]
+
+
+def tag_ids_by_prefix(term: str, limit: int = 200) -> list[int]:
+    """Ids of the most used tags whose name, or an alias of which, starts with the (normalised) term.
+
+    Searches over millions of rows filter by these ids instead of joining tags and matching text per row.
+    """
+    from tagsite.models import Tag, TagAlias
+    from tagsite.services.tags import normalize_tag_name
+
+    name = normalize_tag_name(term)
+    if not name:
+        return []
+    direct = Tag.objects.filter(name__startswith=name).order_by("-usage_count", "name")
+    ids = list(direct.values_list("pk", flat=True)[:limit])
+    aliased = TagAlias.objects.filter(antecedent__startswith=name).values_list("tag_id", flat=True)[:limit]
+    return list(dict.fromkeys([*ids, *aliased]))[:limit]
