@@ -4,9 +4,14 @@ Answers come from a rule the test sets (`server.chat_rule(body) -> JSON-able ans
 can add latency, serve only `slots` requests at a time (the rest queue, as LM Studio's do), and
 inject faults in order, one per request: `server.inject("429", "invalid_json")`.
 
+Both serve embeddings too (`/v1/embeddings`; Gemini's `:embedContent` and `:batchEmbedContents`), with the
+same latency, slots and faults, and a vector per text that depends only on the text.
+
 OpenAI-compatible faults: 429 (with Retry-After), 500, hang (past the client's timeout),
 invalid_json, truncated (cut JSON, finish_reason length), off_enum (one value outside its enum),
-missing_item (one batch item dropped). Gemini faults: quota_daily, rate_minute, 500.
+missing_item (one batch item, or one embedding, dropped). Gemini faults: quota_daily, rate_minute, 500,
+missing_item. Gemini requests reach `chat_rule` in the OpenAI shape (system and user messages,
+`response_format.json_schema.schema`), so one rule answers both servers.
 """
 
 import hashlib
@@ -120,6 +125,9 @@ class _Server:
     def chat_requests(self) -> list[dict]:
         return [body for path, body in self.requests if path.endswith(("chat/completions", ":generateContent"))]
 
+    def embed_requests(self) -> list[dict]:
+        return [body for path, body in self.requests if path.endswith(("/embeddings", "EmbedContents", "embedContent"))]
+
     def start(self):
         self.thread.start()
         return self
@@ -201,14 +209,17 @@ class OpenAITestServer(_Server):
             )
         if fault == "500":
             return handler.send_json(500, {"error": {"message": "internal error"}})
-        if path == "/v1/embeddings":
-            texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-            data = [{"object": "embedding", "index": i, "embedding": embedding(text)} for i, text in enumerate(texts)]
-            return handler.send_json(200, {"object": "list", "data": data, "model": body.get("model")})
-        if path != "/v1/chat/completions":
+        if path not in ("/v1/chat/completions", "/v1/embeddings"):
             return handler.send_json(404, {"error": {"message": f"no route {path}"}})
         if body.get("model") not in self.models:
             return handler.send_json(404, {"error": {"message": f"model {body.get('model')!r} not found"}})
+        if path == "/v1/embeddings":
+            texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            data = [{"object": "embedding", "index": i, "embedding": embedding(text)} for i, text in enumerate(texts)]
+            data.reverse()  # the index, not the order, says which text a vector belongs to
+            if fault == "missing_item":
+                data.pop()
+            return handler.send_json(200, {"object": "list", "data": data, "model": body.get("model")})
         if body.get("response_format", {}).get("type") not in (None, "json_schema", "text"):
             return handler.send_json(400, {"error": {"message": "'response_format.type' must be 'json_schema'"}})
         text = json.dumps(apply_fault(self.chat_rule(body), fault))
@@ -227,7 +238,8 @@ def embedding(text: str, dimensions: int = 8) -> list[float]:
 
 
 class GeminiTestServer(_Server):
-    """Gemini's REST format: `GET /v1beta/models`, `POST /v1beta/models/{model}:generateContent` (or v1)."""
+    """Gemini's REST format: `GET /v1beta/models`, `POST /v1beta/models/{model}:generateContent`,
+    `:embedContent` and `:batchEmbedContents` (or v1)."""
 
     @property
     def url(self) -> str:
@@ -237,7 +249,7 @@ class GeminiTestServer(_Server):
         path = path.split("?", 1)[0]
         if re.fullmatch(r"/v1(beta)?/models", path):
             return handler.send_json(200, {"models": [{"name": f"models/{m}"} for m in self.models]})
-        match = re.fullmatch(r"/v1(?:beta)?/models/([^:]+):generateContent", path)
+        match = re.fullmatch(r"/v1(?:beta)?/models/([^:]+):(generateContent|embedContent|batchEmbedContents)", path)
         if not match:
             return handler.send_json(404, error(404, "NOT_FOUND", f"no route {path}"))
         if fault == "quota_daily":
@@ -249,9 +261,31 @@ class GeminiTestServer(_Server):
         if match.group(1) not in self.models:
             message = f"models/{match.group(1)} is not found for API version v1beta, or is not supported."
             return handler.send_json(404, error(404, "NOT_FOUND", message))
-        text = json.dumps(apply_fault(self.chat_rule(body), fault))
+        if match.group(2) == "embedContent":
+            return handler.send_json(200, {"embedding": {"values": embedding(content_text(body["content"]))}})
+        if match.group(2) == "batchEmbedContents":
+            if any(request.get("model") != f"models/{match.group(1)}" for request in body["requests"]):
+                return handler.send_json(400, error(400, "INVALID_ARGUMENT", "each request's model must be the URL's"))
+            vectors = [{"values": embedding(content_text(request["content"]))} for request in body["requests"]]
+            return handler.send_json(200, {"embeddings": vectors[:-1] if fault == "missing_item" else vectors})
+        text = json.dumps(apply_fault(self.chat_rule(openai_shape(body)), fault))
         candidate = {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}
         return handler.send_json(200, {"candidates": [candidate], "modelVersion": match.group(1)})
+
+
+def content_text(content: dict) -> str:
+    return " ".join(part.get("text", "") for part in content.get("parts", []))
+
+
+def openai_shape(body: dict) -> dict:
+    """A generateContent request as the OpenAI-compatible request a chat rule reads."""
+    system = content_text(body.get("systemInstruction", {}))
+    user = " ".join(content_text(content) for content in body.get("contents", []))
+    schema = body.get("generationConfig", {}).get("responseJsonSchema", {})
+    return {
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
+    }
 
 
 def error(code: int, status: str, message: str, details: list | None = None) -> dict:

@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from tagsite.ai.base import EndpointConfig, LLMError, LLMModelNotFound, LLMQuotaExhausted
+from tagsite.ai.base import EndpointConfig, LLMError, LLMModelNotFound, LLMQuotaExhausted, LLMUnavailable
 from tagsite.ai.gemini import GeminiClient
-from tests.llm_server import GeminiTestServer
+from tests.llm_server import GeminiTestServer, embedding
 
 SCHEMA = {
     "type": "object",
@@ -93,3 +93,47 @@ def test_requests_in_flight_are_capped_at_the_endpoints_parallel_slots():
         with ThreadPoolExecutor(6) as pool:
             assert list(pool.map(ask, range(6))) == [{"emotion": "happy"}] * 6
         assert server.max_in_flight == 2
+
+
+def test_embeddings_one_vector_per_text_in_order_batched_by_100():
+    texts = [f"tag number {i}" for i in range(150)]
+    with GeminiTestServer(models=["gemini-embedding-001"]) as server:
+        vectors = client_for(server, model="gemini-embedding-001").embed(texts)
+        assert vectors == [embedding(text) for text in texts]
+        assert [len(body["requests"]) for body in server.embed_requests()] == [100, 50]
+        assert server.embed_requests()[0]["requests"][0]["model"] == "models/gemini-embedding-001"
+
+
+def test_embeddings_of_a_multimodal_model_stay_one_per_text():
+    """Given bare strings, the SDK would merge them into one content for a multimodal `gemini-*` model."""
+    with GeminiTestServer(models=["gemini-embedding-2"]) as server:
+        assert client_for(server, model="gemini-embedding-2").embed(["red hair", "blue eyes"]) == [
+            embedding("red hair"),
+            embedding("blue eyes"),
+        ]
+
+
+@pytest.mark.parametrize(
+    ("faults", "error", "message"),
+    [
+        (["quota_daily"], LLMQuotaExhausted, "daily quota exhausted"),
+        (["missing_item"], LLMUnavailable, "1 embeddings for 2 texts"),
+    ],
+)
+def test_embedding_faults_are_reported(faults, error, message):
+    with GeminiTestServer(models=["gemini-embedding-001"]) as server:
+        server.inject(*faults)
+        with pytest.raises(error, match=message):
+            client_for(server, model="gemini-embedding-001").embed(["a", "b"])
+
+
+def test_embedding_server_errors_and_rate_limits_are_retried():
+    with GeminiTestServer(models=["gemini-embedding-001"]) as server:
+        server.inject("500", "rate_minute")
+        assert client_for(server, model="gemini-embedding-001").embed(["a"]) == [embedding("a")]
+        assert len(server.embed_requests()) == 3
+
+
+def test_embeddings_of_an_unknown_model_name_it(server):
+    with pytest.raises(LLMModelNotFound, match="'text-embedding-9' is not available"):
+        client_for(server, model="text-embedding-9").embed(["a"])

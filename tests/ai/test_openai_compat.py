@@ -19,7 +19,7 @@ from tagsite.ai.base import (
     LLMUnavailable,
 )
 from tagsite.ai.openai_compat import OpenAICompatClient, retry_after_seconds
-from tests.llm_server import OFF_ENUM, OpenAITestServer
+from tests.llm_server import OFF_ENUM, OpenAITestServer, embedding
 
 SCHEMA = {
     "type": "object",
@@ -146,9 +146,33 @@ def test_images_travel_as_downscaled_jpeg_data_urls(server, tmp_path):
 
 
 def test_embeddings_come_back_in_input_order(server):
+    """The server lists them in reverse: each row's index says which text it belongs to."""
     with client_for(server.url) as client:
         vectors = client.embed(["blue eyes", "red hair"])
-    assert len(vectors) == 2 and vectors[0] != vectors[1] and len(vectors[0]) == 8
+    assert vectors == [embedding("blue eyes"), embedding("red hair")] and len(vectors[0]) == 8
+    assert server.embed_requests() == [{"model": "test-model", "input": ["blue eyes", "red hair"]}]
+
+
+@pytest.mark.parametrize("faults", [["429"], ["500", "500"], ["hang"]])
+def test_embedding_transport_faults_are_retried(server, faults):
+    server.inject(*faults)
+    with client_for(server.url, timeout=0.5) as client:
+        assert client.embed(["a"]) == [embedding("a")]
+    assert len(server.embed_requests()) == len(faults) + 1
+
+
+@pytest.mark.parametrize(
+    ("setup", "error", "message"),
+    [
+        (lambda server: server.inject("missing_item"), LLMUnavailable, "1 embeddings for 2 texts"),
+        (lambda server: setattr(server, "models", ["other"]), LLMModelNotFound, "embeddings answered 404"),
+        (lambda server: server.inject(*["500"] * 4), LLMUnavailable, "HTTP 500.*4 attempts"),
+    ],
+)
+def test_embedding_failures_are_reported(server, setup, error, message):
+    setup(server)
+    with client_for(server.url) as client, pytest.raises(error, match=message):
+        client.embed(["a", "b"])
 
 
 @respx.mock
