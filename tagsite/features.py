@@ -11,15 +11,14 @@ The core reads them from every installed app (its own list of moderator permissi
 in settings), so adding a stage touches only its app.
 """
 
-from functools import cache
-
 from celery.app.routes import MapRoute
 from django.apps import apps
 from django.conf import settings
 
 
 def _declared(attribute: str) -> list[tuple[str, object]]:
-    return [(config.label, getattr(config, attribute)) for config in apps.get_app_configs() if hasattr(config, attribute)]
+    configs = apps.get_app_configs()
+    return [(config.label, getattr(config, attribute)) for config in configs if hasattr(config, attribute)]
 
 
 def task_routes() -> dict[str, dict]:
@@ -32,7 +31,8 @@ def task_routes() -> dict[str, dict]:
 
 def moderator_permissions() -> list[str]:
     """The core's permissions for moderators, then every app's (`app_label.codename`)."""
-    return [*settings.MODERATOR_PERMISSIONS, *(name for _, declared in _declared("moderator_permissions") for name in declared)]
+    declared = [name for _, names in _declared("moderator_permissions") for name in names]
+    return [*settings.MODERATOR_PERMISSIONS, *declared]
 
 
 def llm_roles() -> dict[str, str]:
@@ -52,11 +52,6 @@ def llm_role_choices() -> list[tuple[str, str]]:
     return [(role, role) for role in sorted(llm_roles())]
 
 
-@cache
-def _router() -> MapRoute:
-    return MapRoute(task_routes())
-
-
 def route_task(name, args, kwargs, options, task=None, **kw):
     """The Celery router settings name: the queue an app declared for the task, or None (the default queue)."""
-    return _router()(name)
+    return MapRoute(task_routes())(name)
