@@ -1,5 +1,7 @@
 """REST API of the library: images, tags, aliases, implications and jobs (staff only)."""
 
+import django_filters
+from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -10,7 +12,7 @@ from rest_framework.response import Response
 
 from tagsite.models import Image, Job, Tag, TagAlias, TagImplication
 from tagsite.services import tags as tag_service
-from tagsite.services.ingest import UploadRejected, store_upload
+from tagsite.services.ingest import ImportRefused, UploadRejected, check_import_folder, store_upload
 from tagsite.services.jobs import request_cancel, start_job
 
 
@@ -78,21 +80,36 @@ class UploadSerializer(serializers.Serializer):
     file = serializers.FileField()
 
 
+class ImageFilter(django_filters.FilterSet):
+    """`file_format`, not `format`: DRF reads `?format=` as the response format (and answers 404 to `JPEG`)."""
+
+    file_format = django_filters.CharFilter(
+        field_name="format", lookup_expr="iexact", help_text="JPEG, PNG, GIF, WEBP, TIFF, BMP, ..."
+    )
+
+    class Meta:
+        model = Image
+        fields = ["status", "file_format"]
+
+
 class ImageViewSet(viewsets.ReadOnlyModelViewSet):
     """Images. Search with `tags` (all of), `exclude` (none of), `any` (any of): comma-separated names,
-    or `q` in the library's syntax (`blue_eyes -hat ~cat ~dog`)."""
+    or `q` in the library's syntax (`blue_eyes -hat ~cat ~dog`); at most TAGSITE_SEARCH_MAX_TERMS terms in all."""
 
     serializer_class = ImageSerializer
-    filterset_fields = ["status", "format"]
+    filterset_class = ImageFilter
 
     def get_queryset(self):
         params = self.request.query_params
         split = lambda key: [name for name in params.get(key, "").split(",") if name.strip()]  # noqa: E731
         all_of, none_of, any_of = tag_service.parse_query(params.get("q", ""))
         status_filter = params.get("status", "ok") or None
-        images = tag_service.search_images(
-            all_of + split("tags"), none_of + split("exclude"), any_of + split("any"), status=status_filter
-        )
+        try:
+            images = tag_service.search_images(
+                all_of + split("tags"), none_of + split("exclude"), any_of + split("any"), status=status_filter
+            )
+        except tag_service.SearchError as exc:
+            raise ValidationError({"q": [str(exc)]}) from exc
         return images.prefetch_related("image_tags__tag")
 
     @extend_schema(
@@ -245,7 +262,16 @@ class JobSerializer(serializers.ModelSerializer):
 
 
 class ImportRequestSerializer(serializers.Serializer):
-    path = serializers.CharField(help_text="A folder on the server, imported recursively.")
+    path = serializers.CharField(
+        help_text="The absolute path of a folder on the server inside TAGSITE_IMPORT_ROOTS, imported recursively."
+    )
+
+    def validate_path(self, value: str) -> str:
+        try:
+            return check_import_folder(value, settings.IMPORT_ROOTS)
+        except ImportRefused as exc:
+            raise ValidationError(str(exc)) from exc
+
 
 
 class JobViewSet(viewsets.ReadOnlyModelViewSet):
@@ -258,12 +284,14 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=ImportRequestSerializer, responses={202: JobSerializer})
     @action(detail=False, methods=["post"], url_path="import", permission_classes=[requires("tagsite.add_image")])
     def start_import(self, request):
-        """Queue a folder import on the worker (needs the `tagsite.add_image` permission: any server folder)."""
+        """Queue a folder import on the worker (needs `tagsite.add_image`; only folders inside TAGSITE_IMPORT_ROOTS,
+        checked now, 400 otherwise, and again by the worker, whose scan never leaves them)."""
         from tagsite.tasks import import_folder_task
 
         serializer = ImportRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        job = start_job("import_images", import_folder_task, {"path": serializer.validated_data["path"]}, request.user)
+        params = {"path": serializer.validated_data["path"], "roots": settings.IMPORT_ROOTS}
+        job = start_job("import_images", import_folder_task, params, request.user)
         return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={200: JobSerializer, 409: OpenApiTypes.OBJECT})

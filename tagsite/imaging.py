@@ -1,6 +1,8 @@
 """Decoding images safely and fast: bomb checks, JPEG draft mode, odd modes to RGB, thumbnails."""
 
 import io
+import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +36,12 @@ class DecodedImage:
     may_have_keywords: bool  # False only when the format's XMP/IPTC blocks are known to be absent
 
 
+# Pillow warns between its limit and twice it; open_image's own check refuses those files with the
+# configured number in the message, so the warning would only leak to the console. Likewise a
+# corrupt EXIF block: its orientation falls back to 1 and the photo is imported.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+warnings.filterwarnings("ignore", category=UserWarning, module="PIL.TiffImagePlugin")
+
 # Bytes handed to the decoder per call. Pillow's 64 KiB means dozens of calls per photo, each
 # retaking the GIL, which stalls decoding threads whenever another thread runs Python.
 DECODE_BLOCK = 1 << 24
@@ -43,18 +51,70 @@ KEYWORD_INFO_KEYS = {"JPEG": ("xmp", "photoshop"), "PNG": ("xmp", "XML:com.adobe
 
 
 def open_image(path_or_file, *, max_pixels: int, draft_size: int | None = None) -> DecodedImage:
-    """Decode the first frame to RGB on white. `draft_size` lets JPEG decode at a reduced DCT scale."""
+    """Decode the first frame to RGB on white. `draft_size` lets JPEG decode at a reduced DCT scale.
+
+    Whatever Pillow raises on this one file (a truncation, a corrupt chunk, a decoder bug) comes
+    out as an ImageDecodeError whose message a person can act on, so a caller never fails a batch.
+    """
     try:
-        img = Image.open(path_or_file)
+        return _decode(path_or_file, max_pixels, draft_size)
+    except ImageDecodeError:
+        raise
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"decompression bomb: {exc}") from exc
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{pixels.group(1)} pixels, " if pixels else ""
+        raise ImageDecodeError(f"decompression bomb: {size}{over_limit(max_pixels)}") from exc
     except Image.UnidentifiedImageError as exc:
+        if claimed := claimed_format(path_or_file):
+            raise ImageDecodeError(f"damaged or truncated {claimed} file (its header cannot be read)") from exc
         raise ImageDecodeError("not an image (unrecognised format)") from exc
-    with img:
+    except MemoryError as exc:
+        raise ImageDecodeError("too large to decode in the memory available") from exc
+    except OSError as exc:
+        if exc.errno is not None:  # the file itself (a path argument) could not be read
+            raise ImageDecodeError(f"cannot read the file: {exc.strerror}") from exc
+        raise ImageDecodeError(f"corrupt or truncated image: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - SyntaxError, struct.error, EOFError, ValueError, IndexError...
+        raise ImageDecodeError(f"corrupt image (the decoder stopped: {exc or type(exc).__name__})") from exc
+
+
+SIGNATURES = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"BM": "BMP",
+}
+
+
+def claimed_format(path_or_file) -> str:
+    """The format a file's first bytes claim, so a damaged PNG is not reported as "not an image"."""
+    try:
+        if hasattr(path_or_file, "seek"):
+            path_or_file.seek(0)
+            head = path_or_file.read(12)
+        else:
+            with open(path_or_file, "rb") as handle:
+                head = handle.read(12)
+    except (OSError, ValueError):
+        return ""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in SIGNATURES.items() if head.startswith(magic)), "")
+
+
+def over_limit(max_pixels: int) -> str:
+    return f"over the limit of {max_pixels} pixels (TAGSITE_MAX_IMAGE_PIXELS)"
+
+
+def _decode(path_or_file, max_pixels: int, draft_size: int | None) -> DecodedImage:
+    with Image.open(path_or_file) as img:
         width, height = img.size
         if width * height > max_pixels:
             raise ImageDecodeError(
-                f"decompression bomb: {width}x{height} is {width * height} pixels, over the limit of {max_pixels}"
+                f"decompression bomb: {width}x{height} is {width * height} pixels, {over_limit(max_pixels)}"
             )
         if width == 0 or height == 0:
             raise ImageDecodeError("image has no pixels")
@@ -62,22 +122,27 @@ def open_image(path_or_file, *, max_pixels: int, draft_size: int | None = None) 
         keys = KEYWORD_INFO_KEYS.get(fmt)
         may_have_keywords = keys is None or any(key in img.info for key in keys)
         frames = getattr(img, "n_frames", 1)
-        orientation = img.getexif().get(EXIF_ORIENTATION, 1)
-        if not isinstance(orientation, int) or not 1 <= orientation <= 8:
-            orientation = 1
         if draft_size and fmt == "JPEG":
             img.draft("RGB", (draft_size, draft_size))
         img.decodermaxblock = DECODE_BLOCK
-        try:
-            img.load()
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageDecodeError(f"corrupt or truncated image: {exc}") from exc
+        img.load()
+        orientation = exif_orientation(img)
         rgb = to_rgb(img)
     if orientation in TRANSPOSE_FOR_ORIENTATION:
         rgb = rgb.transpose(TRANSPOSE_FOR_ORIENTATION[orientation])
     if orientation in SWAPPED_ORIENTATIONS:
         width, height = height, width
     return DecodedImage(rgb, fmt, width, height, orientation, frames, may_have_keywords)
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation, 1 when the EXIF block is absent or unreadable: a broken maker note or
+    IFD should not cost a photo whose pixels decode fine."""
+    try:
+        orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - Pillow's EXIF parser raises many kinds on malformed blocks
+        return 1
+    return orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
 
 
 def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -12,6 +13,8 @@ import exiftool
 logger = logging.getLogger(__name__)
 
 KEYWORD_TAGS = ("XMP-dc:Subject", "IPTC:Keywords")
+# Control characters (a bell, an escape, a NUL in an IPTC record) separate words like a space does.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _local = threading.local()
 
 
@@ -27,10 +30,15 @@ def exiftool_path() -> str:
 
 
 def _helper() -> exiftool.ExifToolHelper:
-    """One long-running exiftool per thread: starting Perl per file would dominate the cost."""
+    """One long-running exiftool per thread: starting Perl per file would dominate the cost.
+
+    `-m` ignores minor errors, so a file with more than 1000 keywords gives all of them, not the first 1000.
+    """
     helper = getattr(_local, "helper", None)
     if helper is None or not helper.running:
-        helper = exiftool.ExifToolHelper(executable=exiftool_path(), common_args=["-G1", "-n", "-charset", "utf8"])
+        helper = exiftool.ExifToolHelper(
+            executable=exiftool_path(), common_args=["-G1", "-n", "-m", "-charset", "utf8"]
+        )
         helper.run()
         _local.helper = helper
     return helper
@@ -79,7 +87,7 @@ def _read(names: list[str]) -> dict[str, list[str]]:
             value = record.get(tag)
             values = value if isinstance(value, list) else [] if value is None else [value]
             for item in values:
-                text = str(item).strip()
+                text = " ".join(CONTROL_CHARACTERS.sub(" ", str(item)).split())
                 if text and text not in keywords:
                     keywords.append(text)
         found[record["SourceFile"]] = keywords

@@ -2,7 +2,9 @@
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.http import JsonResponse
+from django.db import DatabaseError, OperationalError, connection
+from django.http import HttpResponse, JsonResponse
+from psycopg.errors import QueryCanceled
 
 PUBLIC_PREFIXES = ("/accounts/login/", "/static/", "/admin/login/")
 BROWSER_API_PAGES = ("/api/docs/",)
@@ -57,3 +59,49 @@ class StaffRequiredMiddleware:
         if request.headers.get("accept", "").startswith("application/json"):
             return JsonResponse({"detail": "Staff login required."}, status=403)
         return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
+
+
+class StatementTimeoutMiddleware:
+    """No database statement of a web request runs longer than TAGSITE_WEB_STATEMENT_TIMEOUT seconds.
+
+    Web requests only: a page or API call that holds a backend for minutes (a search with hundreds
+    of terms, a lock wait) takes a connection from everyone else, while a Celery task or a command
+    is long on purpose (an import, a tagging backlog) and must not be cut off. So the limit is set
+    per request here, not in the connection options every process shares, and reset afterwards so
+    a connection never carries it elsewhere. A cancelled statement answers 503 with the reason.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        milliseconds = int(settings.WEB_STATEMENT_TIMEOUT * 1000)
+        if milliseconds <= 0:
+            return self.get_response(request)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('statement_timeout', %s, false)", [str(milliseconds)])
+        try:
+            return self.get_response(request)
+        finally:
+            self._reset()
+
+    @staticmethod
+    def _reset() -> None:
+        if connection.connection is None:
+            return
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET statement_timeout")
+        except DatabaseError:  # an aborted transaction: the connection is not reusable anyway
+            connection.close()
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, OperationalError) or not isinstance(exception.__cause__, QueryCanceled):
+            return None
+        message = (
+            f"The database took longer than {settings.WEB_STATEMENT_TIMEOUT:g} s for this request and stopped it; "
+            "narrow the search (fewer terms) or try again when the server is less busy."
+        )
+        if request.path.startswith("/api/") or request.headers.get("accept", "").startswith("application/json"):
+            return JsonResponse({"detail": message}, status=503)
+        return HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")

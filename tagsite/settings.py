@@ -71,6 +71,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "tagsite.middleware.StatementTimeoutMiddleware",
     "tagsite.middleware.StaffRequiredMiddleware",
 ]
 
@@ -130,6 +131,21 @@ MAX_UPLOAD_BYTES = int(os.environ.get("TAGSITE_MAX_UPLOAD_BYTES", 100 * 1024 * 1
 MAX_IMAGE_PIXELS = int(os.environ.get("TAGSITE_MAX_IMAGE_PIXELS", 180_000_000))
 THUMBNAIL_SIZE = int(os.environ.get("TAGSITE_THUMBNAIL_SIZE", 320))
 INGEST_THREADS = int(os.environ.get("TAGSITE_INGEST_THREADS", os.cpu_count() or 2))
+# Folders the web (API, pages) may import from: TAGSITE_IMPORT_ROOTS, comma-separated; by default
+# every folder ever given to `run` (recorded in var/run_folders by `serve`) plus the var/import drop
+# folder. The command line imports any folder: its user is an operator on the server.
+IMPORT_DROP_DIR = VAR_DIR / "import"
+IMPORT_DROP_DIR.mkdir(exist_ok=True)
+RUN_FOLDERS_FILE = VAR_DIR / "run_folders"
+IMPORT_ROOTS = env_list("TAGSITE_IMPORT_ROOTS", "") or [
+    *(RUN_FOLDERS_FILE.read_text().splitlines() if RUN_FOLDERS_FILE.exists() else []),
+    str(IMPORT_DROP_DIR),
+]
+# Free-text search: at most this many terms per query (a clear 400 past it).
+SEARCH_MAX_TERMS = int(os.environ.get("TAGSITE_SEARCH_MAX_TERMS", 40))
+# No database statement of a web request runs longer than this (seconds; 0: no limit). Workers and commands
+# are not limited: their long queries (imports, backlogs) are the point.
+WEB_STATEMENT_TIMEOUT = float(os.environ.get("TAGSITE_WEB_STATEMENT_TIMEOUT", 15))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 

@@ -1,5 +1,7 @@
 """Celery tasks of the library: thin callers of the services."""
 
+from django.conf import settings
+
 from tagsite.services.ingest import import_folder
 from tagsite.services.jobs import job_task
 
@@ -11,5 +13,7 @@ IMPORT_ADVICE = (
 
 @job_task(advice=IMPORT_ADVICE)
 def import_folder_task(job, progress) -> None:
-    """Import the folder named in the job's params."""
-    import_folder(job.params["path"], progress, job.params.get("extensions"))
+    """Import the folder named in the job's params, inside the roots it names (None: an operator's `run` folder)
+    or else TAGSITE_IMPORT_ROOTS: checked again here, since the folder may have changed since the request."""
+    roots = job.params["roots"] if "roots" in job.params else settings.IMPORT_ROOTS
+    import_folder(job.params["path"], progress, job.params.get("extensions"), roots=roots)

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from tagsite.models import Image, Job
 from tagsite.services.jobs import request_cancel
-from tagsite.services.tags import parse_query, search_images
+from tagsite.services.tags import SearchError, parse_query, search_images
 
 
 def library(request):
@@ -23,12 +23,23 @@ def library(request):
     query = request.GET.get("q", "").strip()
     status = request.GET.get("status", "ok")
     all_of, none_of, any_of = parse_query(query)
-    images = search_images(all_of, none_of, any_of, status=status or None).prefetch_related("image_tags__tag")
-    page = Paginator(images, 48).get_page(request.GET.get("page"))
+    try:
+        images = search_images(all_of, none_of, any_of, status=status or None)
+        search_error = ""
+    except SearchError as exc:
+        images, search_error = Image.objects.none(), str(exc)
+    page = Paginator(images.prefetch_related("image_tags__tag"), 48).get_page(request.GET.get("page"))
     return render(
         request,
         "tagsite/library.html",
-        {"page": page, "query": query, "status": status, "statuses": Image.Status.choices},
+        {
+            "page": page,
+            "query": query,
+            "status": status,
+            "statuses": Image.Status.choices,
+            "search_error": search_error,
+        },
+        status=400 if search_error else 200,
     )
 
 

@@ -5,8 +5,10 @@ new or changed ones (size or mtime differ), so a rescan of an unchanged folder d
 Files are only ever read: ingest never writes to a user's file.
 """
 
+import errno
 import hashlib
 import io
+import logging
 import os
 import stat
 from collections.abc import Iterable
@@ -23,10 +25,19 @@ from tagsite.models import Image, ImageStage, ImageTag
 from tagsite.services.jobs import JobProgress
 from tagsite.services.tags import add_tags
 
+logger = logging.getLogger(__name__)
+
 # Sent with `image_ids` of images that are new or whose content changed; later stages hook in here.
 images_ingested = Signal()
 
 CHUNK_SIZE = 16
+
+# Kernel views, never walked: /proc/*/cwd and /proc/*/root lead into every process's files.
+NEVER_WALKED = ("/proc", "/sys", "/dev")
+
+
+class ImportRefused(ValueError):
+    """A folder that may not be imported: relative, not a folder, outside the import roots, or tagsite's own."""
 
 
 @dataclass
@@ -53,38 +64,52 @@ class ScanResult:
     skipped_folders: dict[str, str]  # folder -> why it cannot be listed: its images are not "gone"
 
 
-def scan_folder(root: str | Path, extensions: Iterable[str] | None = None) -> ScanResult:
-    """Image files below `root`, following directory symlinks but never around a loop."""
+def scan_folder(
+    root: str | Path, extensions: Iterable[str] | None = None, roots: Iterable[str] | None = None
+) -> ScanResult:
+    """Image files below `root`, following symlinks but never around a loop, out of `roots` (None: anywhere),
+    into /proc, /sys or /dev, or into tagsite's own media and var folders."""
     wanted = {ext.lower() for ext in (extensions or settings.IMAGE_EXTENSIONS)}
+    allowed = [os.path.realpath(folder) for folder in roots] if roots is not None else None
+    own = own_folders()
     files: dict[str, tuple[int, float]] = {}
     errors: dict[str, str] = {}
     skipped: dict[str, str] = {}
-
-    def unlistable(exc: OSError) -> None:
-        skipped[exc.filename] = describe_os_error(exc)
-
     seen_dirs: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=unlistable):
-        info = os.stat(dirpath)
-        if (info.st_dev, info.st_ino) in seen_dirs:
-            dirnames[:] = []
-            continue
-        seen_dirs.add((info.st_dev, info.st_ino))
-        for name in dirnames[:]:
-            full = os.path.join(dirpath, name)
-            try:
-                os.stat(full)
-            except OSError as exc:
-                dirnames.remove(name)
-                skipped[full] = describe_os_error(exc)
-        for name in filenames:
-            if os.path.splitext(name)[1].lower() not in wanted:
+    root = str(root)
+    stack = [(root, os.path.realpath(root))]
+    while stack:
+        folder, real_folder = stack.pop()
+        try:
+            info = os.stat(folder)
+            if (info.st_dev, info.st_ino) in seen_dirs:
                 continue
-            full = os.path.join(dirpath, name)
+            seen_dirs.add((info.st_dev, info.st_ino))
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            skipped[folder] = describe_os_error(exc)
+            continue
+        for entry in entries:
+            full = entry.path
             try:
-                info = os.stat(full)
+                link = entry.is_symlink()
+                real = os.path.realpath(full) if link else os.path.join(real_folder, entry.name)
+                if entry.is_dir():
+                    if why := refusal(real, allowed, own):
+                        skipped[full] = why
+                    else:
+                        stack.append((full, real))
+                    continue
+                if os.path.splitext(entry.name)[1].lower() not in wanted:
+                    continue
+                if link and (why := refusal(real, allowed, own)):
+                    errors[full] = why
+                    continue
+                info = entry.stat()
             except OSError as exc:
-                errors[full] = describe_os_error(exc)
+                if os.path.splitext(entry.name)[1].lower() in wanted:
+                    errors[full] = describe_os_error(exc)
                 continue
             if not stat.S_ISREG(info.st_mode):
                 errors[full] = "not a regular file"
@@ -93,9 +118,43 @@ def scan_folder(root: str | Path, extensions: Iterable[str] | None = None) -> Sc
     return ScanResult(files, errors, skipped)
 
 
-def describe_os_error(exc: OSError) -> str:
-    import errno
+def own_folders() -> list[str]:
+    """tagsite's media (thumbnails, uploads) and var folders: never imported as images."""
+    return [os.path.realpath(settings.MEDIA_ROOT), os.path.realpath(settings.VAR_DIR)]
 
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def refusal(real: str, roots: list[str] | None, own: list[str]) -> str:
+    """Why a resolved path may not be walked or imported; empty when it may."""
+    if any(_inside(real, folder) for folder in NEVER_WALKED):
+        return f"leads into {real}, a system folder that is never imported"
+    if not _inside(real, os.path.realpath(settings.IMPORT_DROP_DIR)) and any(_inside(real, f) for f in own):
+        return f"leads into {real}, tagsite's own data folder (TAGSITE_VAR_DIR or TAGSITE_MEDIA_DIR)"
+    if roots is not None and not any(_inside(real, folder) for folder in roots):
+        return f"leads to {real}, outside the import folders (TAGSITE_IMPORT_ROOTS)"
+    return ""
+
+
+def check_import_folder(path: str, roots: Iterable[str] | None = None) -> str:
+    """The absolute folder to import, or ImportRefused saying why not. `roots` None: any folder (the command line)."""
+    if not path or "\x00" in path:
+        raise ImportRefused("give the absolute path of a folder on the server")
+    if not os.path.isabs(path):
+        raise ImportRefused(f"{path!r} is a relative path: give the absolute path of a folder on the server")
+    path = os.path.abspath(path)
+    if not os.path.isdir(path):
+        raise ImportRefused(f"{path!r} is not a folder" + ("" if os.path.exists(path) else " (it does not exist)"))
+    allowed = [os.path.realpath(folder) for folder in roots] if roots is not None else None
+    if why := refusal(os.path.realpath(path), allowed, own_folders()):
+        allowed_list = ", ".join(allowed or [])
+        raise ImportRefused(f"{path!r} {why}" + (f"; allowed: {allowed_list}" if allowed is not None else ""))
+    return path
+
+
+def describe_os_error(exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return "symlink loop"
     if exc.errno == errno.ENOENT:
@@ -109,19 +168,32 @@ def inspect_file(path: str) -> FileFacts:
     """Hash, decode and thumbnail one file. Never raises: problems end up in `error`."""
     facts = FileFacts(path)
     try:
-        info = os.stat(path)
+        _inspect(facts)
+    except Exception as exc:  # noqa: BLE001 - whatever goes wrong with one file is that file's failure
+        logger.warning("unexpected error reading %r", path, exc_info=True)
+        facts.error = unexpected_error(exc)
+    return facts
+
+
+def unexpected_error(exc: Exception) -> str:
+    return f"could not be read ({type(exc).__name__}: {exc}); the rest of the import went on"
+
+
+def _inspect(facts: FileFacts) -> None:
+    try:
+        info = os.stat(facts.path)
         facts.size, facts.mtime = info.st_size, info.st_mtime
         if not stat.S_ISREG(info.st_mode):
             facts.error = "not a regular file"
-            return facts
+            return
         if info.st_size == 0:
             facts.error = "empty file (0 bytes)"
-            return facts
-        with open(path, "rb") as handle:
+            return
+        with open(facts.path, "rb") as handle:
             data = handle.read()
     except OSError as exc:
         facts.error = describe_os_error(exc)
-        return facts
+        return
     facts.sha256 = hashlib.sha256(data).hexdigest()
     try:
         decoded = imaging.open_image(
@@ -129,13 +201,12 @@ def inspect_file(path: str) -> FileFacts:
         )
     except imaging.ImageDecodeError as exc:
         facts.error = str(exc)
-        return facts
+        return
     facts.format = decoded.format
     facts.width, facts.height = decoded.width, decoded.height
     facts.orientation, facts.frames = decoded.orientation, decoded.frames
     facts.may_have_keywords = decoded.may_have_keywords
     facts.thumbnail = ensure_thumbnail(facts.sha256, decoded.image)
-    return facts
 
 
 def ensure_thumbnail(sha256: str, image) -> str:
@@ -156,20 +227,41 @@ def inspect_chunk(paths: list[str]) -> list[FileFacts]:
     Files without any XMP or IPTC block skip ExifTool: that Perl round trip would cost more
     than the decode.
     """
-    facts = [inspect_file(path) for path in paths]
+    facts = [_guarded_inspect(path) for path in paths]
     readable = [f.path for f in facts if not f.error and f.may_have_keywords]
-    keywords = metadata.read_keywords(readable) if readable else {}
+    try:
+        keywords = metadata.read_keywords(readable) if readable else {}
+    except Exception as exc:  # noqa: BLE001 - these files' keywords would be lost silently: fail them, loudly
+        logger.warning("reading keywords failed for %d files", len(readable), exc_info=True)
+        keywords = {}
+        for f in facts:
+            if f.path in readable:
+                f.error = f"its keywords could not be read ({type(exc).__name__}: {exc})"
     for f in facts:
         f.keywords = keywords.get(f.path, [])
     return facts
 
 
-def import_folder(root: str | Path, progress: JobProgress | None = None, extensions=None) -> dict[str, int]:
-    """Bring a folder in line with the library: new, changed, moved, deleted files. Returns counts."""
-    root = os.path.abspath(root)
-    if "\x00" in root or not os.path.isdir(root):
-        raise FileNotFoundError(f"not a folder: {root!r}")
-    scan = scan_folder(root, extensions)
+def _guarded_inspect(path: str) -> FileFacts:
+    """The import loop's own safety net: even a bug in the reader costs only this one file."""
+    try:
+        return inspect_file(path)
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("unexpected error inspecting %r", path, exc_info=True)
+        return FileFacts(path, error=unexpected_error(exc))
+
+
+def import_folder(
+    root: str | Path, progress: JobProgress | None = None, extensions=None, roots: Iterable[str] | None = None
+) -> dict[str, int]:
+    """Bring a folder in line with the library: new, changed, moved, deleted files. Returns counts.
+
+    `roots` limits where the scan may go (the web's TAGSITE_IMPORT_ROOTS); None lets an operator's
+    command import any folder. Files outside `extensions` are neither imported nor marked missing.
+    """
+    root = check_import_folder(os.path.abspath(str(root)), roots)
+    wanted = tuple(ext.lower() for ext in (extensions or settings.IMAGE_EXTENSIONS))
+    scan = scan_folder(root, wanted, roots)
     prefix = root.rstrip("/") + "/"
     known = {row.path: row for row in Image.objects.filter(path__startswith=prefix)}
     todo = sorted(
@@ -183,7 +275,10 @@ def import_folder(root: str | Path, progress: JobProgress | None = None, extensi
     gone = {
         path
         for path in known
-        if path not in scan.files and path not in scan.errors and not path.startswith(hidden or ("\x00",))
+        if path not in scan.files
+        and path not in scan.errors
+        and not path.startswith(hidden or ("\x00",))
+        and path.lower().endswith(wanted)
     }
     counts = {"unchanged": len(scan.files) - len(todo)}
     if progress:
@@ -223,25 +318,48 @@ def ingest_paths(
     chunks = [paths[i : i + CHUNK_SIZE] for i in range(0, len(paths), CHUNK_SIZE)]
     saved: list[Image] = []
     changed_ids: list[int] = []
-    with ThreadPoolExecutor(max_workers=settings.INGEST_THREADS) as pool:
+    pool = ThreadPoolExecutor(max_workers=settings.INGEST_THREADS)
+    try:
         for facts in pool.map(inspect_chunk, chunks):
             twins = _images_by_content([f.sha256 for f in facts if f.sha256])
-            outcomes = []
+            outcomes, chunk_changed = [], []
             with transaction.atomic():
                 for f in facts:
-                    image, content_changed = _save(f, known.get(f.path), twins, gone, counts, user)
+                    image, content_changed = _save_guarded(f, known.get(f.path), twins, gone, counts, user)
                     outcomes.append((image, ImageStage.Status.FAILED if f.error else ImageStage.Status.DONE, f.error))
                     saved.append(image)
                     if content_changed:
-                        changed_ids.append(image.pk)
-                    if progress:
-                        if f.error:
-                            progress.error(f.path, f.error)
-                        progress.advance()
+                        chunk_changed.append(image.pk)
                 record_stages("ingest", outcomes)
-    if changed_ids:
-        images_ingested.send(sender=Image, image_ids=changed_ids)
+            changed_ids += chunk_changed
+            if progress:  # once the chunk is committed: a cancelled job stops between chunks
+                for f in facts:
+                    if f.error:
+                        progress.error(f.path, f.error)
+                progress.advance(len(facts))
+    finally:  # cancelled or stopped: decode no further chunk, and announce what was saved
+        pool.shutdown(cancel_futures=True)
+        if changed_ids:
+            images_ingested.send(sender=Image, image_ids=changed_ids)
     return saved
+
+
+def _save_guarded(
+    f: FileFacts, row: Image | None, twins: dict[str, Image], gone: set[str], counts: dict[str, int], user=None
+) -> tuple[Image, bool]:
+    """Save one file in a savepoint; if that fails (a keyword the database refuses...), record the file failed."""
+    before = dict(counts)
+    try:
+        with transaction.atomic():
+            return _save(f, row, twins, gone, counts, user)
+    except Exception as exc:  # noqa: BLE001 - one file's failure, never the chunk's
+        logger.warning("saving %r failed", f.path, exc_info=True)
+        counts.clear()
+        counts.update(before)
+        if f.sha256 in twins and twins[f.sha256].path == f.path:
+            del twins[f.sha256]  # its row was rolled back
+        f.error, f.keywords, f.thumbnail = unexpected_error(exc), [], ""
+        return _save(f, Image.objects.filter(path=f.path).first(), twins, gone, counts, user)
 
 
 def _images_by_content(hashes: list[str]) -> dict[str, Image]:

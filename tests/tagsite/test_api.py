@@ -6,7 +6,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image as PILImage
 from rest_framework.authtoken.models import Token
 
-from tagsite.models import Image
+from tagsite.models import Image, Job
 
 pytestmark = pytest.mark.django_db
 
@@ -153,3 +153,152 @@ def test_importing_a_server_folder_needs_more_than_staff(client, image_folder):
     client.force_login(staff)
     response = client.post("/api/jobs/import/", {"path": str(image_folder)}, content_type="application/json")
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("tiny.jpg", jpeg_bytes()[:100]),  # a 100-byte JPEG: the header and nothing else
+        ("cut.png", None),
+        ("bomb.gif", b"GIF89a\xff\xff\xff\xff\0\0\0,\0\0\0\0\xff\xff\xff\xff\0\x02\x02\x44\x01\0;"),
+    ],
+)
+def test_a_broken_upload_is_a_400_with_the_reason(admin_client, name, data):
+    if data is None:
+        buffer = io.BytesIO()
+        PILImage.new("RGB", (64, 64), "red").save(buffer, "PNG")
+        data = buffer.getvalue()[:60]
+    response = upload(admin_client, name=name, data=data)
+    assert response.status_code == 400, response.content
+    reason = " ".join(response.json()["file"])
+    assert any(word in reason for word in ("truncated", "damaged", "decompression bomb")), reason
+    assert not Image.objects.exists()
+
+
+def test_images_filter_by_file_format(admin_client, image_folder):
+    """`?format=` is DRF's response format (JPEG: 404); the image format filter is `file_format`."""
+    from tagsite.services.ingest import import_folder
+
+    PILImage.new("RGB", (20, 10), "red").save(image_folder / "red.png")
+    import_folder(image_folder)
+    jpegs = admin_client.get("/api/images/", {"file_format": "JPEG"})
+    assert jpegs.status_code == 200 and jpegs.json()["count"] == 3
+    assert admin_client.get("/api/images/", {"file_format": "png"}).json()["count"] == 1
+    schema = admin_client.get("/api/schema/").content.decode()
+    listing = schema[schema.index("/api/images/:") : schema.index("/api/images/{id}/")]
+    assert "name: file_format" in listing and "name: format\n" not in listing
+
+
+def search_terms(count: int) -> str:
+    return " ".join(f"term{n}" for n in range(count))
+
+
+def test_a_search_with_too_many_terms_is_a_clear_400(admin_client, settings):
+    settings.SEARCH_MAX_TERMS = 40
+    assert admin_client.get("/api/images/", {"q": search_terms(40)}).status_code == 200
+    for params in ({"q": search_terms(41)}, {"tags": ",".join(f"t{n}" for n in range(700))}):
+        response = admin_client.get("/api/images/", params)
+        assert response.status_code == 400
+        assert "at most 40" in response.json()["q"][0]
+    page = admin_client.get("/", {"q": search_terms(700)})
+    assert page.status_code == 400 and "at most 40" in page.content.decode()
+    assert admin_client.get("/", {"q": search_terms(40)}).status_code == 200
+
+
+def test_the_search_query_plan_does_not_grow_with_the_terms(admin_client):
+    """40 all-of words cost what 2 do: one grouped scan, not a join per word (700 words ran for minutes)."""
+    import json
+    import time
+
+    from django.db import connection
+
+    from tagsite.models import Tag
+    from tagsite.services.tags import add_tags, search_images
+
+    image = Image.objects.create(path="/nowhere/a.jpg", sha256="a" * 64, status="ok")
+    Image.objects.create(path="/nowhere/b.jpg", sha256="b" * 64, status="ok")
+    names = [f"term{n}" for n in range(40)]
+    add_tags([image], names)
+    assert Tag.objects.count() == 40
+
+    def plan_nodes(words: list[str]) -> int:
+        sql, params = search_images(words).query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+            return json.dumps(cursor.fetchone()[0]).count('"Node Type"')
+
+    nodes = [plan_nodes(names[:count]) for count in (2, 10, 20, 40)]
+    assert max(nodes) < 12 and max(nodes) - min(nodes) <= 3, nodes  # a join per word would be 40+ nodes
+    started = time.monotonic()
+    found = admin_client.get("/api/images/", {"q": " ".join(names)}).json()
+    assert [row["id"] for row in found["results"]] == [image.pk]
+    assert time.monotonic() - started < 2
+    assert admin_client.get("/api/images/", {"q": " ".join([*names[:39], "absent"])}).json()["count"] == 0
+    assert admin_client.get("/api/images/", {"q": "term1 -term2"}).json()["count"] == 0
+    assert admin_client.get("/api/images/", {"q": "~term1 ~absent"}).json()["count"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_web_request_cannot_hold_the_database_past_the_statement_timeout(admin_client, settings):
+    """A request waiting on a lock (or running a slow query) is stopped after TAGSITE_WEB_STATEMENT_TIMEOUT: 503."""
+    import threading
+
+    import psycopg
+    from django.db import connection
+
+    from tests.conftest import database_url
+
+    settings.WEB_STATEMENT_TIMEOUT = 0.5
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_images_table():
+        with psycopg.connect(database_url()) as other, other.transaction():
+            other.execute("LOCK TABLE tagsite_image IN ACCESS EXCLUSIVE MODE")
+            locked.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_the_images_table)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        for url, kind in (("/api/images/", "application/json"), ("/", "text/plain")):
+            response = admin_client.get(url)
+            assert response.status_code == 503 and response["Content-Type"].startswith(kind)
+            assert "longer than 0.5 s" in response.content.decode()
+    finally:
+        release.set()
+        holder.join()
+    with connection.cursor() as cursor:  # outside a request (a command, a worker): no limit
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone()[0] == "0"
+    assert admin_client.get("/api/images/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("/proc/self", "never imported"),
+        ("/proc", "never imported"),
+        ("/etc", "outside the import folders"),
+        ("pictures", "relative path"),
+        ("../../etc", "relative path"),
+        ("", "blank"),
+        ("/does/not/exist", "does not exist"),
+        ("FILE", "is not a folder"),
+        ("OUTSIDE", "outside the import folders"),
+        ("LINK", "outside the import folders"),
+    ],
+)
+def test_a_folder_import_outside_the_roots_is_refused_at_once(admin_client, settings, tmp_path, path, reason):
+    """Checked when asked (400 with the reason), never queued: nothing reaches the worker."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "file.jpg").write_bytes(jpeg_bytes())
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    settings.IMPORT_ROOTS = [str(root)]
+    path = {"FILE": str(root / "file.jpg"), "OUTSIDE": str(outside), "LINK": str(root / "link")}.get(path, path)
+    response = admin_client.post("/api/jobs/import/", {"path": path}, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert reason in response.json()["path"][0]
+    assert not Job.objects.exists()

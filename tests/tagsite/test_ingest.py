@@ -76,8 +76,10 @@ def test_import_command_records_a_job(image_folder, capsys):
     assert "3 new" in capsys.readouterr().out
 
 
-def test_a_redelivered_import_reruns_a_job_a_killed_worker_left_running(image_folder):
+def test_a_redelivered_import_reruns_a_job_a_killed_worker_left_running(image_folder, settings):
     from tagsite.tasks import import_folder_task
+
+    settings.IMPORT_ROOTS = [str(image_folder)]
 
     job = Job.objects.create(kind="import_images", status="running", current=2, params={"path": str(image_folder)})
     import_folder_task(job.pk)
@@ -98,3 +100,102 @@ def test_interrupted_jobs_are_failed_when_serve_starts_again():
     running.refresh_from_db()
     assert running.status == "failed" and "interrupted" in running.message
     assert Job.objects.get(pk=queued.pk).status == "queued"
+
+
+def test_files_outside_the_chosen_extensions_are_left_alone(image_folder):
+    """`--extensions jpg` on an imported folder imports JPEGs and leaves every other file as it was."""
+    from PIL import Image as PILImage
+
+    PILImage.new("RGB", (20, 10), "red").save(image_folder / "red.png")
+    PILImage.new("RGB", (20, 10), "blue").save(image_folder / "blue.webp")
+    assert import_folder(image_folder)["new"] == 5
+    make_jpeg(image_folder / "photo3.jpg", color=(9, 9, 9))
+    (image_folder / "photo2.jpg").unlink()
+
+    assert import_folder(image_folder, extensions=[".jpg"]) == {"unchanged": 2, "new": 1, "missing": 1}
+    statuses = dict(Image.objects.values_list("path", "status"))
+    assert statuses[str(image_folder / "red.png")] == statuses[str(image_folder / "blue.webp")] == "ok"
+    assert statuses[str(image_folder / "photo2.jpg")] == "missing"
+
+
+def test_the_command_leaves_other_extensions_alone(image_folder):
+    from django.core.management import call_command
+    from PIL import Image as PILImage
+
+    PILImage.new("RGB", (20, 10), "red").save(image_folder / "red.png")
+    call_command("import_images", str(image_folder), verbosity=0)
+    call_command("import_images", str(image_folder), extensions="jpg", verbosity=0)
+    assert not Image.objects.filter(status="missing").exists()
+
+
+def test_tagsites_own_folders_are_never_imported(image_folder, settings, tmp_path):
+    """Thumbnails and uploads (media) and var are skipped inside an imported folder, even through a symlink."""
+    from tagsite.services.ingest import ImportRefused
+
+    settings.MEDIA_ROOT = image_folder / "media"
+    settings.VAR_DIR = image_folder / "var"
+    settings.IMPORT_DROP_DIR = settings.VAR_DIR / "import"
+    settings.IMPORT_DROP_DIR.mkdir(parents=True)
+    make_jpeg(settings.VAR_DIR / "stray.jpg", color=(5, 50, 5))
+    make_jpeg(settings.IMPORT_DROP_DIR / "dropped.jpg", color=(5, 5, 50))
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "media_link").symlink_to(settings.MEDIA_ROOT, target_is_directory=True)
+
+    import_folder(image_folder)  # writes thumbnails into image_folder/media
+    assert any(settings.MEDIA_ROOT.rglob("*.jpg"))
+    counts = import_folder(image_folder)  # a rescan sees them now, and leaves them
+    assert counts.get("new", 0) == 0
+    paths = set(Image.objects.values_list("path", flat=True))
+    assert not any("/media/" in path or "/var/" in path for path in paths)
+
+    (image_folder / "link_to_media").symlink_to(settings.MEDIA_ROOT, target_is_directory=True)
+    import_folder(image_folder)
+    assert not Image.objects.filter(path__contains="link_to_media").exists()
+    for own in (settings.MEDIA_ROOT, settings.VAR_DIR, outside / "media_link"):
+        with pytest.raises(ImportRefused, match="own data folder"):
+            import_folder(own)
+    assert import_folder(settings.IMPORT_DROP_DIR)["new"] == 1  # the drop folder inside var is for importing
+
+
+def test_symlinks_leading_outside_the_roots_are_not_followed(image_folder, tmp_path):
+    outside = tmp_path / "private"
+    outside.mkdir()
+    make_jpeg(outside / "secret.jpg", color=(66, 6, 6))
+    (image_folder / "escape").symlink_to(outside, target_is_directory=True)
+    (image_folder / "secret_link.jpg").symlink_to(outside / "secret.jpg")
+    (image_folder / "proc").symlink_to("/proc/self", target_is_directory=True)
+
+    counts = import_folder(image_folder, roots=[str(image_folder)])
+    assert counts["new"] == 3
+    secret = Image.objects.get(path=str(image_folder / "secret_link.jpg"))
+    assert secret.status == "failed" and "outside the import folders" in secret.error
+    assert not Image.objects.filter(path__contains="/escape/").exists()
+    assert not Image.objects.filter(path__contains="/proc/").exists()
+
+    import_folder(image_folder)  # the command line (no roots) follows the folder link, never into /proc
+    assert Image.objects.filter(path=str(image_folder / "escape" / "secret.jpg"), status="ok").exists()
+    assert not Image.objects.filter(path__contains="/proc/").exists()
+
+
+@pytest.mark.parametrize("path", ["/proc/self", "/proc", "/sys/kernel", "/dev"])
+def test_system_folders_are_never_walked(path):
+    from tagsite.services.ingest import ImportRefused
+
+    with pytest.raises(ImportRefused, match="never imported"):
+        import_folder(path)
+
+
+def test_an_import_job_stays_inside_its_roots(image_folder, tmp_path, settings):
+    """The worker checks again: a job whose folder is outside the roots fails with the reason, imports nothing."""
+    from tagsite.tasks import import_folder_task
+
+    settings.IMPORT_ROOTS = [str(tmp_path / "somewhere-else")]
+    from tagsite.services.ingest import ImportRefused
+
+    job = Job.objects.create(kind="import_images", params={"path": str(image_folder), "roots": settings.IMPORT_ROOTS})
+    with pytest.raises(ImportRefused):
+        import_folder_task(job.pk)
+    job.refresh_from_db()
+    assert job.status == "failed" and "outside the import folders" in job.message
+    assert not Image.objects.exists()

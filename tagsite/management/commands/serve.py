@@ -44,6 +44,16 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def remember_run_folder(folder: str) -> None:
+    """Folders given to `run` are import roots of the web from now on (unless TAGSITE_IMPORT_ROOTS is set).
+
+    Written before the web server and the worker start, so their settings read it.
+    """
+    known = settings.RUN_FOLDERS_FILE.read_text().splitlines() if settings.RUN_FOLDERS_FILE.exists() else []
+    if folder not in known:
+        settings.RUN_FOLDERS_FILE.write_text("".join(f"{line}\n" for line in [*known, folder]))
+
+
 class Command(BaseCommand):
     help = (
         "Run tagsite: migrate, make sure an admin exists, start the web server and a Celery worker, "
@@ -73,6 +83,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         if settings.CELERY_BROKER_URL.startswith("filesystem://") and (stale := fail_interrupted_jobs()):
             self.stdout.write(self.style.WARNING(f"{stale} job(s) interrupted by the last stop are marked failed."))
+        if folder:
+            remember_run_folder(os.path.abspath(folder))
         children = [
             self.spawn(
                 "worker",
@@ -92,7 +104,7 @@ class Command(BaseCommand):
         if folder:
             from tagsite.tasks import import_folder_task
 
-            job = start_job("import_images", import_folder_task, {"path": os.path.abspath(folder)})
+            job = start_job("import_images", import_folder_task, {"path": os.path.abspath(folder), "roots": None})
             self.stdout.write(f"Importing {folder} as job #{job.pk}: see http://{host}:{port}/jobs/")
         self.wait(children)
 
