@@ -30,8 +30,22 @@ class LargeListAdmin(admin.ModelAdmin):
         return queryset.filter(**{f"{self.tag_search}__in": tag_ids_by_prefix(search_term)}), False
 
 
+class ImageTagForm(forms.ModelForm):
+    """A link's tag is chosen once: changing it would bypass the tag service; delete the row and add another."""
+
+    class Meta:
+        model = ImageTag
+        fields = ["tag"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["tag"].disabled = True
+
+
 class ImageTagInline(admin.TabularInline):
     model = ImageTag
+    form = ImageTagForm
     extra = 0
     autocomplete_fields = ["tag"]
     readonly_fields = ["source", "added_by", "model_name", "created_at"]
@@ -123,6 +137,14 @@ class ImageAdmin(LargeListAdmin):
     def get_inlines(self, request, obj):
         return [] if obj is None else self.inlines
 
+    def save_formset(self, request, form, formset, change):
+        """Tags added or removed in the inline go through the tag service: aliases, implications, who added them."""
+        if formset.model is not ImageTag:
+            return super().save_formset(request, form, formset, change)
+        added = formset.save(commit=False)  # new rows only: an existing row's tag cannot change
+        tag_service.remove_tags([form.instance], [link.tag for link in formset.deleted_objects])
+        tag_service.add_tags([form.instance], [link.tag.name for link in added], user=request.user)
+
 
 class TagForm(forms.ModelForm):
     class Meta:
@@ -203,6 +225,8 @@ class TagImplicationAdmin(admin.ModelAdmin):
 
 @admin.register(ImageTag)
 class ImageTagAdmin(LargeListAdmin):
+    """Adding and deleting links goes through the tag service, like every other way of tagging an image."""
+
     list_display = ["image", "tag", "source", "added_by", "model_name", "created_at"]
     list_filter = ["source"]
     list_select_related = ["image", "tag", "added_by"]
@@ -210,6 +234,24 @@ class ImageTagAdmin(LargeListAdmin):
     tag_search = "tag"
     autocomplete_fields = ["tag"]
     raw_id_fields = ["image"]
+    fields = ["image", "tag", "source", "added_by", "model_name", "created_at"]
+    readonly_fields = ["source", "added_by", "model_name", "created_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj is None else ["image", "tag", *self.readonly_fields]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return  # nothing of an existing link is editable
+        tag_service.add_tags([obj.image], [obj.tag.name], user=request.user)
+        obj.pk = ImageTag.objects.get(image=obj.image, tag=obj.tag).pk
+
+    def delete_model(self, request, obj):
+        tag_service.remove_tags([obj.image], [obj.tag])
+
+    def delete_queryset(self, request, queryset):
+        for link in queryset.select_related("image", "tag"):
+            tag_service.remove_tags([link.image], [link.tag])
 
 
 @admin.register(ImageStage)
