@@ -1,7 +1,6 @@
 """The /tag_categorize page: browse and filter tags, categorise by hand or in bulk, review LLM proposals."""
 
 from django.contrib import messages
-from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -10,6 +9,7 @@ from django.views.decorators.http import require_POST
 from categorization import services
 from categorization.models import CategoryProposal, ExtendedCategory
 from categorization.tasks import start_run
+from tagsite.access import permission_required
 from tagsite.models import Job
 
 
@@ -24,7 +24,7 @@ def filtered_tags(params) -> tuple:
     return services.filter_tags(query, code, state), query, code, state
 
 
-@permission_required("categorization.view_extendedcategory", raise_exception=True)
+@permission_required("categorization.view_extendedcategory")
 def tag_categorize(request):
     tags, query, code, state = filtered_tags(request.GET)
     page = Paginator(tags, 100).get_page(request.GET.get("page"))
@@ -50,7 +50,7 @@ def tag_categorize(request):
 
 
 @require_POST
-@permission_required("categorization.categorize_tags", raise_exception=True)
+@permission_required("categorization.categorize_tags")
 def tag_categorize_action(request):
     """One form, many buttons: `set:<id>`, `accept:<id>`, `reject:<id>`, `bulk_set`, `bulk_accept`, `bulk_reject`."""
     verb, _, tag_id = request.POST.get("action", "").partition(":")
@@ -76,7 +76,7 @@ def tag_categorize_action(request):
 
 
 @require_POST
-@permission_required("categorization.categorize_tags", raise_exception=True)
+@permission_required("categorization.categorize_tags")
 def tag_categorize_run(request):
     """Start an LLM run on the `llm` queue; the page then follows the job's progress."""
     limit = number(request.POST.get("limit", ""))

@@ -4,7 +4,6 @@ from collections import defaultdict
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 
@@ -18,6 +17,7 @@ from suggestions.filters import (
     page_query,
 )
 from suggestions.models import MLModelVersion, TagSuggestion, UnmappedTag
+from tagsite.access import require
 from tagsite.models import Tag
 
 CATEGORY_ORDER = [Tag.DanbooruCategory.CHARACTER, Tag.DanbooruCategory.COPYRIGHT, Tag.DanbooruCategory.ARTIST]
@@ -65,8 +65,7 @@ def review_queue(request):
 def unmapped(request):
     """The worklist: map labels to a tag, to tags of their own names, or ignore them, in bulk."""
     if request.method == "POST":
-        if not request.user.has_perm(REVIEW):
-            raise PermissionDenied
+        require(request.user, REVIEW)
         decision = WorklistDecisionSerializer(data=request.POST)
         if not decision.is_valid():
             for line in error_lines(decision.errors):
@@ -94,8 +93,7 @@ def unmapped(request):
 def report(request):
     """Learning from review: precision per model and label, and thresholds that reach a target precision."""
     if request.method == "POST":
-        if not request.user.has_perm(REVIEW):
-            raise PermissionDenied
+        require(request.user, REVIEW)
         try:
             chosen = _chosen_thresholds(request.POST.getlist("apply"))
         except ValueError as exc:

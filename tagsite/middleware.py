@@ -2,9 +2,12 @@
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, OperationalError, connection
 from django.http import HttpResponse, JsonResponse
 from psycopg.errors import QueryCanceled
+
+from tagsite.access import forbidden_page
 
 PUBLIC_PREFIXES = ("/accounts/login/", "/static/", "/admin/login/")
 BROWSER_API_PAGES = ("/api/docs/",)
@@ -105,3 +108,22 @@ class StatementTimeoutMiddleware:
         if request.path.startswith("/api/") or request.headers.get("accept", "").startswith("application/json"):
             return JsonResponse({"detail": message}, status=503)
         return HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
+
+
+class ForbiddenPageMiddleware:
+    """A page's PermissionDenied becomes the 403 page in the site's layout, saying what is missing and whom to ask.
+
+    Handled here, the refusal is one "Forbidden" line in the log instead of a traceback; the API keeps
+    DRF's own JSON answers.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, PermissionDenied) and not request.path.startswith("/api/"):
+            return forbidden_page(request, exception)
+        return None

@@ -73,6 +73,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tagsite.middleware.StatementTimeoutMiddleware",
     "tagsite.middleware.StaffRequiredMiddleware",
+    "tagsite.middleware.ForbiddenPageMiddleware",
 ]
 
 ROOT_URLCONF = "tagsite.urls"

@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from tagsite import api, views
+from tagsite import access, api, views
 
 router = DefaultRouter()
 router.register("images", api.ImageViewSet, basename="api-image")
@@ -22,7 +22,7 @@ urlpatterns = [
     path("images/<int:pk>/", views.image_detail, name="image-detail"),
     path("images/<int:pk>/thumbnail.jpg", views.image_thumbnail, name="image-thumbnail"),
     path("images/<int:pk>/file", views.image_file, name="image-file"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", access.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("categorization.urls")),
     path("admin/", admin.site.urls),
@@ -31,3 +31,5 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]
+
+handler403 = "tagsite.access.forbidden_page"

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from tagsite.access import require
 from tagsite.models import Image, Job
 from tagsite.services.jobs import request_cancel
 from tagsite.services.tags import SearchError, parse_query, search_images
@@ -90,8 +90,7 @@ def seconds(span) -> str:
 
 @require_POST
 def job_cancel(request, pk: int):
-    if not request.user.has_perm("tagsite.cancel_job"):
-        raise PermissionDenied("cancelling a job needs the tagsite.cancel_job permission (the moderators group)")
+    require(request.user, "tagsite.cancel_job")
     job = get_object_or_404(Job, pk=pk)
     if request_cancel(job, request.user):
         messages.info(request, f"Job #{job.pk} is cancelled; a running job stops at its next item.")

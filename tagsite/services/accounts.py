@@ -43,3 +43,9 @@ def ensure_moderators_group(**kwargs) -> Group:
         wanted += Permission.objects.filter(content_type__app_label=app_label, codename=codename)
     group.permissions.add(*wanted)
     return group
+
+
+def administrators() -> list[str]:
+    """Whom to ask for access: the active superusers, as `name <email>` where an email is set."""
+    users = get_user_model().objects.filter(is_superuser=True, is_active=True).order_by("username")
+    return [f"{user.get_username()} <{user.email}>" if user.email else user.get_username() for user in users]
