@@ -403,7 +403,7 @@ class _Plan:
         start = (Job.objects.order_by("-id").values_list("id", flat=True).first() or 0) + 1
         kinds = ["import_images", "suggest_tags", "llm_categorize"]
         rows = []
-        for number in range(300):
+        for number in range(min(300, self.images)):  # one job per image in tiny demos
             kind = kinds[number % 3]
             failures = int(self.rng.choice([0, 0, 0, 3, 200]))
             errors = [
@@ -439,6 +439,7 @@ class _Plan:
         states = self.rng.choice(["pending", accept, "rejected"], len(candidates), p=[0.67, 0.25, 0.08])
         model, prompt = "qwen2.5-7b-instruct", "v1"
         producer = _producer(CategoryProposal, name=model, prompt_version=prompt)
+        job = lambda: int(self.rng.choice(jobs)) if jobs else None  # noqa: E731
         given = ["tag_id", "category_id", "confidence", "status", "job_id", "created_at"]
         given += [*_decision_fields(CategoryProposal), *(["producer_id"] if producer else [])]
         given += [name for name in ("model", "prompt_version") if _has(CategoryProposal, name)]
@@ -450,7 +451,7 @@ class _Plan:
             (
                 (
                     int(self.tag_ids[i]), int(category), round(float(self.rng.uniform(0.5, 1.0)), 3), str(state),
-                    int(self.rng.choice(jobs)), self.now, *_decided(CategoryProposal, str(state), user, self.now),
+                    job(), self.now, *_decided(CategoryProposal, str(state), user, self.now),
                     *((producer,) if producer else ()), *named,
                 )
                 for i, category, state in zip(candidates, chosen, states, strict=True)

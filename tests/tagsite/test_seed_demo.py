@@ -9,12 +9,14 @@ from django.db.models import Count
 from suggestions.models import MLModelVersion, TagSuggestion
 from tagsite.models import Image, ImageTag, Job, Tag, TagAlias
 from tagsite.services.demo import DEMO_ROOT, CopyTable, DemoSchemaError
+from tests.tagsite.test_scale import ensure_categories
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "danbooru_tags_sample.csv"
 pytestmark = pytest.mark.django_db(transaction=True)  # seeding ends with VACUUM, outside a transaction
 
 
 def seed(*extra: str) -> None:
+    ensure_categories()
     call_command("seed_demo", "--images", "200", "--suggestions", "2000", "--tags", str(SAMPLE), *extra, verbosity=0)
 
 

@@ -1,0 +1,130 @@
+"""Pages and lists at scale (issue 9): the same number of queries for 5 rows as for 50, capped counts,
+light list payloads, cacheable thumbnails, the category select rendered once."""
+
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tagsite.models import Image, Job, Tag
+from tagsite.services.lists import capped_count, keyset_page
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "danbooru_tags_sample.csv"
+
+ADMIN_LISTS = [
+    "/admin/tagsite/image/",
+    "/admin/tagsite/image/?q={tag}",
+    "/admin/tagsite/tag/",
+    "/admin/tagsite/tag/?q={prefix}",
+    "/admin/tagsite/imagetag/",
+    "/admin/tagsite/imagetag/?q={tag}",
+    "/admin/tagsite/tagalias/",
+    "/admin/tagsite/job/",
+    "/admin/suggestions/tagsuggestion/",
+    "/admin/suggestions/tagsuggestion/?q={prefix}",
+    "/admin/suggestions/tagmapping/",
+    "/admin/categorization/categoryproposal/",
+    "/admin/categorization/categoryproposal/?q={prefix}",
+]
+PAGES = ["/", "/?q={tag}", "/api/images/", "/api/images/?tags={tag}", "/jobs/", "/api/jobs/", "/tag_categorize"]
+
+
+def ensure_categories() -> None:
+    """The 22 categories the migration creates (a transactional test's flush removes them)."""
+    from django.apps import apps
+
+    importlib.import_module("categorization.migrations.0002_categories").create_categories(apps, None)
+
+
+def seed(images: int) -> None:
+    ensure_categories()
+    call_command(
+        "seed_demo", "--images", str(images), "--suggestions", str(images), "--tags", str(SAMPLE), "--reset",
+        verbosity=0,
+    )  # fmt: skip
+
+
+def query_counts(client, urls: list[str]) -> dict[str, int]:
+    """Queries per page, with a tag that is on some of the seeded images."""
+    tag = Tag.objects.filter(usage_count__gt=0).order_by("-usage_count").values_list("name", flat=True).first()
+    counts = {}
+    for url in urls:
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(url.format(tag=tag, prefix=tag[:3]))
+        assert response.status_code == 200, (url, response.status_code)
+        counts[url] = len(queries)
+    return counts
+
+
+@pytest.mark.django_db(transaction=True)
+def test_queries_per_page_do_not_grow_with_the_rows_shown(admin_client):
+    seed(5)
+    assert Image.objects.count() == Job.objects.count() == 5
+    few = query_counts(admin_client, ADMIN_LISTS + PAGES)
+    seed(50)
+    assert Image.objects.count() == Job.objects.count() == 50
+    many = query_counts(admin_client, ADMIN_LISTS + PAGES)
+    assert few == many
+
+
+@pytest.mark.django_db
+def test_capped_count_stops_at_the_cap():
+    Job.objects.bulk_create([Job(kind="import_images") for _ in range(12)])
+    assert capped_count(Job.objects.all(), cap=10) == (10, True)
+    assert capped_count(Job.objects.all(), cap=12) == (12, False)
+
+
+@pytest.mark.django_db
+def test_keyset_pages_walk_forward_and_back_without_offset():
+    jobs = Job.objects.bulk_create([Job(kind="import_images") for _ in range(7)])
+    ids = sorted((job.pk for job in jobs), reverse=True)
+    first = keyset_page(Job.objects.all(), 3)
+    assert [job.pk for job in first] == ids[:3] and first.previous_before is None
+    second = keyset_page(Job.objects.all(), 3, after=first.next_after)
+    assert [job.pk for job in second] == ids[3:6]
+    last = keyset_page(Job.objects.all(), 3, after=second.next_after)
+    assert [job.pk for job in last] == ids[6:] and last.next_after is None
+    back = keyset_page(Job.objects.all(), 3, before=last.previous_before)
+    assert [job.pk for job in back] == ids[3:6]
+    assert [job.pk for job in keyset_page(Job.objects.all(), 3, before=back.previous_before)] == ids[:3]
+
+
+@pytest.mark.django_db
+def test_the_job_list_leaves_each_jobs_errors_to_its_own_url(admin_client):
+    errors = [{"item": f"/photos/{n}.jpg", "error": "The file is truncated."} for n in range(200)]
+    job = Job.objects.create(kind="import_images", errors=errors, error_count=200)
+    listed = admin_client.get("/api/jobs/").json()["results"][0]
+    assert "errors" not in listed and listed["error_count"] == 200
+    assert admin_client.get(f"/api/jobs/{job.pk}/").json()["errors"] == errors
+
+
+@pytest.mark.django_db
+def test_thumbnails_with_their_version_are_cached_for_a_year(admin_client, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    (tmp_path / "thumbs").mkdir()
+    (tmp_path / "thumbs" / "t.jpg").write_bytes(b"\xff\xd8 a thumbnail")
+    image = Image.objects.create(path="/photos/a.jpg", sha256="ab" * 32, thumbnail="thumbs/t.jpg")
+    assert image.thumbnail_url.endswith(f"?v={'ab' * 8}")
+    versioned = admin_client.get(image.thumbnail_url)
+    assert versioned.status_code == 200 and "immutable" in versioned["Cache-Control"]
+    assert "max-age=31536000" in versioned["Cache-Control"]
+    plain = admin_client.get(f"/images/{image.pk}/thumbnail.jpg")
+    assert "immutable" not in plain["Cache-Control"] and plain["ETag"] == f'"{"ab" * 32}"'
+    again = admin_client.get(f"/images/{image.pk}/thumbnail.jpg", headers={"If-None-Match": plain["ETag"]})
+    assert again.status_code == 304
+    assert admin_client.get(f"/api/images/{image.pk}/").json()["thumbnail_url"] == image.thumbnail_url
+
+
+@pytest.mark.django_db
+def test_the_category_select_is_rendered_once_per_page(admin_client):
+    ensure_categories()
+    Tag.objects.bulk_create([Tag(name=f"tag_{n}", display_name=f"tag {n}", usage_count=n) for n in range(150)])
+    html = admin_client.get("/tag_categorize").content.decode()
+    rows = len(re.findall(r'<select name="category_\d+"', html))
+    assert rows == 100
+    # 22 categories: once in the filter, once in the bulk select, once in the template the rows copy.
+    assert html.count('<option value="13_Object"') == 3
