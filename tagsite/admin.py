@@ -1,6 +1,5 @@
 from django import forms
 from django.contrib import admin
-from django.urls import reverse
 from django.utils.html import format_html
 
 from tagsite.models import Image, ImageStage, ImageTag, Job, LLMEndpoint, LLMRole, Tag, TagAlias, TagImplication
@@ -12,8 +11,9 @@ from tagsite.services.lists import CappedPaginator, tag_ids_by_prefix
 def thumbnail_html(image: Image, size: int = 64) -> str:
     if not image.thumbnail:
         return "-"
-    url = reverse("image-thumbnail", args=[image.pk])
-    return format_html('<img src="{}" style="max-width:{}px;max-height:{}px" alt="">', url, size, size)
+    return format_html(
+        '<img src="{}" style="max-width:{}px;max-height:{}px" alt="">', image.thumbnail_url, size, size
+    )
 
 
 class LargeListAdmin(admin.ModelAdmin):

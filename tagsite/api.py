@@ -66,7 +66,7 @@ class ImageSerializer(serializers.ModelSerializer):
         return [link.tag.name for link in image.image_tags.all()]
 
     def get_thumbnail_url(self, image) -> str | None:
-        return reverse("image-thumbnail", args=[image.pk]) if image.thumbnail else None
+        return image.thumbnail_url or None
 
     def get_file_url(self, image) -> str:
         return reverse("image-file", args=[image.pk])
@@ -261,6 +261,14 @@ class JobSerializer(serializers.ModelSerializer):
         return reverse("job-detail", args=[job.pk])
 
 
+class JobListSerializer(JobSerializer):
+    """A job in the list: its first errors (up to 200 entries each) are on its own URL, not repeated per job."""
+
+    class Meta(JobSerializer.Meta):
+        fields = [name for name in JobSerializer.Meta.fields if name != "errors"]
+        read_only_fields = fields
+
+
 class ImportRequestSerializer(serializers.Serializer):
     path = serializers.CharField(
         help_text="The absolute path of a folder on the server inside TAGSITE_IMPORT_ROOTS, imported recursively."
@@ -280,6 +288,13 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Job.objects.select_related("created_by", "cancelled_by")
     serializer_class = JobSerializer
     filterset_fields = ["kind", "status"]
+
+    def get_queryset(self):
+        jobs = super().get_queryset()
+        return jobs.defer("errors") if self.action == "list" else jobs
+
+    def get_serializer_class(self):
+        return JobListSerializer if self.action == "list" else JobSerializer
 
     @extend_schema(request=ImportRequestSerializer, responses={202: JobSerializer})
     @action(detail=False, methods=["post"], url_path="import", permission_classes=[requires("tagsite.add_image")])

@@ -104,6 +104,13 @@ class Image(models.Model):
     def filename(self) -> str:
         return self.path.rsplit("/", 1)[-1]
 
+    @property
+    def thumbnail_url(self) -> str:
+        """The thumbnail's link with its content version: browsers cache it for a year (see the view)."""
+        from django.urls import reverse
+
+        return f"{reverse('image-thumbnail', args=[self.pk])}?v={self.sha256[:16]}" if self.thumbnail else ""
+
 
 class ImageTag(models.Model):
     """A tag on an image, with where it came from."""

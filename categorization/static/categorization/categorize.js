@@ -2,6 +2,12 @@
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
+  // Each row's category select holds only its current value in the HTML; the options come from one template.
+  const options = document.getElementById("category-options");
+  if (options) document.querySelectorAll("select.category-select").forEach((select) => {
+    select.replaceChildren(options.content.cloneNode(true));
+    select.value = select.dataset.current;
+  });
   const all = document.getElementById("select-all");
   if (all) all.addEventListener("change", () => {
     document.querySelectorAll("input[name=tags]").forEach((box) => { box.checked = all.checked; });
