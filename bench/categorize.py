@@ -1,13 +1,13 @@
 """Benchmark: LLM tag categorisation against a simulated server, as a multiple of seed 000's loop.
 
-10,000 real tags (../shared/data/danbooru_tags.csv) go through tagsite's categoriser to the
-loopback OpenAI-compatible test server with a fixed latency per request and a fixed number of
-parallel slots (default 100 ms, 4 slots). The baseline is seed 000's loop measured in the same
+10,000 real tags (../shared/data/danbooru_tags.csv) go through tagsite's categoriser to a loopback
+test server, OpenAI-compatible or Gemini (`--kind`), with a fixed latency per request and a fixed
+number of parallel slots (default 100 ms, 4 slots). The baseline is seed 000's loop measured in the same
 run against the same server: one tag per request, sequential. The baseline runs on a sample
 and is reported as a rate (tags/s), which is what it is: a constant per-tag cost.
 
 Runs in a throwaway database on the same PostgreSQL server, dropped at the end.
-Usage: .venv/bin/python bench/categorize.py [--tags 10000] [--latency 0.1] [--slots 4]
+Usage: .venv/bin/python bench/categorize.py [--tags 10000] [--latency 0.1] [--slots 4] [--kind openai|gemini]
 """
 
 import argparse
@@ -31,12 +31,13 @@ from django.conf import settings  # noqa: E402
 from bench.database import throwaway_database  # noqa: E402
 from categorization.services import Prompt, categorize_uncategorized  # noqa: E402
 from tagsite.ai.base import LLMError  # noqa: E402
-from tagsite.ai.registry import client_for, resolve_role  # noqa: E402
+from tagsite.ai.registry import client_for_role  # noqa: E402
 from tagsite.models import Tag  # noqa: E402
 from tagsite.services.tags import display_name_for, normalize_tag_name  # noqa: E402
-from tests.llm_server import OpenAITestServer, categorize_rule  # noqa: E402
+from tests.llm_server import GeminiTestServer, OpenAITestServer, categorize_rule  # noqa: E402
 
 TAGS_CSV = ROOT.parent / "shared" / "data" / "danbooru_tags.csv"
+SERVERS = {"openai": OpenAITestServer, "gemini": GeminiTestServer}
 
 
 def load_tags(count: int) -> list[Tag]:
@@ -77,22 +78,26 @@ def main() -> None:
     parser.add_argument("--tags", type=int, default=10_000)
     parser.add_argument("--latency", type=float, default=0.1, help="Seconds per request at the server.")
     parser.add_argument("--slots", type=int, default=4, help="Requests the server serves at once.")
+    parser.add_argument("--kind", choices=sorted(SERVERS), default="openai", help="The backend (and test server).")
     parser.add_argument("--request-size", type=int, default=settings.CATEGORIZE_REQUEST_SIZE)
     parser.add_argument("--baseline-sample", type=int, default=50, help="Tags the sequential loop is timed on.")
     args = parser.parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
     with throwaway_database("categorize"):
-        with OpenAITestServer(latency=args.latency, slots=args.slots) as server:
+        with SERVERS[args.kind](latency=args.latency, slots=args.slots) as server:
             server.chat_rule = categorize_rule()
             os.environ.update(
                 TAGSITE_LLM_CATEGORIZE_URL=server.url,
+                TAGSITE_LLM_CATEGORIZE_KIND=args.kind,
                 TAGSITE_LLM_CATEGORIZE_MODEL="test-model",
                 TAGSITE_LLM_CATEGORIZE_MAX_PARALLEL=str(args.slots),
+                TAGSITE_LLM_CATEGORIZE_API_KEY_ENV="TAGSITE_BENCH_KEY",  # Gemini needs one; the test server ignores it
+                TAGSITE_BENCH_KEY="bench",
             )
             tags = Tag.objects.bulk_create(load_tags(args.tags))
             prompt = Prompt.build()
-            with client_for(resolve_role("categorize")) as client:
+            with client_for_role("categorize") as client:
                 started = time.perf_counter()
                 summary = categorize_uncategorized(client, limit=len(tags), request_size=args.request_size)
                 batched_seconds = time.perf_counter() - started
@@ -104,7 +109,10 @@ def main() -> None:
 
     batched_rate = summary.processed / batched_seconds
     baseline_rate = len(sample) / baseline_seconds
-    print(f"server: {args.latency * 1000:.0f} ms per request, {args.slots} parallel slots (peak in flight {peak})")
+    print(
+        f"{args.kind} server: {args.latency * 1000:.0f} ms per request, {args.slots} parallel slots "
+        f"(peak in flight {peak})"
+    )
     print(
         f"categoriser:   {summary.processed} tags in {batched_seconds:.2f}s = {batched_rate:,.1f} tags/s, "
         f"{summary.requests} requests ({summary.requests / summary.processed:.3f} per tag, "

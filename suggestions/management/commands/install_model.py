@@ -1,12 +1,13 @@
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from suggestions import services
 from suggestions.models import MLModelVersion
+from tagsite.management.schema import SchemaCommand
 
 
-class Command(BaseCommand):
+class Command(SchemaCommand):
     help = "Install a tagger (model.onnx + selected_tags.csv or labels.csv) from a folder or from Hugging Face."
 
     def add_arguments(self, parser):

@@ -1,12 +1,13 @@
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from suggestions import services
 from suggestions.models import MLModelVersion
 from tagsite.management.arguments import number_type
+from tagsite.management.schema import SchemaCommand
 
 
-class Command(BaseCommand):
+class Command(SchemaCommand):
     help = (
         "Per model and label: decisions, precision at the current threshold with its Wilson lower bound, and a "
         "recommended threshold (or turning the label off) that reaches the target precision with confidence."

@@ -1,12 +1,13 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from suggestions import services
 from suggestions.tasks import ADVICE
 from tagsite.management.arguments import number_type
+from tagsite.management.schema import SchemaCommand
 from tagsite.services.jobs import create_job, run_job
 
 
-class Command(BaseCommand):
+class Command(SchemaCommand):
     help = "Suggest tags for images that active models have not processed yet (the backlog)."
 
     def add_arguments(self, parser):

@@ -1,11 +1,12 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from tagsite.services.ingest import ImportRefused, import_folder
+from tagsite.management.schema import SchemaCommand
+from tagsite.services.ingest import import_folder
 from tagsite.services.jobs import create_job, run_job
 from tagsite.tasks import IMPORT_ADVICE
 
 
-class Command(BaseCommand):
+class Command(SchemaCommand):
     help = (
         "Import a folder recursively: new, changed, moved and deleted files are handled; unchanged ones cost nothing."
     )
@@ -23,7 +24,7 @@ class Command(BaseCommand):
             bar = options["verbosity"] > 0
             with run_job(job, progress_bar=bar, description="import", advice=IMPORT_ADVICE) as progress:
                 counts = import_folder(path, progress, extension_list)
-        except ImportRefused as exc:
+        except FileNotFoundError as exc:
             raise CommandError(str(exc)) from exc
         summary = ", ".join(f"{value} {key}" for key, value in counts.items() if value) or "nothing to do"
         self.stdout.write(self.style.SUCCESS(f"Job #{job.pk}: {summary}"))

@@ -2,15 +2,14 @@
 
 import os
 
-from django.core.management.base import BaseCommand
-
 from tagsite.ai.base import LLMError
 from tagsite.ai.registry import resolve_role
 from tagsite.features import llm_roles
+from tagsite.management.schema import SchemaCommand
 from tagsite.models import LLMEndpoint
 
 
-class Command(BaseCommand):
+class Command(SchemaCommand):
     help = "List LLM endpoints and the endpoint, model and overrides each role resolves to."
 
     def handle(self, *args, **options):

@@ -1,17 +1,20 @@
 """Preflight of the LLM registry: is each role's endpoint reachable, serving the model, answering JSON?"""
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from tagsite.ai.base import LLMError
 from tagsite.ai.registry import check_endpoint, resolve_role
 from tagsite.features import llm_roles
+from tagsite.management.schema import SchemaCommand
 
 
-class Command(BaseCommand):
+class Command(SchemaCommand):
     help = "Check the endpoint of a role (default: every configured role): reachable, model listed, structured output."
 
     def add_arguments(self, parser):
-        parser.add_argument("roles", nargs="*", metavar="ROLE", help=f"One or more of {', '.join(sorted(llm_roles()))}.")
+        parser.add_argument(
+            "roles", nargs="*", metavar="ROLE", help=f"One or more of {', '.join(sorted(llm_roles()))}."
+        )
 
     def handle(self, *args, roles, **options):
         failed = []

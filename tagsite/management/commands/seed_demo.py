@@ -1,12 +1,13 @@
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from tagsite.management.arguments import number_type
+from tagsite.management.schema import SchemaCommand
 from tagsite.services.demo import TAGS_CSV, DemoRefused, DemoSchemaError, seed_demo
 
 
-class Command(BaseCommand):
+class Command(SchemaCommand):
     help = (
         "Fill the database with a realistic demo library (Danbooru tags with real usage, two model versions, "
         "mostly pending suggestions, category proposals, jobs) for benchmarks. Refuses a database with real images."
