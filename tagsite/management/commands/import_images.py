@@ -1,7 +1,7 @@
 from django.core.management.base import CommandError
 
 from tagsite.management.schema import SchemaCommand
-from tagsite.services.ingest import import_folder
+from tagsite.services.ingest import ImportRefused, import_folder
 from tagsite.services.jobs import create_job, run_job
 from tagsite.tasks import IMPORT_ADVICE
 
@@ -24,7 +24,7 @@ class Command(SchemaCommand):
             bar = options["verbosity"] > 0
             with run_job(job, progress_bar=bar, description="import", advice=IMPORT_ADVICE) as progress:
                 counts = import_folder(path, progress, extension_list)
-        except FileNotFoundError as exc:
+        except ImportRefused as exc:
             raise CommandError(str(exc)) from exc
         summary = ", ".join(f"{value} {key}" for key, value in counts.items() if value) or "nothing to do"
         self.stdout.write(self.style.SUCCESS(f"Job #{job.pk}: {summary}"))
