@@ -396,3 +396,25 @@ def test_out_of_range_command_options_are_usage_errors(command, option, value, p
     with pytest.raises(CommandError, match=f"argument {option}: {problem}"):
         call_command(command, f"{option}={value}")
     assert not Job.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        (["review_report", "--model", "nonexistent"], "no model named 'nonexistent' \\(installed: wd-test\\)"),
+        (["review_report", "--apply", "--model", "nonexistent"], "no model named 'nonexistent'"),
+        (["suggest_tags", "--model", "nonexistent"], "no active model named nonexistent"),
+        (["import_tag_mappings", "{csv}", "--source", "danboru"], "no installed model reads labels from source"),
+    ],
+)
+def test_unknown_names_in_commands_are_command_errors(wd14, tmp_path, args, error):
+    """Not a header and exit 0: a misspelt model or source changes nothing and says so."""
+    csv_file = tmp_path / "mappings.csv"
+    csv_file.write_text("danbooru_tag,internal_tag_title,action\nsmile,,ignore\n")
+    out = io.StringIO()
+    with pytest.raises(CommandError, match=error):
+        call_command(*[arg.format(csv=csv_file) for arg in args], stdout=out)
+    assert out.getvalue() == "" and not Job.objects.exists() and not TagMapping.objects.exists()
+    wd14.refresh_from_db()
+    assert wd14.tag_thresholds == {} and wd14.disabled_labels == []

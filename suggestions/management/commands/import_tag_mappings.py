@@ -1,6 +1,7 @@
 from django.core.management.base import CommandError
 
 from suggestions import services
+from suggestions.models import MLModelVersion, TagMapping
 from tagsite.management.schema import SchemaCommand
 
 
@@ -17,6 +18,11 @@ class Command(SchemaCommand):
         )
 
     def handle(self, *args, **options):
+        sources = {"danbooru", *MLModelVersion.objects.values_list("label_source", flat=True)}
+        sources |= set(TagMapping.objects.values_list("source", flat=True).distinct())
+        if options["source"] not in sources:  # a misspelt source would import mappings no model ever reads
+            known = ", ".join(sorted(sources))
+            raise CommandError(f"no installed model reads labels from source {options['source']!r} (sources: {known})")
         try:
             result = services.import_tag_mappings(options["csv"], options["source"], replace=options["replace"])
         except services.MappingImportError as exc:
