@@ -25,26 +25,29 @@ class TagCategoryAdmin(admin.ModelAdmin):
 
 @admin.register(CategoryProposal)
 class CategoryProposalAdmin(LargeListAdmin):
-    list_display = ["tag", "category", "confidence", "model", "status", "reviewer", "created_at"]
-    list_filter = ["status", "category", "model"]
+    list_display = ["tag", "category", "confidence", "producer", "status", "decided_by", "via", "created_at"]
+    list_filter = ["status", "category", "producer"]
+    list_select_related = ["tag", "category", "producer", "decided_by"]
     search_fields = ["tag__name"]  # by tag name or alias prefix: LargeListAdmin
     tag_search = "tag"
     raw_id_fields = ["tag", "job"]
     # Decisions go through the actions (which apply the category), never through an edited status.
-    readonly_fields = ["status", "reviewer", "reviewed_at", "created_at"]
+    readonly_fields = ["status", "producer", "decided_by", "decided_at", "via", "created_at"]
     actions = ["accept", "reject"]
 
     def has_categorize_permission(self, request) -> bool:
         """The page's moderator rule: admin access alone does not decide proposals."""
-        return request.user.has_perm("categorization.categorize_tags")
+        return request.user.has_perm("categorization.review_categoryproposal")
 
     @admin.action(description="Accept the selected proposals (apply their category)", permissions=["categorize"])
     def accept(self, request, queryset):
-        self.message_user(request, f"{services.accept_proposals(queryset, request.user)} proposal(s) accepted.")
+        count = services.accept_proposals(queryset, request.user, via="admin")
+        self.message_user(request, f"{count} proposal(s) accepted.")
 
     @admin.action(description="Reject the selected proposals", permissions=["categorize"])
     def reject(self, request, queryset):
-        self.message_user(request, f"{services.reject_proposals(queryset, request.user)} proposal(s) rejected.")
+        count = services.reject_proposals(queryset, request.user, via="admin")
+        self.message_user(request, f"{count} proposal(s) rejected.")
 
 
 @admin.register(CachedAnswer)

@@ -17,6 +17,7 @@ from categorization.models import CategoryProposal, ExtendedCategory
 from categorization.tasks import start_run
 from tagsite.api import JobSerializer
 from tagsite.models import Tag
+from tagsite.review.api import CanReview
 
 
 class CanView(permissions.BasePermission):
@@ -85,6 +86,7 @@ class ExtendedCategoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, 
 
 class PendingProposalSerializer(serializers.ModelSerializer):
     category = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    model = serializers.CharField(source="producer.name", read_only=True)
 
     class Meta:
         model = CategoryProposal
@@ -151,29 +153,33 @@ class TagCategoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Categ
         serializer = SetCategorySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        return Response({"count": services.set_category(data["tags"], data["category"], request.user)})
+        return Response({"count": services.set_category(data["tags"], data["category"], request.user, via="api")})
 
 
 class CategoryProposalSerializer(serializers.ModelSerializer):
     tag_name = serializers.CharField(source="tag.name", read_only=True)
     category = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    model = serializers.CharField(source="producer.name", read_only=True)
+    prompt_version = serializers.CharField(source="producer.prompt_version", read_only=True)
+    reviewer = serializers.SlugRelatedField(source="decided_by", slug_field="username", read_only=True, allow_null=True)
+    reviewed_at = serializers.DateTimeField(source="decided_at", read_only=True, allow_null=True)
 
     class Meta:
         model = CategoryProposal
         fields = [
-            "id", "tag", "tag_name", "category", "confidence", "model", "prompt_version", "status",
-            "reviewer", "reviewed_at", "job", "created_at",
+            "id", "tag", "tag_name", "category", "confidence", "producer", "model", "prompt_version", "status",
+            "reviewer", "reviewed_at", "via", "job", "created_at",
         ]  # fmt: skip
         read_only_fields = fields
 
 
 class ProposalFilter(django_filters.FilterSet):
     category = django_filters.CharFilter(field_name="category__code", help_text="Category code")
+    model = django_filters.CharFilter(field_name="producer__name", help_text="The producing model's name")
 
     class Meta:
         model = CategoryProposal
-        fields = ["status", "category", "model", "tag", "job"]
+        fields = ["status", "category", "model", "producer", "tag", "job"]
 
 
 class ProposalIdsSerializer(serializers.Serializer):
@@ -181,13 +187,20 @@ class ProposalIdsSerializer(serializers.Serializer):
 
 
 class CategoryProposalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CategorizationViewSet):
-    """LLM proposals, newest first; accept (the tag gets the category) or reject, one or many.
-    Only pending proposals change: the counts say how many did."""
+    """LLM proposals, newest first; accept (the tag gets the category) or reject, one or many, through the review
+    core (`/api/review/categoryproposal/` is the generic form). Only pending proposals change: the counts say
+    how many did."""
 
-    queryset = CategoryProposal.objects.select_related("tag", "category", "reviewer")
+    queryset = CategoryProposal.objects.select_related("tag", "category", "producer", "decided_by")
     serializer_class = CategoryProposalSerializer
     filterset_class = ProposalFilter
     deciding = frozenset({"accept", "reject", "accept_many", "reject_many"})
+    review_kind = "categoryproposal"
+
+    def get_permissions(self):
+        """Deciding needs the kind's review permission, like every review kind."""
+        extra = [CanReview()] if self.action in self.deciding else []
+        return [*viewsets.GenericViewSet.get_permissions(self), CanView(), *extra]
 
     @extend_schema(request=None, responses={200: CategoryProposalSerializer, 409: OpenApiTypes.OBJECT})
     @action(detail=True, methods=["post"])
@@ -216,7 +229,7 @@ class CategoryProposalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, 
     def _decide_one(self, decide):
         """409 rather than a silent no-op when the proposal was already decided."""
         proposal = self.get_object()
-        if not decide(CategoryProposal.objects.filter(pk=proposal.pk), self.request.user):
+        if not decide(CategoryProposal.objects.filter(pk=proposal.pk), self.request.user, via="api"):
             return Response({"detail": f"Proposal is already {proposal.status}."}, status=status.HTTP_409_CONFLICT)
         return Response(self.get_serializer(self.get_object()).data)
 
@@ -224,4 +237,4 @@ class CategoryProposalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, 
         serializer = ProposalIdsSerializer(data=self.request.data)
         serializer.is_valid(raise_exception=True)
         chosen = CategoryProposal.objects.filter(pk__in=serializer.validated_data["ids"])
-        return Response({"count": decide(chosen, self.request.user)})
+        return Response({"count": decide(chosen, self.request.user, via="api")})

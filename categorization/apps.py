@@ -12,3 +12,8 @@ class CategorizationConfig(AppConfig):
         "categorization.view_categoryproposal",
     ]
     llm_roles = {"categorize": "chat"}
+
+    def ready(self):
+        from tagsite import review
+
+        review.register("categoryproposal", "categorization.review.CategoryProposals")

@@ -1,10 +1,9 @@
 """The 22 extended categories of seed 000, LLM proposals for them, and the answer cache."""
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from tagsite.models import Job, Tag
+from tagsite.models import Proposal, Tag
 
 
 class ExtendedCategory(models.Model):
@@ -44,31 +43,19 @@ class TagCategory(models.Model):
         return f"{self.tag.name} -> {self.category.code}"
 
 
-class CategoryProposal(models.Model):
-    """An LLM's category for a tag. Applied to the tag only when accepted (or by the auto-apply setting)."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", "pending"
-        ACCEPTED = "accepted", "accepted"
-        REJECTED = "rejected", "rejected"
-        AUTO_APPLIED = "auto", "auto-applied"
+class CategoryProposal(Proposal):
+    """An LLM's category for a tag. Applied to the tag only when approved (by a moderator or a rule)."""
 
     tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="category_proposals")
     category = models.ForeignKey(ExtendedCategory, on_delete=models.CASCADE, related_name="proposals")
-    confidence = models.FloatField()
-    model = models.CharField(max_length=255)
-    prompt_version = models.CharField(max_length=32)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
-    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    reviewed_at = models.DateTimeField(null=True, blank=True)
-    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-id"]
+        permissions = [("review_categoryproposal", "Can approve or reject category proposals")]
         constraints = [
             models.UniqueConstraint(fields=["tag"], condition=Q(status="pending"), name="one_pending_proposal_per_tag")
         ]
+        indexes = [models.Index(fields=["status", "producer"])]
 
     def __str__(self) -> str:
         return f"{self.tag.name} -> {self.category.code} ({self.status})"

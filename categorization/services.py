@@ -9,7 +9,7 @@ asked twice, and requests run in parallel up to the endpoint's slots.
 import hashlib
 import queue
 import threading
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,14 +17,17 @@ from typing import Any
 from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet
-from django.utils import timezone
 
 from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory, TagCategory
 from tagsite.ai.base import ChatBackend, LLMError, LLMInvalidOutput, LLMTruncated
-from tagsite.models import Job, Tag
+from tagsite.models import AutoApproveRule, Job, LLMEndpoint, Producer, Proposal, Tag
+from tagsite.review import services as review
 from tagsite.services.jobs import JobProgress, describe_error
 
 MAX_ATTEMPTS = 3
+REVIEW_KIND = "categoryproposal"
+AUTO_APPLY_RULE = "TAGSITE_CATEGORIZE_AUTO_APPLY"  # the setting, as the rule its approvals name (applied only by it)
+Status, Via = Proposal.Status, Proposal.Via
 USER_TEMPLATE = "Categorise these tags (index: tag, times used):\n{lines}"
 
 
@@ -241,17 +244,20 @@ def record(summary: Summary, outcomes: list[Outcome], on_outcomes: Callable[[lis
 def uncategorized_tags(model: str, prompt_version: str) -> QuerySet[Tag]:
     """Tags without a category, most used first, less those with a proposal waiting for review and those
     whose proposal from this model and prompt was rejected (asking again would bring it back from the cache)."""
-    Status = CategoryProposal.Status
     settled = CategoryProposal.objects.filter(
-        Q(status=Status.PENDING) | Q(status=Status.REJECTED, model=model, prompt_version=prompt_version),
+        Q(status=Status.PENDING)
+        | Q(status=Status.REJECTED, producer__name=model, producer__prompt_version=prompt_version),
         tag=OuterRef("pk"),
     )
     return Tag.objects.filter(category_link__isnull=True).exclude(Exists(settled)).order_by("-usage_count", "name")
 
 
 @transaction.atomic
-def save_outcomes(outcomes: list[Outcome], *, model: str, prompt: Prompt, auto_apply: bool, job: Job | None) -> None:
-    """Cache the answers and store them as proposals (or apply them, by the auto-apply setting). All or nothing."""
+def save_outcomes(
+    outcomes: list[Outcome], *, model: str, prompt: Prompt, auto_apply: bool, job: Job | None, endpoint: str = ""
+) -> None:
+    """Cache the answers and store them as proposals; auto-approve rules (and the auto-apply setting, itself a
+    rule the audit names) approve some at once. All or nothing."""
     answered = [outcome for outcome in outcomes if outcome.ok]
     if not answered:
         return
@@ -270,29 +276,39 @@ def save_outcomes(outcomes: list[Outcome], *, model: str, prompt: Prompt, auto_a
         ],
         ignore_conflicts=True,
     )
-    status = CategoryProposal.Status.AUTO_APPLIED if auto_apply else CategoryProposal.Status.PENDING
+    producer = chat_producer(model, prompt.version, endpoint)
     CategoryProposal.objects.bulk_create(
         [
             CategoryProposal(
-                tag_id=o.tag.pk,
-                category=categories[o.code],
-                confidence=o.confidence,
-                model=model,
-                prompt_version=prompt.version,
-                status=status,
-                job=job,
-                reviewed_at=timezone.now() if auto_apply else None,
+                tag_id=o.tag.pk, category=categories[o.code], confidence=o.confidence, producer=producer, job=job
             )
             for o in answered
         ],
         ignore_conflicts=True,
     )
+    new = CategoryProposal.objects.filter(
+        tag_id__in=[o.tag.pk for o in answered], producer=producer, status=CategoryProposal.Status.PENDING
+    )
     if auto_apply:
-        by_category = defaultdict(list)
-        for outcome in answered:
-            by_category[outcome.code].append(outcome.tag.pk)
-        for code, tag_ids in by_category.items():
-            assign_category(tag_ids, categories[code])
+        rule, _ = AutoApproveRule.objects.get_or_create(
+            name=AUTO_APPLY_RULE, defaults={"kind": REVIEW_KIND, "min_confidence": 0, "active": False}
+        )
+        review.decide(
+            kind=REVIEW_KIND, ids=new.values_list("pk", flat=True), status=Status.AUTO_APPROVED, via=Via.RULE, rule=rule
+        )
+    review.auto_approve(REVIEW_KIND, new)
+
+
+def chat_producer(model: str, prompt_version: str, endpoint: str = "") -> Producer:
+    """The producer of a chat model's answers under a prompt version (linked to its registry endpoint, if any)."""
+    producer, _ = Producer.objects.get_or_create(
+        kind=Producer.Kind.CHAT,
+        name=model,
+        version="",
+        prompt_version=prompt_version,
+        defaults={"endpoint": LLMEndpoint.objects.filter(name=endpoint).first() if endpoint else None},
+    )
+    return producer
 
 
 def categorize_uncategorized(
@@ -320,7 +336,14 @@ def categorize_uncategorized(
 
     def handle(outcomes: list[Outcome]) -> None:
         if not dry_run:
-            save_outcomes(outcomes, model=client.config.model, prompt=prompt, auto_apply=auto_apply, job=job)
+            save_outcomes(
+                outcomes,
+                model=client.config.model,
+                prompt=prompt,
+                auto_apply=auto_apply,
+                job=job,
+                endpoint=client.config.name,
+            )
         for outcome in outcomes:
             if not outcome.ok and progress:
                 progress.error(outcome.tag.name, outcome.error)
@@ -383,34 +406,31 @@ def assign_category(tag_ids: Iterable[int], category: ExtendedCategory | None) -
     return len(existing)
 
 
-def set_category(tag_ids: Iterable[int], category: ExtendedCategory | None, user) -> int:
-    """Categorise tags by hand; their pending proposals are settled by the same decision."""
+def set_category(tag_ids: Iterable[int], category: ExtendedCategory | None, user, via: str = Via.PAGE) -> int:
+    """Categorise tags by hand; their pending proposals are settled by the same decision (approved when they
+    proposed this category, rejected otherwise), through the review core so the audit has them."""
     tag_ids = list(tag_ids)
     with transaction.atomic():
         updated = assign_category(tag_ids, category)
-        pending = CategoryProposal.objects.filter(tag_id__in=tag_ids, status=CategoryProposal.Status.PENDING)
-        decided = {"reviewer": user, "reviewed_at": timezone.now()}
-        pending.filter(category=category).update(status=CategoryProposal.Status.ACCEPTED, **decided)
-        pending.exclude(category=category).update(status=CategoryProposal.Status.REJECTED, **decided)
+        pending = CategoryProposal.objects.filter(tag_id__in=tag_ids, status=Status.PENDING)
+        for status, chosen in ((Status.APPROVED, pending.filter(category=category)), (Status.REJECTED, pending)):
+            ids = list(chosen.values_list("pk", flat=True))
+            review.decide(kind=REVIEW_KIND, ids=ids, status=status, user=user, via=via, only_pending=True)
     return updated
 
 
-def accept_proposals(proposals: QuerySet[CategoryProposal], user) -> int:
-    """Apply pending proposals to their tags."""
-    with transaction.atomic():
-        pending = list(proposals.filter(status=CategoryProposal.Status.PENDING).select_for_update())
-        for proposal in pending:
-            assign_category([proposal.tag_id], proposal.category)
-        CategoryProposal.objects.filter(pk__in=[p.pk for p in pending]).update(
-            status=CategoryProposal.Status.ACCEPTED, reviewer=user, reviewed_at=timezone.now()
-        )
-    return len(pending)
+def accept_proposals(proposals: QuerySet[CategoryProposal], user, via: str = Via.PAGE) -> int:
+    """Apply pending proposals to their tags (decided ones stay as they are: these endpoints never change a mind)."""
+    return _decide_pending(proposals, Status.APPROVED, user, via)
 
 
-def reject_proposals(proposals: QuerySet[CategoryProposal], user) -> int:
-    return proposals.filter(status=CategoryProposal.Status.PENDING).update(
-        status=CategoryProposal.Status.REJECTED, reviewer=user, reviewed_at=timezone.now()
-    )
+def reject_proposals(proposals: QuerySet[CategoryProposal], user, via: str = Via.PAGE) -> int:
+    return _decide_pending(proposals, Status.REJECTED, user, via)
+
+
+def _decide_pending(proposals: QuerySet[CategoryProposal], status: str, user, via: str) -> int:
+    ids = list(proposals.filter(status=Status.PENDING).values_list("pk", flat=True))
+    return len(review.decide(kind=REVIEW_KIND, ids=ids, status=status, user=user, via=via, only_pending=True))
 
 
 def distribution() -> list[tuple[str, str, int]]:

@@ -5,7 +5,6 @@ from suggestions.models import (
     HeldPrediction,
     ImageRun,
     MLModelVersion,
-    ReviewDecision,
     TagMapping,
     TagSuggestion,
     UnmappedTag,
@@ -41,7 +40,7 @@ class MLModelVersionAdmin(admin.ModelAdmin):
     search_fields = ["name", "version", "sha256"]
     readonly_fields = [
         "kind", "model_file", "labels_file", "sha256", "input_size", "fixed_batch", "label_count",
-        "source", "created_at",
+        "source", "producer", "created_at",
     ]  # fmt: skip
 
 
@@ -86,7 +85,7 @@ class UnmappedTagAdmin(ReviewActions, admin.ModelAdmin):
 
 @admin.register(TagSuggestion)
 class TagSuggestionAdmin(ReviewActions, LargeListAdmin):
-    list_display = ["thumb", "tag", "external_tag", "confidence", "model_version", "status", "reviewed_by"]
+    list_display = ["thumb", "tag", "external_tag", "confidence", "model_version", "status", "decided_by", "via"]
     list_filter = ["status", "model_version", "category"]
     search_fields = ["tag__name"]  # by tag name or alias prefix: LargeListAdmin
     tag_search = "tag"
@@ -94,7 +93,7 @@ class TagSuggestionAdmin(ReviewActions, LargeListAdmin):
     raw_id_fields = ["image", "tag"]
     readonly_fields = [f.name for f in TagSuggestion._meta.fields]
     actions = ["approve", "reject"]
-    list_select_related = ["image", "tag", "model_version", "reviewed_by"]
+    list_select_related = ["image", "tag", "model_version", "decided_by"]
 
     @admin.display(description="image")
     def thumb(self, suggestion):
@@ -125,17 +124,3 @@ class ImageRunAdmin(LargeListAdmin, ReadOnlyAdmin):
     list_filter = ["model_version", "rating"]
     search_fields = ["image__path"]
     list_select_related = ["image", "model_version"]
-
-
-@admin.register(ReviewDecision)
-class ReviewDecisionAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "user", "status", "suggestion", "via"]
-    list_filter = ["status", "via"]
-    search_fields = ["user__username", "suggestion__tag__name"]
-    readonly_fields = ["suggestion", "status", "user", "via", "created_at"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -1,7 +1,7 @@
 """REST API of suggestions: the review queue, decisions (moderators only), model versions, the worklist."""
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import permissions, serializers, status, viewsets
+from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -11,15 +11,7 @@ from suggestions.models import MLModelVersion, TagSuggestion, UnmappedTag
 from suggestions.tasks import start_backlog
 from tagsite.api import JobSerializer
 from tagsite.models import Image
-
-
-class CanReview(permissions.BasePermission):
-    """Deciding is for the moderators group (and superusers); reading is for any staff user."""
-
-    message = "Only moderators may approve or reject suggestions."
-
-    def has_permission(self, request, view):
-        return request.user.has_perm("suggestions.review_tagsuggestion")
+from tagsite.review.api import CanReview
 
 
 class TagSuggestionSerializer(serializers.ModelSerializer):
@@ -27,12 +19,14 @@ class TagSuggestionSerializer(serializers.ModelSerializer):
     tag_display = serializers.CharField(source="tag.display_name", read_only=True)
     model = serializers.CharField(source="model_version.__str__", read_only=True)
     category_name = serializers.CharField(source="get_category_display", read_only=True)
+    reviewed_by = serializers.PrimaryKeyRelatedField(source="decided_by", read_only=True, allow_null=True)
+    reviewed_at = serializers.DateTimeField(source="decided_at", read_only=True, allow_null=True)
 
     class Meta:
         model = TagSuggestion
         fields = [
             "id", "image", "tag", "tag_display", "external_tag", "category", "category_name", "confidence",
-            "model_version", "model", "status", "reviewed_by", "reviewed_at", "created_at",
+            "model_version", "model", "producer", "status", "reviewed_by", "reviewed_at", "via", "created_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -75,9 +69,11 @@ class DecisionResultSerializer(serializers.Serializer):
 
 
 class TagSuggestionViewSet(viewsets.ReadOnlyModelViewSet):
-    """Tag suggestions: the review queue (oldest image first) and decisions on one or many."""
+    """Tag suggestions: the review queue (oldest image first) and decisions on one or many, through the review
+    core (`/api/review/tagsuggestion/` is the generic form)."""
 
     serializer_class = TagSuggestionSerializer
+    review_kind = "tagsuggestion"
 
     def get_permissions(self):
         deciding = self.action in {"approve", "reject", "decide", "review_images", "backlog"}

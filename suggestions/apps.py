@@ -19,6 +19,8 @@ class SuggestionsConfig(AppConfig):
 
     def ready(self):
         from suggestions.handlers import queue_tagging
+        from tagsite import review
         from tagsite.services.ingest import images_ingested
 
         images_ingested.connect(queue_tagging, dispatch_uid="suggestions.queue_tagging")
+        review.register("tagsuggestion", "suggestions.review.TagSuggestions")

@@ -186,3 +186,9 @@ class TagSuggestion(Proposal):
 
     def __str__(self) -> str:
         return f"{self.image_id}:{self.tag.name} ({self.confidence:.2f}, {self.status})"
+
+    def save(self, *args, **kwargs):
+        """The producer is the model version's (bulk inserts set it themselves)."""
+        if self.producer_id is None and self.model_version_id is not None:
+            self.producer_id = MLModelVersion.objects.values_list("producer_id", flat=True).get(pk=self.model_version_id)
+        super().save(*args, **kwargs)

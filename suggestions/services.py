@@ -24,14 +24,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, QuerySet
-from django.utils import timezone
 from django.utils.text import slugify
 
 from suggestions.models import (
     HeldPrediction,
     ImageRun,
     MLModelVersion,
-    ReviewDecision,
     TagMapping,
     TagSuggestion,
     UnmappedTag,
@@ -39,9 +37,10 @@ from suggestions.models import (
 )
 from tagsite.ai.onnx import load_pixels, load_tagger, predict_files, read_input_shape
 from tagsite.models import Image, ImageStage, ImageTag, Tag, TagImplication
+from tagsite.review import services as review
 from tagsite.services.ingest import record_stage
 from tagsite.services.jobs import JobProgress
-from tagsite.services.tags import add_tags, get_or_create_tags, refresh_usage_counts, resolve_names
+from tagsite.services.tags import get_or_create_tags, resolve_names
 
 MODEL_FILE = "model.onnx"
 LABEL_FILES = ("selected_tags.csv", "labels.csv")
@@ -472,6 +471,7 @@ def create_suggestions(model: MLModelVersion, per_image: dict[Image, dict[Tag, C
                 image=image,
                 tag_id=tag_id,
                 model_version=model,
+                producer_id=model.producer_id,
                 external_tag=c.label,
                 category=c.category,
                 confidence=c.confidence,
@@ -479,7 +479,9 @@ def create_suggestions(model: MLModelVersion, per_image: dict[Image, dict[Tag, C
             for tag_id, c in confidence.items()
             if (image.pk, tag_id) not in excluded
         ]
-    return len(TagSuggestion.objects.bulk_create(suggestions, ignore_conflicts=True))
+    stored = len(TagSuggestion.objects.bulk_create(suggestions, ignore_conflicts=True))
+    review.auto_approve("tagsuggestion", TagSuggestion.objects.filter(image_id__in=image_ids, model_version=model))
+    return stored
 
 
 def implication_edges(tag_ids: set[int]) -> dict[int, list[int]]:
@@ -651,39 +653,10 @@ def import_tag_mappings(
 
 
 def decide(suggestions: Iterable[TagSuggestion], status: str, user, via: str = "page") -> int:
-    """Approve or reject suggestions: approval tags the image (with provenance), rejection is remembered."""
+    """Approve or reject suggestions through the review core (tagsite.review): approval tags the image with
+    provenance, rejection is remembered, a change of mind takes back what the approval added."""
     ids = [s.pk for s in suggestions]
-    with transaction.atomic():
-        chosen = list(
-            TagSuggestion.objects.select_for_update(of=("self",))
-            .filter(pk__in=ids)
-            .exclude(status=status)
-            .select_related("image", "tag", "model_version")
-        )
-        if not chosen:
-            return 0
-        now = timezone.now()
-        for suggestion in chosen:
-            was_approved = suggestion.status == TagSuggestion.Status.APPROVED
-            suggestion.status, suggestion.reviewed_by, suggestion.reviewed_at = status, user, now
-            if status == TagSuggestion.Status.APPROVED:
-                add_tags(
-                    [suggestion.image],
-                    [suggestion.tag.name],
-                    source=ImageTag.Source.MODEL,
-                    user=user,
-                    model_name=str(suggestion.model_version),
-                )
-            elif was_approved:  # a change of mind takes back the tag the approval added
-                ImageTag.objects.filter(
-                    image=suggestion.image, tag=suggestion.tag, source=ImageTag.Source.MODEL
-                ).delete()
-                refresh_usage_counts([suggestion.tag_id])
-        TagSuggestion.objects.bulk_update(chosen, ["status", "reviewed_by", "reviewed_at"])
-        ReviewDecision.objects.bulk_create(
-            [ReviewDecision(suggestion=s, status=status, user=user, via=via) for s in chosen]
-        )
-    return len(chosen)
+    return len(review.decide(kind="tagsuggestion", ids=ids, status=status, user=user, via=via))
 
 
 def review_images(images: Iterable[Image], threshold: float, user, via: str = "page") -> dict[str, int]:

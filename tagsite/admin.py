@@ -2,7 +2,21 @@ from django import forms
 from django.contrib import admin
 from django.utils.html import format_html
 
-from tagsite.models import Image, ImageStage, ImageTag, Job, LLMEndpoint, LLMRole, Tag, TagAlias, TagImplication
+from tagsite import review
+from tagsite.models import (
+    AutoApproveRule,
+    Decision,
+    Image,
+    ImageStage,
+    ImageTag,
+    Job,
+    LLMEndpoint,
+    LLMRole,
+    Producer,
+    Tag,
+    TagAlias,
+    TagImplication,
+)
 from tagsite.services import tags as tag_service
 from tagsite.services.ingest import UploadRejected, store_upload
 from tagsite.services.lists import CappedPaginator, tag_ids_by_prefix
@@ -287,3 +301,56 @@ class LLMEndpointAdmin(admin.ModelAdmin):
 @admin.register(LLMRole)
 class LLMRoleAdmin(admin.ModelAdmin):
     list_display = ["role", "endpoint", "model"]
+
+
+@admin.register(Producer)
+class ProducerAdmin(admin.ModelAdmin):
+    """Who proposed what: written by installs and runs, read here."""
+
+    list_display = ["name", "version", "prompt_version", "kind", "endpoint", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["name", "version", "prompt_version"]
+    readonly_fields = ["created_at"]
+
+
+class AutoApproveRuleForm(forms.ModelForm):
+    kind = forms.ChoiceField(choices=())
+
+    class Meta:
+        model = AutoApproveRule
+        fields = ["name", "kind", "producer", "min_confidence", "active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = [(kind.name, kind.label or kind.name) for kind in review.all_kinds()]
+
+
+@admin.register(AutoApproveRule)
+class AutoApproveRuleAdmin(admin.ModelAdmin):
+    """Approvals without a human are data: which kind, which producer (or any), from which confidence."""
+
+    form = AutoApproveRuleForm
+    list_display = ["name", "kind", "producer", "min_confidence", "active", "created_by", "created_at"]
+    list_filter = ["kind", "active"]
+    list_editable = ["active"]
+
+    def save_model(self, request, obj, form, change):
+        obj.created_by = obj.created_by or request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Decision)
+class DecisionAdmin(admin.ModelAdmin):
+    """The audit of every decision on every kind: never edited."""
+
+    list_display = ["created_at", "kind", "object_id", "previous", "status", "applied", "user", "via", "rule"]
+    list_filter = ["kind", "status", "applied", "via"]
+    list_select_related = ["user", "rule"]
+    search_fields = ["user__username", "=object_id"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -259,3 +259,122 @@ class LLMRole(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} -> {self.endpoint.name}"
+
+
+class Producer(models.Model):
+    """Who said it: the model (and prompt) or rule behind an AI output, one row per version of it."""
+
+    class Kind(models.TextChoices):
+        ONNX_TAGGER = "onnx_tagger", "ONNX tagger"
+        CHAT = "chat", "chat LLM/VLM"
+        EMBEDDING = "embedding", "embedding model"
+        CLASSIFIER = "classifier", "local classifier"
+        RULE = "rule", "rule"
+        HUMAN_IMPORT = "human_import", "human import"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    name = models.CharField(max_length=255, help_text="The model's (or rule's) name, e.g. wd-vit-v3 or qwen2.5-vl.")
+    version = models.CharField(max_length=100, blank=True)
+    prompt_version = models.CharField(max_length=32, blank=True, help_text="Chat models: the prompt/profile version.")
+    endpoint = models.ForeignKey(
+        LLMEndpoint, null=True, blank=True, on_delete=models.SET_NULL, help_text="The registry endpoint it ran on."
+    )
+    model_file = models.TextField(blank=True, help_text="Local models: the file it ran.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "version", "prompt_version"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "name", "version", "prompt_version"], name="unique_producer")
+        ]
+
+    def __str__(self) -> str:
+        return " ".join(part for part in (self.name, self.version, self.prompt_version and f"prompt {self.prompt_version}") if part)
+
+
+class Proposal(models.Model):
+    """What every AI output awaiting a human has: a status, a confidence, who proposed it and who decided.
+
+    Each kind is a concrete table of its own with real foreign keys (TagSuggestion, CategoryProposal, ...);
+    `tagsite.review` decides them all the same way and writes a `Decision` for every attempt.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        APPROVED = "approved", "approved"
+        REJECTED = "rejected", "rejected"
+        AUTO_APPROVED = "auto_approved", "auto-approved"
+
+    class Via(models.TextChoices):
+        PAGE = "page", "page"
+        API = "api", "API"
+        ADMIN = "admin", "admin"
+        COMMAND = "command", "command"
+        RULE = "rule", "rule"
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    confidence = models.FloatField(default=1.0)
+    producer = models.ForeignKey(Producer, on_delete=models.PROTECT, related_name="+")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    via = models.CharField(max_length=16, choices=Via.choices, blank=True)
+
+    class Meta:
+        abstract = True
+
+    APPLIED = frozenset({Status.APPROVED, Status.AUTO_APPROVED})
+
+
+class AutoApproveRule(models.Model):
+    """Proposals of a kind (from one producer, or any) at or above a confidence are approved without a human.
+
+    Applied to new pending proposals only; every approval it makes names it in the `Decision` audit.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=64, help_text="A review kind, e.g. tagsuggestion or categoryproposal.")
+    producer = models.ForeignKey(
+        Producer, null=True, blank=True, on_delete=models.CASCADE, help_text="Empty: any producer of the kind."
+    )
+    min_confidence = models.FloatField(help_text="From 0 to 1.")
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(min_confidence__gte=0, min_confidence__lte=1), name="rule_confidence_in_range"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Decision(models.Model):
+    """Audit: one row per decision attempt on one proposal of any kind, also those that changed nothing."""
+
+    kind = models.CharField(max_length=64)
+    object_id = models.BigIntegerField()
+    previous = models.CharField(max_length=16, choices=Proposal.Status.choices, help_text="Status before.")
+    status = models.CharField(max_length=16, choices=Proposal.Status.choices, help_text="Status asked for.")
+    applied = models.BooleanField(help_text="False: the proposal was already in that state (nothing changed).")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    via = models.CharField(max_length=16, choices=Proposal.Via.choices, blank=True, help_text="Empty: from before the audit.")
+    rule = models.ForeignKey(
+        AutoApproveRule, null=True, blank=True, on_delete=models.PROTECT, help_text="The rule that auto-approved it."
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["kind", "object_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.object_id}: {self.previous} -> {self.status} ({self.via})"

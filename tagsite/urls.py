@@ -24,6 +24,7 @@ urlpatterns = [
     path("images/<int:pk>/file", views.image_file, name="image-file"),
     path("accounts/login/", access.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("tagsite.review.urls")),
     path("", include("categorization.urls")),
     path("admin/", admin.site.urls),
     path("", include("suggestions.urls")),

@@ -35,10 +35,13 @@ def ensure_superuser() -> tuple[str, str | None]:
 
 
 def ensure_moderators_group(**kwargs) -> Group:
-    """The `moderators` group with the core's and every app's moderator permissions (tagsite.features)."""
+    """The `moderators` group with the core's and every app's moderator permissions (tagsite.features), and every review
+    kind's `review_<kind>` permission."""
+    from tagsite import review
+
     group, _ = Group.objects.get_or_create(name=MODERATORS)
     wanted = []
-    for dotted in moderator_permissions():
+    for dotted in [*moderator_permissions(), *review.permissions()]:
         app_label, codename = dotted.split(".", 1)
         wanted += Permission.objects.filter(content_type__app_label=app_label, codename=codename)
     group.permissions.add(*wanted)

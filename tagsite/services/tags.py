@@ -2,10 +2,12 @@
 
 import re
 import unicodedata
+from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
@@ -76,18 +78,39 @@ def get_or_create_tags(raw_names: Iterable[str], category: int | None = None) ->
     return {raw: existing[name] for raw, name in resolved.items()}
 
 
+def implication_edges(tag_ids: Iterable[int]) -> dict[int, list[int]]:
+    """antecedent -> consequents for everything reachable from these tags (one query per level)."""
+    edges: dict[int, list[int]] = defaultdict(list)
+    frontier = set(tag_ids)
+    seen = set(frontier)
+    while frontier:
+        rows = TagImplication.objects.filter(antecedent_id__in=frontier).values_list("antecedent_id", "consequent_id")
+        frontier = set()
+        for antecedent, consequent in rows:
+            edges[antecedent].append(consequent)
+            if consequent not in seen:
+                seen.add(consequent)
+                frontier.add(consequent)
+    return edges
+
+
+def closure_ids(tag_ids: Iterable[int], edges: dict[int, list[int]]) -> set[int]:
+    """The tags plus everything they imply, transitively, over edges from `implication_edges`."""
+    found = set(tag_ids)
+    frontier = list(found)
+    while frontier:
+        for consequent in edges.get(frontier.pop(), ()):
+            if consequent not in found:
+                found.add(consequent)
+                frontier.append(consequent)
+    return found
+
+
 def implied_closure(tags: Iterable[Tag]) -> set[Tag]:
     """The tags plus everything they imply, transitively."""
     found = {tag.pk: tag for tag in tags}
-    frontier = set(found)
-    while frontier:
-        implied = TagImplication.objects.filter(antecedent_id__in=frontier).select_related("consequent")
-        frontier = set()
-        for implication in implied:
-            if implication.consequent_id not in found:
-                found[implication.consequent_id] = implication.consequent
-                frontier.add(implication.consequent_id)
-    return set(found.values())
+    implied = closure_ids(found, implication_edges(found)) - set(found)
+    return {*found.values(), *Tag.objects.filter(pk__in=implied)}
 
 
 def add_tags(
@@ -99,24 +122,136 @@ def add_tags(
     model_name: str = "",
 ) -> list[Tag]:
     """Tag images with these names: aliases rewrite them, implied tags come along. Idempotent."""
-    images = list(images)
     tags = set(get_or_create_tags(raw_names).values())
-    direct = {tag.pk for tag in tags}
-    all_tags = implied_closure(tags)
-    links = [
-        ImageTag(
-            image=image,
-            tag=tag,
-            source=source if tag.pk in direct else ImageTag.Source.IMPLIED,
-            added_by=user,
-            model_name=model_name,
+    tag_images([Tagging(image.pk, tag.pk, model_name) for image in images for tag in tags], source=source, user=user)
+    return sorted(implied_closure(tags), key=lambda tag: tag.name)
+
+
+@dataclass(frozen=True)
+class Tagging:
+    """One tag going onto one image (and who suggested it, for provenance)."""
+
+    image_id: int
+    tag_id: int
+    model_name: str = ""
+
+
+def tag_images(taggings: Iterable[Tagging], *, source: str, user=None) -> int:
+    """Put tags and what they imply on images: implications resolved once for the batch, one INSERT for every
+    row, usage counts moved by the rows really added. Returns how many rows were added."""
+    taggings = list(taggings)
+    edges = implication_edges({t.tag_id for t in taggings})
+    rows: dict[tuple[int, int], tuple[str, str]] = {}
+    for t in taggings:  # implied first, so a tag that is both given and implied keeps the given source
+        for implied in closure_ids([t.tag_id], edges) - {t.tag_id}:
+            rows.setdefault((t.image_id, implied), (ImageTag.Source.IMPLIED, t.model_name))
+    for t in taggings:
+        rows[(t.image_id, t.tag_id)] = (source, t.model_name)
+    if not rows:
+        return 0
+    keys = sorted(rows, key=lambda key: (key[1], key[0]))  # one order everywhere: waits on the unique index never cycle
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO tagsite_imagetag (image_id, tag_id, source, model_name, added_by_id, created_at) "
+            "SELECT image_id, tag_id, source, model_name, %s, now() "
+            "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[]) "
+            "AS r(image_id, tag_id, source, model_name) ORDER BY tag_id, image_id "
+            "ON CONFLICT (image_id, tag_id) DO NOTHING RETURNING tag_id",
+            [
+                getattr(user, "pk", None),
+                [image for image, _ in keys],
+                [tag for _, tag in keys],
+                [rows[key][0] for key in keys],
+                [rows[key][1] for key in keys],
+            ],
         )
-        for image in images
-        for tag in all_tags
-    ]
-    ImageTag.objects.bulk_create(links, ignore_conflicts=True)
-    refresh_usage_counts([tag.pk for tag in all_tags])
-    return sorted(all_tags, key=lambda tag: tag.name)
+        added = [tag for (tag,) in cursor.fetchall()]
+    shift_usage_counts(_count(added))
+    return len(added)
+
+
+def untag_images(removals: Iterable[tuple[int, int]], *, keep: dict[int, set[int]] | None = None) -> int:
+    """Take back tags an approval put on images (source `model`) and the implied tags that came with them,
+    unless a tag the image still has implies them, or `keep` (image -> tag ids, e.g. other approvals) keeps them.
+    Tags the image had anyway (manual, from the file) stay. Returns how many rows were removed."""
+    removals = set(removals)
+    keep = keep or {}
+    by_image: dict[int, set[int]] = defaultdict(set)
+    for image_id, tag_id in removals:
+        by_image[image_id].add(tag_id)
+    current: dict[int, dict[int, str]] = defaultdict(dict)
+    for image_id, tag_id, source in ImageTag.objects.filter(image_id__in=by_image).values_list(
+        "image_id", "tag_id", "source"
+    ):
+        current[image_id][tag_id] = source
+    remaining: dict[int, set[int]] = {}
+    for image_id, taken in by_image.items():
+        tags = current[image_id]
+        remaining[image_id] = {
+            tag
+            for tag, source in tags.items()
+            if source != ImageTag.Source.IMPLIED and not (tag in taken and source == ImageTag.Source.MODEL)
+        } | keep.get(image_id, set())
+    edges = implication_edges({tag for tags in (*by_image.values(), *remaining.values()) for tag in tags})
+    doomed, demoted = [], []
+    for image_id, taken in by_image.items():
+        tags, kept = current[image_id], closure_ids(remaining[image_id], edges)
+        for tag in closure_ids(taken, edges):
+            source = tags.get(tag)
+            given = tag in taken and source == ImageTag.Source.MODEL
+            if not (given or (tag not in taken and source == ImageTag.Source.IMPLIED)):
+                continue
+            if tag not in kept:
+                doomed.append((image_id, tag))
+            elif given:
+                demoted.append((image_id, tag))  # implied by what remains (an implication added since)
+    if demoted:
+        _update_pairs(
+            demoted,
+            "UPDATE tagsite_imagetag SET source = 'implied' FROM {pairs} "
+            "WHERE tagsite_imagetag.image_id = p.image_id AND tagsite_imagetag.tag_id = p.tag_id",
+        )
+    if not doomed:
+        return 0
+    removed = _update_pairs(
+        doomed,
+        "DELETE FROM tagsite_imagetag USING {pairs} WHERE tagsite_imagetag.image_id = p.image_id "
+        "AND tagsite_imagetag.tag_id = p.tag_id RETURNING tagsite_imagetag.tag_id",
+    )
+    shift_usage_counts({tag: -n for tag, n in _count(removed).items()})
+    return len(removed)
+
+
+def _update_pairs(pairs: list[tuple[int, int]], sql: str) -> list[int]:
+    """Run an UPDATE/DELETE joined to (image_id, tag_id) pairs; the tag ids RETURNING gave, if any."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.format(pairs="unnest(%s::bigint[], %s::bigint[]) AS p(image_id, tag_id)"),
+            [[image for image, _ in pairs], [tag for _, tag in pairs]],
+        )
+        return [tag for (tag,) in cursor.fetchall()] if cursor.description else []
+
+
+def _count(tag_ids: Iterable[int]) -> dict[int, int]:
+    counts: dict[int, int] = defaultdict(int)
+    for tag_id in tag_ids:
+        counts[tag_id] += 1
+    return counts
+
+
+def shift_usage_counts(deltas: dict[int, int]) -> None:
+    """Move usage counts by what a batch added (+) or removed (-), never by a recount: the tags are locked
+    in id order first, so batches that share popular tags wait for each other instead of deadlocking."""
+    ids = sorted(tag for tag, delta in deltas.items() if delta)
+    if not ids:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM tagsite_tag WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", [ids])
+        cursor.execute(
+            "UPDATE tagsite_tag SET usage_count = GREATEST(0, usage_count + d.delta) "
+            "FROM unnest(%s::bigint[], %s::int[]) AS d(id, delta) WHERE tagsite_tag.id = d.id",
+            [ids, [deltas[tag] for tag in ids]],
+        )
 
 
 def remove_tags(images: Iterable[Image], tags: Iterable[Tag]) -> int:

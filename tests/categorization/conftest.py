@@ -5,11 +5,16 @@ from django.apps import apps
 
 from categorization.models import TagCategory
 from tagsite.ai.registry import client_for, resolve_role
-from tagsite.models import LLMEndpoint, LLMRole, Tag
+from tagsite.models import LLMEndpoint, LLMRole, Producer, Tag
 from tests.llm_server import OpenAITestServer, categorize_rule
 
 # Seed 000's examples: what the test server answers for these names (others get a stable pick).
 KNOWN = {"blue_eyes": "03_Body_Face", "running": "09_Action", "1girl": "00_Subject_Count", "smile": "11_Expression"}
+
+
+def chat_producer(name: str = "m", prompt_version: str = "v") -> Producer:
+    """The producer a chat model's proposals name (what `CategoryProposal.model` was before the review core)."""
+    return Producer.objects.get_or_create(kind=Producer.Kind.CHAT, name=name, prompt_version=prompt_version)[0]
 
 
 def category_of(tag: Tag) -> str | None:

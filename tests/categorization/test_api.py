@@ -9,7 +9,7 @@ from categorization.models import CategoryProposal, ExtendedCategory
 from categorization.services import set_category
 from tagsite.models import Job, Tag
 from tagsite.services.accounts import ensure_moderators_group
-from tests.categorization.conftest import category_of, make_tags
+from tests.categorization.conftest import category_of, chat_producer, make_tags
 from tests.categorization.test_page import propose
 
 JSON = "application/json"
@@ -90,7 +90,7 @@ def test_set_and_clear_categories_settles_proposals(moderator):
     response = moderator.post("/api/tag-categories/set/", {"tags": [a.pk, b.pk], "category": "13_Object"}, JSON)
     assert response.status_code == 200 and response.json() == {"count": 2}
     assert set(Tag.objects.values_list("category_link__category__code", flat=True)) == {"13_Object"}
-    assert CategoryProposal.objects.get(pk=agreed.pk).status == "accepted"
+    assert CategoryProposal.objects.get(pk=agreed.pk).status == "approved"
     assert CategoryProposal.objects.get(pk=overruled.pk).status == "rejected"
     moderator.post("/api/tag-categories/set/", {"tags": [b.pk], "category": None}, JSON)
     assert category_of(b) is None
@@ -102,12 +102,12 @@ def test_set_and_clear_categories_settles_proposals(moderator):
 def test_proposals_list_filters_and_single_decisions(moderator):
     a, b, c = make_tags("a_tag", "b_tag", "c_tag")
     first, second = propose(a, "13_Object"), propose(b, "14_Setting")
-    CategoryProposal.objects.create(tag=c, category=first.category, confidence=0.5, model="other", prompt_version="v")
+    CategoryProposal.objects.create(tag=c, category=first.category, confidence=0.5, producer=chat_producer("other"))
     ids = lambda **params: {row["id"] for row in moderator.get("/api/category-proposals/", params).json()["results"]}  # noqa: E731
     assert len(ids()) == 3 and ids(category="14_Setting") == {second.pk} and len(ids(model="m")) == 2
     response = moderator.post(f"/api/category-proposals/{first.pk}/accept/")
     assert response.status_code == 200
-    assert response.json()["status"] == "accepted" and response.json()["reviewer"] == "mod"
+    assert response.json()["status"] == "approved" and response.json()["reviewer"] == "mod"
     assert category_of(a) == "13_Object"
     assert moderator.post(f"/api/category-proposals/{second.pk}/reject/").json()["status"] == "rejected"
     assert category_of(b) is None
@@ -125,7 +125,7 @@ def test_bulk_accept_applies_categories_and_bulk_reject(moderator):
     rejected = moderator.post("/api/category-proposals/reject/", {"ids": [p.pk for p in proposals]}, JSON)
     assert rejected.json() == {"count": 1}  # the two accepted ones stay accepted
     assert dict(CategoryProposal.objects.values_list("tag__name", "status")) == {
-        "a_tag": "accepted", "b_tag": "accepted", "c_tag": "rejected"
+        "a_tag": "approved", "b_tag": "approved", "c_tag": "rejected"
     }  # fmt: skip
 
 

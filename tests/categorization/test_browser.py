@@ -6,7 +6,7 @@ import pytest
 from categorization.models import CategoryProposal, ExtendedCategory
 from tagsite.models import Job, Tag
 from tests.browser import screenshot
-from tests.categorization.conftest import category_of, make_tags
+from tests.categorization.conftest import category_of, chat_producer, make_tags
 
 
 @pytest.mark.browser
@@ -15,7 +15,7 @@ def test_categorise_by_hand_bulk_accept_and_chart(staff_page, live_server):
     hat, eyes, hair = make_tags("hat", "blue_eyes", "long_hair")
     for tag, code in ((eyes, "03_Body_Face"), (hair, "02_Body_Hair")):
         CategoryProposal.objects.create(
-            tag=tag, category=ExtendedCategory.objects.get(code=code), confidence=0.9, model="m", prompt_version="v"
+            tag=tag, category=ExtendedCategory.objects.get(code=code), confidence=0.9, producer=chat_producer()
         )
     page = staff_page
     page.goto(f"{live_server.url}/tag_categorize")

@@ -7,7 +7,7 @@ from categorization.services import Prompt, categorize_uncategorized, reject_pro
 from tagsite.ai.registry import client_for, resolve_role
 from tagsite.models import Job, Tag
 from tagsite.services.jobs import create_job, run_job
-from tests.categorization.conftest import KNOWN, make_tags
+from tests.categorization.conftest import KNOWN, chat_producer, make_tags
 from tests.llm_server import OFF_ENUM
 
 NAMES = ["1girl", "blue_eyes", "smile", "running", "long_hair", "outdoors", "sword", "from_above"]
@@ -39,7 +39,7 @@ def test_many_tags_per_request_most_used_first_as_pending_proposals(llm, llm_cli
     assert len(schema["properties"]["items"]["items"]["properties"]["category"]["enum"]) == 22
     proposals = {p.tag.name: p for p in CategoryProposal.objects.select_related("tag", "category")}
     assert proposals["blue_eyes"].category.code == "03_Body_Face"
-    assert proposals["blue_eyes"].status == "pending" and proposals["blue_eyes"].model == "test-model"
+    assert proposals["blue_eyes"].status == "pending" and proposals["blue_eyes"].producer.name == "test-model"
     assert proposals["blue_eyes"].confidence == 0.9
     assert not TagCategory.objects.exists()  # waits for review
 
@@ -50,7 +50,7 @@ def test_auto_apply_sets_the_category_and_logs_it(llm, llm_client):
     assert dict(Tag.objects.values_list("name", "category_link__category__code")) == {
         name: KNOWN[name] for name in NAMES[:4]
     }
-    assert set(CategoryProposal.objects.values_list("status", flat=True)) == {"auto"}
+    assert set(CategoryProposal.objects.values_list("status", flat=True)) == {"auto_approved"}
 
 
 def test_dry_run_saves_nothing(llm, llm_client):
@@ -130,8 +130,9 @@ def test_a_rejected_proposal_is_not_asked_again_by_the_same_model_and_prompt(llm
     make_tags(*NAMES[:4])
     categorize_uncategorized(llm_client, limit=4)
     reject_proposals(CategoryProposal.objects.all(), admin_user)
-    CategoryProposal.objects.filter(tag__name="1girl").update(model="older-model")
-    CategoryProposal.objects.filter(tag__name="smile").update(prompt_version="older-prompt")
+    older_model = chat_producer("older-model", Prompt.build().version)
+    CategoryProposal.objects.filter(tag__name="1girl").update(producer=older_model)
+    CategoryProposal.objects.filter(tag__name="smile").update(producer=chat_producer("test-model", "older-prompt"))
     summary = categorize_uncategorized(llm_client, limit=4)
     assert summary.processed == 2 and summary.cached == 2  # only the tags another model or prompt rejected
     pending = CategoryProposal.objects.filter(status="pending").values_list("tag__name", flat=True)

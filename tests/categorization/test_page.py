@@ -8,15 +8,13 @@ from categorization import services
 from categorization.models import CategoryProposal, ExtendedCategory
 from categorization.services import set_category
 from tagsite.models import Job, Tag
-from tests.categorization.conftest import category_of, make_tags, point_local_endpoint_at
+from tests.categorization.conftest import category_of, chat_producer, make_tags, point_local_endpoint_at
 from tests.conftest import wait_for
 
 
 def propose(tag: Tag, code: str, confidence: float = 0.8) -> CategoryProposal:
     category = ExtendedCategory.objects.get(code=code)
-    return CategoryProposal.objects.create(
-        tag=tag, category=category, confidence=confidence, model="m", prompt_version="v"
-    )
+    return CategoryProposal.objects.create(tag=tag, category=category, confidence=confidence, producer=chat_producer())
 
 
 def test_page_lists_tags_with_proposals_filters_and_chart(admin_client):
@@ -46,7 +44,7 @@ def test_set_by_hand_settles_the_pending_proposal(admin_client, admin_user):
     assert response.status_code == 302 and response["Location"] == "/tag_categorize?q=blue"
     proposal.refresh_from_db()
     assert category_of(eyes) == "03_Body_Face"
-    assert proposal.status == "rejected" and proposal.reviewer == admin_user
+    assert proposal.status == "rejected" and proposal.decided_by == admin_user
 
 
 def test_bulk_set_accept_and_reject(admin_client):
@@ -59,7 +57,7 @@ def test_bulk_set_accept_and_reject(admin_client):
     codes = dict(Tag.objects.values_list("name", "category_link__category__code"))
     assert codes == {"a_tag": "13_Object", "b_tag": "13_Object", "c_tag": None, "d_tag": "14_Setting"}
     assert dict(CategoryProposal.objects.values_list("tag__name", "status")) == {
-        "a_tag": "accepted", "b_tag": "accepted", "c_tag": "rejected"
+        "a_tag": "approved", "b_tag": "approved", "c_tag": "rejected"
     }  # fmt: skip
 
 

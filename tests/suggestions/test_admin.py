@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from suggestions import services
-from suggestions.models import TagMapping, UnmappedTag
+from suggestions.models import TagMapping, TagSuggestion, UnmappedTag
 from tests.suggestions.conftest import add_image
 from tests.suggestions.test_api import staff_client
 
@@ -13,10 +13,12 @@ from tests.suggestions.test_api import staff_client
 def test_every_suggestions_changelist_renders(admin_client, wd14, tmp_path, settings):
     settings.SUGGESTIONS_UNMAPPED = "worklist"  # held predictions and runs to list
     services.suggest_tags(wd14, [add_image(tmp_path / "lib", "blue.png", (0, 0, 255))])
-    for model in ["mlmodelversion", "tagmapping", "unmappedtag", "heldprediction", "imagerun", "tagsuggestion",
-                  "reviewdecision"]:  # fmt: skip
+    services.decide(TagSuggestion.objects.all(), "approved", None, via="admin")  # an audit to list
+    for model in ["suggestions/mlmodelversion", "suggestions/tagmapping", "suggestions/unmappedtag",
+                  "suggestions/heldprediction", "suggestions/imagerun", "suggestions/tagsuggestion",
+                  "tagsite/decision", "tagsite/producer", "tagsite/autoapproverule"]:  # fmt: skip
         for query in ["", "?q=blue", "?o=1"]:
-            url = f"/admin/suggestions/{model}/{query}"
+            url = f"/admin/{model}/{query}"
             assert admin_client.get(url).status_code == 200, url
     page = admin_client.get("/admin/suggestions/heldprediction/", {"q": "1girl"}).content.decode()
     assert "1girl" in page and "Add held prediction" not in page

@@ -4,9 +4,9 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from suggestions import services
-from suggestions.models import ImageRun, ReviewDecision, TagMapping, TagSuggestion, UnmappedTag
+from suggestions.models import ImageRun, TagMapping, TagSuggestion, UnmappedTag
 from suggestions.tasks import infer_backlog
-from tagsite.models import ImageTag, Job
+from tagsite.models import Decision, ImageTag, Job
 from tagsite.services.accounts import ensure_moderators_group
 from tests.suggestions.conftest import add_image
 
@@ -52,7 +52,7 @@ def test_moderators_decide_and_are_audited(client, queue):
         "/api/suggestions/review-images/", {"images": [queue[1].pk], "threshold": 0.7}, "application/json"
     )
     assert response.json() == {"approved": 3, "rejected": 1}  # hatsune_miku was already rejected
-    assert ReviewDecision.objects.filter(user=moderator, via="api").count() == 8
+    assert Decision.objects.filter(kind="tagsuggestion", user=moderator, via="api").count() == 8
 
 
 @pytest.mark.django_db

@@ -10,9 +10,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from suggestions import services
-from suggestions.models import ImageRun, MLModelVersion, ReviewDecision, TagMapping, TagSuggestion, UnmappedTag
+from suggestions.models import ImageRun, MLModelVersion, TagMapping, TagSuggestion, UnmappedTag
 from tagsite.ai.onnx import load_pixels, load_tagger
-from tagsite.models import Image, ImageTag, Job, Tag
+from tagsite.models import Decision, Image, ImageTag, Job, Tag
 from tagsite.services.tags import create_alias, create_implication, get_or_create_tags
 from tests.conftest import ROOT, database_url
 from tests.suggestions.conftest import add_image
@@ -248,7 +248,7 @@ def test_review_tags_the_image_and_remembers_rejections(wd14, tmp_path, admin_us
     assert result == {"approved": 3, "rejected": 3}  # long_hair, blush, short_hair vs the 0.6/0.9 ones
     link = ImageTag.objects.get(image=image, tag__name="long_hair")
     assert (link.source, link.model_name, link.added_by) == ("model", "wd-test v1", admin_user)
-    assert ReviewDecision.objects.filter(user=admin_user, via="page").count() == 6
+    assert Decision.objects.filter(kind="tagsuggestion", user=admin_user, via="page").count() == 6
     assert not ImageTag.objects.filter(image=image, tag__name="hatsune_miku").exists()
     v2 = services.install_model("wd-test", build_model(tmp_path / "v2-src"), version="v2")
     services.suggest_tags(v2, [image])

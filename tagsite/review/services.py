@@ -1,0 +1,192 @@
+"""Deciding proposals of every kind, once: locks, skips, applies or reverts, audits; auto-approve rules; counts."""
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import OperationalError, connection, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from tagsite.models import AutoApproveRule, Decision, Producer, Proposal
+from tagsite.review import ReviewKind, get_kind
+
+log = logging.getLogger(__name__)
+Status = Proposal.Status
+DEADLOCK_RETRIES = 3
+COUNT_CAP = 1000  # pending counts on the hub stop here ("1,000+"): never a full count over a big table
+
+
+@dataclass
+class Outcome:
+    """What one decide call did: ids that changed, and ids that were already in the state asked for."""
+
+    changed: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    missing: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.changed)
+
+
+def decide(
+    *,
+    kind: str | ReviewKind,
+    ids: Iterable[int],
+    status: str,
+    user=None,
+    via: str,
+    rule: AutoApproveRule | None = None,
+    only_pending: bool = False,
+) -> Outcome:
+    """Decide proposals of one kind: rows locked in id order, those already in `status` skipped (and audited as
+    such), approvals applied, approvals taken back reverted, one Decision row per proposal. With `only_pending`
+    (always for a rule) decided proposals are skipped too. A deadlock (a safety net: the lock order should
+    prevent them) is retried."""
+    kind = get_kind(kind) if isinstance(kind, str) else kind
+    if status not in Status.values:
+        raise ValueError(f"unknown status {status!r}: one of {', '.join(Status.values)}")
+    ids = sorted({int(pk) for pk in ids})
+    for attempt in range(1, DEADLOCK_RETRIES + 1):
+        try:
+            with transaction.atomic():
+                return _decide(kind, ids, status, user, via, rule, only_pending or rule is not None)
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != "40P01" or attempt == DEADLOCK_RETRIES:
+                raise
+            log.warning("deadlock deciding %d %s, retry %d: %s", len(ids), kind.name, attempt, exc)
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _decide(kind: ReviewKind, ids: list[int], status: str, user, via: str, rule, only_pending: bool) -> Outcome:
+    rows = list(
+        kind.model.objects.select_for_update(of=("self",))
+        .filter(pk__in=ids)
+        .order_by("pk")
+        .select_related(*kind.related)
+    )
+    outcome = Outcome(missing=sorted(set(ids) - {row.pk for row in rows}))
+    changing, previous = [], {}
+    for row in rows:
+        movable = row.status != status and (row.status == Status.PENDING or not only_pending)
+        (changing if movable else outcome.skipped).append(row)
+        previous[row.pk] = row.status
+    applied = Proposal.APPLIED
+    to_revert = [row for row in changing if row.status in applied and status not in applied]
+    to_apply = [row for row in changing if row.status not in applied and status in applied]
+    now = timezone.now()
+    for row in changing:
+        row.status, row.decided_by, row.decided_at, row.via = status, user, now, via
+    if to_revert:
+        kind.revert(to_revert, user)
+    if to_apply:
+        kind.apply(to_apply, user)
+    if changing:
+        kind.model.objects.bulk_update(changing, ["status", "decided_by", "decided_at", "via"])
+    outcome.changed = [row.pk for row in changing]
+    Decision.objects.bulk_create(
+        [
+            Decision(
+                kind=kind.name,
+                object_id=row.pk,
+                previous=previous[row.pk],
+                status=status,
+                applied=row in changing,
+                user=user,
+                via=via,
+                rule=rule,
+            )
+            for row in rows
+        ]
+    )
+    return outcome
+
+
+def auto_approve(kind: str | ReviewKind, proposals: QuerySet) -> int:
+    """Apply the kind's active rules to these (new) proposals: each pending one at or above a rule's confidence,
+    from the rule's producer or any, is approved by that rule, which the audit names."""
+    kind = get_kind(kind) if isinstance(kind, str) else kind
+    done = 0
+    for rule in AutoApproveRule.objects.filter(kind=kind.name, active=True).order_by("-min_confidence", "pk"):
+        matching = proposals.filter(status=Status.PENDING, confidence__gte=rule.min_confidence)
+        if rule.producer_id is not None:
+            matching = matching.filter(producer_id=rule.producer_id)
+        ids = list(matching.values_list("pk", flat=True))
+        if ids:
+            done += len(decide(kind=kind, ids=ids, status=Status.AUTO_APPROVED, via=Proposal.Via.RULE, rule=rule))
+    return done
+
+
+def proposals(
+    kind: ReviewKind,
+    *,
+    status: str = "",
+    producer: int | None = None,
+    min_confidence: float | None = None,
+    max_confidence: float | None = None,
+    subjects: dict[str, int] | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> QuerySet:
+    """A kind's proposals filtered by ids and ranges only (names are resolved to ids before), for keyset paging."""
+    queryset = kind.queryset()
+    if status:
+        queryset = queryset.filter(status=status)
+    if producer is not None:
+        queryset = queryset.filter(producer_id=producer)
+    if min_confidence is not None:
+        queryset = queryset.filter(confidence__gte=min_confidence)
+    if max_confidence is not None:
+        queryset = queryset.filter(confidence__lte=max_confidence)
+    for name, pk in (subjects or {}).items():  # the kind's own foreign keys: tag, image, ...
+        if name not in kind.subject_fields:
+            raise ValueError(f"{kind.name} cannot be filtered by {name!r} (only {', '.join(kind.subject_fields)})")
+        queryset = queryset.filter(**{f"{name}_id": pk})
+    if created_after is not None:
+        queryset = queryset.filter(created_at__gte=created_after)
+    if created_before is not None:
+        queryset = queryset.filter(created_at__lt=created_before)
+    return queryset
+
+
+def capped_count(queryset: QuerySet, cap: int = COUNT_CAP) -> tuple[int, bool]:
+    """(count, capped): counts at most `cap` + 1 rows, so a million pending rows cost as little as a thousand."""
+    count = queryset.order_by()[: cap + 1].count()
+    return min(count, cap), count > cap
+
+
+@dataclass
+class KindCounts:
+    kind: ReviewKind
+    pending: int
+    capped: bool
+    producers: list[tuple[Producer, int, bool]]
+
+
+def pending_counts(kinds: Iterable[ReviewKind], cap: int = COUNT_CAP) -> list[KindCounts]:
+    """Pending proposals per kind and per producer, each count capped: the hub's numbers."""
+    result = []
+    for kind in kinds:
+        pending = kind.model.objects.filter(status=Status.PENDING)
+        producer_ids = _producers_with_pending(kind)
+        per_producer = [
+            (producer, *capped_count(pending.filter(producer=producer), cap))
+            for producer in Producer.objects.filter(pk__in=producer_ids)
+        ]
+        result.append(KindCounts(kind, *capped_count(pending, cap), per_producer))
+    return result
+
+
+def _producers_with_pending(kind: ReviewKind) -> list[int]:
+    """Producers of a kind with at least one pending proposal: one index probe per producer, not a GROUP BY."""
+    table = connection.ops.quote_name(kind.model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT p.id FROM tagsite_producer p WHERE EXISTS (SELECT 1 FROM {table} x "  # noqa: S608 - a model's table
+            "WHERE x.producer_id = p.id AND x.status = %s)",
+            [Status.PENDING],
+        )
+        return [pk for (pk,) in cursor.fetchall()]
