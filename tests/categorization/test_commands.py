@@ -64,6 +64,15 @@ def test_negative_counts_are_usage_errors(llm, option, value):
     assert not Job.objects.exists() and not llm.chat_requests()
 
 
+@pytest.mark.parametrize("command", ["categorize_tags", "llm_auto_categorize_tags"])
+def test_an_unknown_role_is_a_command_error(llm, command):
+    make_tags(*NAMES)
+    out = StringIO()
+    with pytest.raises(CommandError, match="unknown role 'categorise'; roles are .*categorize"):
+        call_command(command, "--role", "categorise", stdout=out)
+    assert out.getvalue() == "" and not Job.objects.exists() and not llm.chat_requests()
+
+
 def test_unreachable_server_says_what_to_fix(monkeypatch):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
