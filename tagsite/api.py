@@ -2,6 +2,7 @@
 
 import django_filters
 from django.conf import settings
+from django.db.models import QuerySet
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -74,6 +75,11 @@ class ImageSerializer(serializers.ModelSerializer):
 
 class TagNamesSerializer(serializers.Serializer):
     tags = serializers.ListField(child=serializers.CharField(max_length=255), allow_empty=False)
+
+
+class BulkTagSerializer(serializers.Serializer):
+    images = serializers.ListField(child=serializers.IntegerField(min_value=1), allow_empty=False, max_length=1000)
+    tags = serializers.ListField(child=serializers.CharField(max_length=255), allow_empty=False, max_length=100)
 
 
 class UploadSerializer(serializers.Serializer):
@@ -151,9 +157,51 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=TagNamesSerializer, responses=ImageSerializer)
     @action(detail=True, methods=["post"], url_path="untag", permission_classes=[requires("tagsite.delete_imagetag")])
     def remove_tags(self, request, pk=None):
-        names = set(tag_service.resolve_names(self._tag_names(request)).values())
-        tag_service.remove_tags([self.get_object()], Tag.objects.filter(name__in=names))
+        tag_service.remove_tags([self.get_object()], self._named_tags(self._tag_names(request)))
         return self._fresh_image(request)
+
+    @extend_schema(request=BulkTagSerializer, responses=OpenApiTypes.OBJECT)
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="tags",
+        url_name="bulk-tags",
+        permission_classes=[requires("tagsite.add_imagetag")],
+    )
+    def bulk_add_tags(self, request):
+        """Tag many images at once (the library's select-many): aliases and implications apply.
+        Answers how many images and which tags (implied ones included) they now carry."""
+        images, names = self._bulk(request)
+        tags = tag_service.add_tags(images, names, user=request.user)
+        return Response({"images": len(images), "tags": [tag.name for tag in tags]})
+
+    @extend_schema(request=BulkTagSerializer, responses=OpenApiTypes.OBJECT)
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="untag",
+        url_name="bulk-untag",
+        permission_classes=[requires("tagsite.delete_imagetag")],
+    )
+    def bulk_remove_tags(self, request):
+        """Untag many images at once. Answers how many images and how many image tags were removed."""
+        images, names = self._bulk(request)
+        return Response({"images": len(images), "removed": tag_service.remove_tags(images, self._named_tags(names))})
+
+    def _bulk(self, request) -> tuple["list[Image]", "list[str]"]:
+        serializer = BulkTagSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        ids = set(serializer.validated_data["images"])
+        images = list(Image.objects.filter(pk__in=ids))
+        missing = sorted(ids - {image.pk for image in images})
+        if missing:
+            raise ValidationError({"images": [f"No image has the id {', '.join(map(str, missing))}."]})
+        return images, serializer.validated_data["tags"]
+
+    @staticmethod
+    def _named_tags(names) -> "QuerySet[Tag]":
+        """The existing tags these names mean (aliases followed)."""
+        return Tag.objects.filter(name__in=set(tag_service.resolve_names(names).values()))
 
     def _tag_names(self, request) -> "list[str]":  # quoted: `list` is a method name in this class
         serializer = TagNamesSerializer(data=request.data)

@@ -404,13 +404,21 @@ def _tag_ids(raw_names: Iterable[str]) -> list[int]:
     return list(Tag.objects.filter(name__in=names).values_list("pk", flat=True)) if names else []
 
 
+_QUERY_TERM = re.compile(r'([-~]?)"([^"]*)"?|(\S+)')
+
+
 def parse_query(query: str) -> tuple[list[str], list[str], list[str]]:
-    """`blue_eyes -hat ~cat ~dog` -> all-of, none-of, any-of. Words are tag names (spaces as underscores).
+    """`blue_eyes -hat ~cat ~dog` -> all-of, none-of, any-of. Words are tag names (spaces as underscores);
+    a name typed with spaces goes in double quotes (`"tabby cat" -"deep sea"`) and is normalised like any name.
 
     A prefix counts only before a letter or digit, so kaomoji such as `-_-` are searched as written.
     """
     all_of, none_of, any_of = [], [], []
-    for word in query.split():
+    for prefix, phrase, word in _QUERY_TERM.findall(query):
+        if not word:  # a quoted name
+            if phrase.strip():
+                {"-": none_of, "~": any_of}.get(prefix, all_of).append(phrase)
+            continue
         named = any(ch.isalnum() for ch in word[1:])
         if word.startswith("-") and named:
             none_of.append(word[1:])

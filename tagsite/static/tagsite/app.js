@@ -8,10 +8,30 @@ function csrfToken() {
   return match ? match[1] : "";
 }
 
+// The text an autocomplete completes, as candidates tried in order, each {start, prefix, text}: a tag field
+// (`data-single`) is one name however many words; in a search, an open quoted name (`"tabby c`), else the last
+// two words (`tabby c`, a name typed with spaces), else the word at the cursor. The server normalises the text
+// like a tag name, so `Tabby C` finds tabby_cat.
+function completionTerms(input) {
+  const before = input.value.slice(0, input.selectionStart);
+  if ("single" in input.dataset) return before.trim() ? [{ start: 0, prefix: "", text: before }] : [];
+  if ((before.match(/"/g) || []).length % 2 === 1) {
+    const quote = before.lastIndexOf('"');
+    const start = quote > 0 && "-~".includes(before[quote - 1]) ? quote - 1 : quote;
+    return [{ start, prefix: before.slice(start, quote), text: before.slice(quote + 1) }];
+  }
+  const terms = [];
+  const pair = before.match(/(?:^|\s)([-~]?)([^\s"]+\s+[^\s"]+)$/);
+  if (pair) terms.push({ start: before.length - pair[1].length - pair[2].length, prefix: pair[1], text: pair[2] });
+  const word = before.match(/([-~]?)([^\s"]+)$/);
+  if (word) terms.push({ start: word.index, prefix: word[1], text: word[2] });
+  return terms.filter((term) => term.text.trim());
+}
+
 function setupAutocomplete(input) {
   const list = input.parentElement.querySelector(".suggestions");
-  let items = [], active = -1, timer = null;
-  const currentWord = () => input.value.slice(0, input.selectionStart).split(/\s+/).pop();
+  const single = "single" in input.dataset;
+  let items = [], active = -1, timer = null, term = null, asked = 0;
   function render() {
     list.innerHTML = "";
     items.forEach((tag, i) => {
@@ -24,21 +44,28 @@ function setupAutocomplete(input) {
     });
     list.hidden = items.length === 0;
   }
+  function close() { clearTimeout(timer); asked++; items = []; active = -1; render(); }  // answers still on the way are dropped
   function choose(i) {
-    const word = currentWord();
-    const prefix = (word.match(/^[-~]/) || [""])[0];
-    const before = input.value.slice(0, input.selectionStart - word.length);
     const after = input.value.slice(input.selectionStart);
-    input.value = before + prefix + items[i].name + " " + after.trimStart();
-    items = []; active = -1; render(); input.focus();
+    input.value = single ? items[i].name : input.value.slice(0, term.start) + term.prefix + items[i].name + " " + after.trimStart();
+    close(); input.focus();
+  }
+  async function lookup(text) {
+    const response = await fetch(`${input.dataset.autocomplete}?q=${encodeURIComponent(text)}`, { headers: { Accept: "application/json" } });
+    return response.ok ? response.json() : [];
   }
   input.addEventListener("input", () => {
     clearTimeout(timer);
-    const word = currentWord().replace(/^[-~]/, "");
-    if (word.length < 1) { items = []; render(); return; }
+    const terms = completionTerms(input);
+    if (!terms.length) { close(); return; }
+    const question = ++asked;
     timer = setTimeout(async () => {
-      const response = await fetch(`${input.dataset.autocomplete}?q=${encodeURIComponent(word)}`, { headers: { Accept: "application/json" } });
-      if (response.ok) { items = await response.json(); active = -1; render(); }
+      for (const candidate of terms) {
+        const found = await lookup(candidate.text);
+        if (question !== asked) return;
+        if (found.length || candidate === terms[terms.length - 1]) { items = found; term = candidate; break; }
+      }
+      active = -1; render();
     }, 120);
   });
   input.addEventListener("keydown", (e) => {
@@ -46,9 +73,90 @@ function setupAutocomplete(input) {
     if (e.key === "ArrowDown") { active = Math.min(active + 1, items.length - 1); render(); e.preventDefault(); }
     else if (e.key === "ArrowUp") { active = Math.max(active - 1, 0); render(); e.preventDefault(); }
     else if ((e.key === "Enter" || e.key === "Tab") && active >= 0) { choose(active); e.preventDefault(); }
-    else if (e.key === "Escape") { items = []; render(); }
+    else if (e.key === "Escape") close();
   });
-  input.addEventListener("blur", () => setTimeout(() => { items = []; render(); }, 100));
+  input.addEventListener("blur", () => setTimeout(close, 100));
+  if (input.form) input.form.addEventListener("submit", close);
+}
+
+async function postJSON(url, body) {  // a JSON POST to the API; a refusal throws its message for a person
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
+    body: JSON.stringify(body),
+  });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(data.detail || Object.values(data).flat().join(" ") || `failed (${response.status})`);
+  return data;
+}
+
+async function reloadPart(selector) {  // re-render one part of this page from the server, in place
+  const response = await fetch(location.href, { headers: { Accept: "text/html" } });
+  const fresh = new DOMParser().parseFromString(await response.text(), "text/html").querySelector(selector);
+  if (fresh) document.querySelector(selector).replaceWith(fresh);
+}
+
+function setupTagEditor(section) {  // the image page: add a tag (autocomplete), remove one with its ×
+  const status = section.querySelector(".tag-status");
+  const form = section.querySelector("#tag-editor");
+  async function change(url, name, done) {
+    try {
+      await postJSON(url, { tags: [name] });
+      await reloadPart("#image-tags");
+      status.textContent = done;
+      status.className = "tag-status hint";
+    } catch (error) {
+      status.textContent = error.message;
+      status.className = "tag-status error";
+    }
+  }
+  if (form) form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = form.querySelector("input[name=tag]");
+    const name = input.value.trim();
+    if (!name) return;
+    await change(section.dataset.tagUrl, name, `Tagged ${name}.`);
+    if (status.classList.contains("hint")) input.value = "";
+  });
+  section.addEventListener("click", (event) => {
+    const button = event.target.closest("button.untag");
+    if (button) change(section.dataset.untagUrl, button.dataset.tag, `Removed ${button.dataset.tag}.`);
+  });
+}
+
+function setupBulkTags(form) {  // the library: select images, then add or remove one tag on all of them
+  const grid = () => document.getElementById("library-grid");
+  const status = form.querySelector(".tag-status");
+  const boxes = () => Array.from(grid().querySelectorAll(".tile .select"));
+  const chosen = () => boxes().filter((box) => box.checked).map((box) => Number(box.closest(".tile").dataset.image));
+  function count() {
+    const n = chosen().length;
+    form.querySelector(".selected-count").textContent = n ? `${n} selected` : "none selected";
+  }
+  document.getElementById("select-page").addEventListener("change", (event) => {
+    boxes().forEach((box) => { box.checked = event.target.checked; });
+    count();
+  });
+  document.addEventListener("change", (event) => { if (event.target.matches(".tile .select")) count(); });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const images = chosen();
+    const name = form.querySelector("input[name=tag]").value.trim();
+    const remove = (event.submitter || form.querySelector("button[type=submit]")).value === "remove";
+    if (!images.length) { status.textContent = "Select images first (their checkboxes, or select all)."; status.className = "tag-status error"; return; }
+    try {
+      const data = await postJSON(remove ? form.dataset.untagUrl : form.dataset.tagUrl, { images, tags: [name] });
+      await reloadPart("#library-grid");
+      boxes().forEach((box) => { box.checked = images.includes(Number(box.closest(".tile").dataset.image)); });
+      status.textContent = remove
+        ? `Removed ${name} from ${data.images} image(s) (${data.removed} tag(s) taken off).`
+        : `Added ${data.tags.join(", ")} to ${data.images} image(s).`;
+      status.className = "tag-status hint";
+    } catch (error) {
+      status.textContent = error.message;
+      status.className = "tag-status error";
+    }
+  });
 }
 
 function setupUpload(zone) {
@@ -154,6 +262,10 @@ function setupJobDetail(section) {
 
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("input[data-autocomplete]").forEach(setupAutocomplete);
+  const tagging = document.getElementById("tagging");
+  if (tagging) setupTagEditor(tagging);
+  const bulkTags = document.getElementById("bulk-tags");
+  if (bulkTags) setupBulkTags(bulkTags);
   const zone = document.getElementById("dropzone");
   if (zone) setupUpload(zone);
   const jobs = document.getElementById("jobs");
