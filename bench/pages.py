@@ -15,6 +15,7 @@ import argparse
 import base64
 import itertools
 import json
+import logging
 import os
 import re
 import socket
@@ -118,8 +119,14 @@ class ServerCPU:
                 backends.append(process.pid)
         return web + backends
 
-    def seconds(self) -> float:
-        return sum(process_cpu(pid) for pid in self.pids())
+    def snapshot(self) -> dict[int, float]:
+        return {pid: process_cpu(pid) for pid in self.pids()}
+
+    @staticmethod
+    def spent(before: dict[int, float], after: dict[int, float]) -> float:
+        """CPU seconds between two snapshots; a backend that started in between counts whole, one that ended
+        in between (a closed connection) loses only what it did after the first snapshot."""
+        return sum(max(seconds - before.get(pid, 0.0), 0.0) for pid, seconds in after.items())
 
 
 def free_port() -> int:
@@ -311,13 +318,13 @@ def drive(endpoint: Endpoint, clients: list, requests: int, cpu: ServerCPU) -> R
             with lock:
                 result.add(elapsed, status, queries, text)
 
-    before = cpu.seconds()
+    before = cpu.snapshot()
     threads = [threading.Thread(target=one, args=(client,)) for client in clients]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    result.cpu_ms = (cpu.seconds() - before) * 1000
+    result.cpu_ms = cpu.spent(before, cpu.snapshot()) * 1000
     return result
 
 
@@ -365,6 +372,7 @@ def main() -> None:
     import django
 
     django.setup()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.test.utils import setup_databases

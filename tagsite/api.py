@@ -2,19 +2,21 @@
 
 import django_filters
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, parsers, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from tagsite.models import Image, Job, Tag, TagAlias, TagImplication
+from tagsite.models import Image, ImageTag, Job, Tag, TagAlias, TagImplication
 from tagsite.services import tags as tag_service
 from tagsite.services.ingest import ImportRefused, UploadRejected, check_import_folder, store_upload
 from tagsite.services.jobs import request_cancel, start_job
+from tagsite.services.lists import capped_count
 
 
 class StaffModelPermissions(permissions.DjangoModelPermissions):
@@ -98,12 +100,34 @@ class ImageFilter(django_filters.FilterSet):
         fields = ["status", "file_format"]
 
 
+class CappedCursorPagination(CursorPagination):
+    """Newest first by id with `?cursor=` links (a keyset, never OFFSET), and a `count` that stops at 1,000
+    (`count_capped` says when it did), so no page counts a million rows."""
+
+    ordering = "-id"
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.count, self.count_capped = capped_count(queryset)
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_paginated_response(self, data):
+        links = {"next": self.get_next_link(), "previous": self.get_previous_link()}
+        return Response({"count": self.count, "count_capped": self.count_capped, **links, "results": data})
+
+    def get_paginated_response_schema(self, schema):
+        schema = super().get_paginated_response_schema(schema)
+        counts = {"count": {"type": "integer", "example": 123}, "count_capped": {"type": "boolean"}}
+        schema["properties"] = {**counts, **schema["properties"]}
+        return schema
+
+
 class ImageViewSet(viewsets.ReadOnlyModelViewSet):
     """Images. Search with `tags` (all of), `exclude` (none of), `any` (any of): comma-separated names,
     or `q` in the library's syntax (`blue_eyes -hat ~cat ~dog`); at most TAGSITE_SEARCH_MAX_TERMS terms in all."""
 
     serializer_class = ImageSerializer
     filterset_class = ImageFilter
+    pagination_class = CappedCursorPagination
 
     def get_queryset(self):
         params = self.request.query_params
@@ -116,7 +140,8 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
             )
         except tag_service.SearchError as exc:
             raise ValidationError({"q": [str(exc)]}) from exc
-        return images.prefetch_related("image_tags__tag")
+        names = ImageTag.objects.select_related("tag").only("image", "tag__name")
+        return images.prefetch_related(Prefetch("image_tags", queryset=names))
 
     @extend_schema(
         parameters=[
@@ -327,7 +352,6 @@ class ImportRequestSerializer(serializers.Serializer):
             return check_import_folder(value, settings.IMPORT_ROOTS)
         except ImportRefused as exc:
             raise ValidationError(str(exc)) from exc
-
 
 
 class JobViewSet(viewsets.ReadOnlyModelViewSet):

@@ -6,16 +6,20 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.paginator import Paginator
+from django.db.models import Prefetch
 from django.http import FileResponse, Http404, HttpResponseNotModified
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from tagsite.access import require
-from tagsite.models import Image, Job
+from tagsite.models import Image, ImageTag, Job
 from tagsite.services.jobs import request_cancel
+from tagsite.services.lists import capped_count, count_label, keyset_page, page_key
 from tagsite.services.tags import SearchError, parse_query, search_images
+
+# The first 8 tags of each tile: one windowed query for the page, only the columns shown.
+TILE_TAGS = ImageTag.objects.select_related("tag").only("image", "tag__name", "tag__display_name").order_by("id")[:8]
 
 
 def library(request):
@@ -28,12 +32,19 @@ def library(request):
         search_error = ""
     except SearchError as exc:
         images, search_error = Image.objects.none(), str(exc)
-    page = Paginator(images.prefetch_related("image_tags__tag"), 48).get_page(request.GET.get("page"))
+    images = images.only("path", "sha256", "thumbnail", "status", "error").prefetch_related(
+        Prefetch("image_tags", queryset=TILE_TAGS, to_attr="tile_tags")
+    )
+    after, before = page_key(request.GET.get("after")), page_key(request.GET.get("before"))
+    page = keyset_page(images, 48, after=after, before=before)  # by id, never OFFSET
+    count, capped = capped_count(images)
     return render(
         request,
         "tagsite/library.html",
         {
             "page": page,
+            "count": count_label(count, capped),
+            "count_number": count,
             "query": query,
             "status": status,
             "statuses": Image.Status.choices,

@@ -128,3 +128,29 @@ def test_the_category_select_is_rendered_once_per_page(admin_client):
     assert rows == 100
     # 22 categories: once in the filter, once in the bulk select, once in the template the rows copy.
     assert html.count('<option value="13_Object"') == 3
+
+
+@pytest.mark.django_db
+def test_the_library_pages_by_id_links(admin_client):
+    images = Image.objects.bulk_create([Image(path=f"/photos/{n:03d}.jpg", sha256=f"{n:064x}") for n in range(60)])
+    newest_first = sorted((image.pk for image in images), reverse=True)
+    first = admin_client.get("/")
+    assert "60 images" in first.content.decode()
+    assert [image.pk for image in first.context["page"]] == newest_first[:48]
+    older = re.search(r'rel="next" href="([^"]+)"', first.content.decode()).group(1).replace("&amp;", "&")
+    second = admin_client.get(f"/{older}")
+    assert [image.pk for image in second.context["page"]] == newest_first[48:]
+    newer = re.search(r'rel="prev" href="([^"]+)"', second.content.decode()).group(1).replace("&amp;", "&")
+    assert [image.pk for image in admin_client.get(f"/{newer}").context["page"]] == newest_first[:48]
+    assert admin_client.get("/?after=junk").status_code == 200  # a malformed link is the first page
+
+
+@pytest.mark.django_db
+def test_the_images_api_pages_by_cursor_with_a_count(admin_client):
+    Image.objects.bulk_create([Image(path=f"/photos/{n:03d}.jpg", sha256=f"{n:064x}") for n in range(60)])
+    first = admin_client.get("/api/images/").json()
+    assert first["count"] == 60 and first["count_capped"] is False and len(first["results"]) == 50
+    assert "cursor=" in first["next"] and first["previous"] is None
+    second = admin_client.get(first["next"]).json()
+    assert len(second["results"]) == 10 and second["next"] is None
+    assert {i["id"] for i in first["results"]}.isdisjoint({i["id"] for i in second["results"]})
