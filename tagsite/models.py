@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from tagsite.features import llm_role_choices
 
@@ -19,12 +19,16 @@ class Tag(models.Model):
     name = models.CharField(max_length=255, unique=True, help_text="Canonical, normalised name.")
     display_name = models.CharField(max_length=255)
     danbooru_category = models.SmallIntegerField(choices=DanbooruCategory.choices, default=DanbooruCategory.GENERAL)
-    usage_count = models.PositiveIntegerField(default=0, db_index=True)
+    usage_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-usage_count", "name"]
-        indexes = [models.Index(fields=["name"], name="tag_name_prefix", opclasses=["varchar_pattern_ops"])]
+        indexes = [
+            models.Index(fields=["name"], name="tag_name_prefix", opclasses=["varchar_pattern_ops"]),
+            # Tag lists, most used first (/tag_categorize, admin, API): a page is the index's first rows.
+            models.Index(F("usage_count").desc(), "name", name="tag_usage_order"),
+        ]
 
     def __str__(self) -> str:
         return self.display_name
