@@ -340,17 +340,19 @@ class AutoApproveRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(Decision)
-class DecisionAdmin(admin.ModelAdmin):
-    """The audit of every decision on every kind: never edited."""
+class DecisionAdmin(LargeListAdmin):
+    """The audit of every decision on every kind: never edited or deleted."""
 
     list_display = ["created_at", "kind", "object_id", "previous", "status", "applied", "user", "via", "rule"]
     list_filter = ["kind", "status", "applied", "via"]
     list_select_related = ["user", "rule"]
     search_fields = ["user__username", "=object_id"]
-    show_full_result_count = False
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -49,12 +49,13 @@ def decide(
     if status not in Status.values:
         raise ValueError(f"unknown status {status!r}: one of {', '.join(Status.values)}")
     ids = sorted({int(pk) for pk in ids})
-    for attempt in range(1, DEADLOCK_RETRIES + 1):
+    attempts = 1 if connection.in_atomic_block else DEADLOCK_RETRIES  # inside a caller's transaction: its to retry
+    for attempt in range(1, attempts + 1):
         try:
             with transaction.atomic():
                 return _decide(kind, ids, status, user, via, rule, only_pending or rule is not None)
         except OperationalError as exc:
-            if getattr(exc.__cause__, "sqlstate", None) != "40P01" or attempt == DEADLOCK_RETRIES:
+            if getattr(exc.__cause__, "sqlstate", None) != "40P01" or attempt == attempts:
                 raise
             log.warning("deadlock deciding %d %s, retry %d: %s", len(ids), kind.name, attempt, exc)
             time.sleep(0.05 * attempt)
@@ -69,10 +70,10 @@ def _decide(kind: ReviewKind, ids: list[int], status: str, user, via: str, rule,
         .select_related(*kind.related)
     )
     outcome = Outcome(missing=sorted(set(ids) - {row.pk for row in rows}))
-    changing, previous = [], {}
+    changing, skipped, previous = [], [], {}
     for row in rows:
         movable = row.status != status and (row.status == Status.PENDING or not only_pending)
-        (changing if movable else outcome.skipped).append(row)
+        (changing if movable else skipped).append(row)
         previous[row.pk] = row.status
     applied = Proposal.APPLIED
     to_revert = [row for row in changing if row.status in applied and status not in applied]
@@ -86,7 +87,7 @@ def _decide(kind: ReviewKind, ids: list[int], status: str, user, via: str, rule,
         kind.apply(to_apply, user)
     if changing:
         kind.model.objects.bulk_update(changing, ["status", "decided_by", "decided_at", "via"])
-    outcome.changed = [row.pk for row in changing]
+    outcome.changed, outcome.skipped = [row.pk for row in changing], [row.pk for row in skipped]
     Decision.objects.bulk_create(
         [
             Decision(

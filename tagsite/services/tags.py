@@ -199,8 +199,8 @@ def untag_images(removals: Iterable[tuple[int, int]], *, keep: dict[int, set[int
         for tag in closure_ids(taken, edges):
             source = tags.get(tag)
             given = tag in taken and source == ImageTag.Source.MODEL
-            if not (given or (tag not in taken and source == ImageTag.Source.IMPLIED)):
-                continue
+            if tag in remaining[image_id] or not (given or (tag not in taken and source == ImageTag.Source.IMPLIED)):
+                continue  # kept as it is (by `keep`), or not something the approval added
             if tag not in kept:
                 doomed.append((image_id, tag))
             elif given:
