@@ -16,6 +16,7 @@ router.register("jobs", api.JobViewSet, basename="api-job")
 urlpatterns = [
     path("", views.library, name="library"),
     path("upload/", views.upload, name="upload"),
+    path("import/", views.import_server_folder, name="import-folder"),
     path("jobs/", views.jobs, name="jobs"),
     path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
     path("jobs/<int:pk>/cancel/", views.job_cancel, name="job-cancel"),

@@ -14,7 +14,8 @@ from django.views.decorators.http import require_POST
 
 from tagsite.access import require
 from tagsite.models import Image, ImageTag, Job
-from tagsite.services.jobs import request_cancel
+from tagsite.services.ingest import ImportRefused, check_import_folder
+from tagsite.services.jobs import request_cancel, start_job
 from tagsite.services.lists import capped_count, count_label, keyset_page, page_key
 from tagsite.services.tags import SearchError, parse_query, search_images
 
@@ -60,7 +61,28 @@ def image_detail(request, pk: int):
 
 
 def upload(request):
-    return render(request, "tagsite/upload.html", {"max_bytes": settings.MAX_UPLOAD_BYTES})
+    return render(request, "tagsite/upload.html", upload_context())
+
+
+def upload_context(**extra) -> dict:
+    return {"max_bytes": settings.MAX_UPLOAD_BYTES, "import_roots": settings.IMPORT_ROOTS, **extra}
+
+
+@require_POST
+def import_server_folder(request):
+    """Queue a server folder's import from the upload page: the API's check (inside TAGSITE_IMPORT_ROOTS, an
+    absolute path of a folder), refused with a 400 and the reason on the same page, never queued to fail later."""
+    from tagsite.tasks import import_folder_task
+
+    require(request.user, "tagsite.add_image")
+    raw = request.POST.get("path", "").strip()
+    try:
+        path = check_import_folder(raw, settings.IMPORT_ROOTS)
+    except ImportRefused as exc:
+        context = upload_context(import_error=str(exc), import_path=raw)
+        return render(request, "tagsite/upload.html", context, status=400)
+    job = start_job("import_images", import_folder_task, {"path": path, "roots": settings.IMPORT_ROOTS}, request.user)
+    return redirect("job-detail", job.pk)
 
 
 def jobs(request):

@@ -302,3 +302,29 @@ def test_a_folder_import_outside_the_roots_is_refused_at_once(admin_client, sett
     assert response.status_code == 400, response.content
     assert reason in response.json()["path"][0]
     assert not Job.objects.exists()
+
+
+def test_the_upload_page_imports_a_folder_inside_the_roots_only(admin_client, client, settings, image_folder, tmp_path):
+    settings.IMPORT_ROOTS = [str(image_folder)]
+    page = admin_client.get("/upload/").content.decode()
+    assert "Import a folder on the server" in page and str(image_folder) in page
+    refused = {
+        "/proc/self": "never imported",
+        str(tmp_path): "outside the import folders",
+        "library": "relative path",
+        str(image_folder / "photo0.jpg"): "is not a folder",
+    }
+    for path, reason in refused.items():
+        response = admin_client.post("/import/", {"path": path})
+        assert response.status_code == 400 and reason in response.content.decode(), path
+    assert not Job.objects.exists()
+
+    response = admin_client.post("/import/", {"path": str(image_folder)})
+    job = Job.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
+    assert job.params == {"path": str(image_folder), "roots": [str(image_folder)]}
+
+    staff = User.objects.create_user("staff", password="pw-123456", is_staff=True)
+    client.force_login(staff)
+    assert client.post("/import/", {"path": str(image_folder)}).status_code == 403
+    assert Job.objects.count() == 1

@@ -199,3 +199,25 @@ def test_an_import_job_stays_inside_its_roots(image_folder, tmp_path, settings):
     job.refresh_from_db()
     assert job.status == "failed" and "outside the import folders" in job.message
     assert not Image.objects.exists()
+
+
+def test_folders_given_to_run_become_import_roots(tmp_path, settings):
+    """`serve FOLDER` records the folder; the web server and worker it starts read it as an import root."""
+    import subprocess
+    import sys
+
+    from tagsite.management.commands.serve import remember_run_folder
+
+    var = tmp_path / "var"
+    var.mkdir()
+    settings.RUN_FOLDERS_FILE = var / "run_folders"
+    for folder in ("/srv/pictures", "/srv/more", "/srv/pictures"):
+        remember_run_folder(folder)
+    env = {**os.environ, "TAGSITE_VAR_DIR": str(var), "DATABASE_URL": "postgresql://unused@127.0.0.1:1/none"}
+    env.pop("TAGSITE_IMPORT_ROOTS", None)
+    read = [sys.executable, "-c", "from django.conf import settings; print(settings.IMPORT_ROOTS)"]
+    roots = subprocess.run(read, env=env, capture_output=True, text=True, check=True).stdout
+    assert roots.strip() == str(["/srv/pictures", "/srv/more", str(var / "import")])
+    env["TAGSITE_IMPORT_ROOTS"] = "/data/a, /data/b"
+    roots = subprocess.run(read, env=env, capture_output=True, text=True, check=True).stdout
+    assert roots.strip() == str(["/data/a", "/data/b"])
