@@ -12,15 +12,16 @@ import pytest
 from django.apps import apps
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models.signals import post_save
 from PIL import Image as PILImage
 
 from categorization.tasks import categorize_tags_task
 from suggestions import services as suggestion_services
 from suggestions.tasks import infer_backlog, queue_auto_tagging
 from tagsite.ai.base import LLMUnavailable
-from tagsite.models import Job, LLMEndpoint, LLMRole, Tag
+from tagsite.models import Image, Job, LLMEndpoint, LLMRole, Tag
 from tagsite.services.accounts import ensure_moderators_group
-from tagsite.services.ingest import ingest_paths
+from tagsite.services.ingest import images_ingested, ingest_paths
 from tagsite.services.jobs import (
     add_to_rolling_job,
     create_job,
@@ -223,6 +224,33 @@ def test_a_running_job_stops_at_its_next_item_once_cancelled(admin_user):
 
 
 @pytest.mark.django_db
+def test_a_cancelled_import_stops_between_chunks_and_announces_what_it_saved(tmp_path, admin_user):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for index in range(40):  # three chunks of 16
+        make_jpeg(folder / f"{index:02}.jpg", size=(24, 16), color=(index * 6, 80, 120))
+    job = create_job("import_images", {"path": str(folder), "roots": None})
+    announced = []
+
+    def cancel_in_the_second_chunk(sender, instance, created, **kwargs):
+        if created and Image.objects.count() == 20:
+            request_cancel(Job.objects.get(pk=job.pk), admin_user)
+            time.sleep(0.6)  # the next progress write is due: writes are throttled to twice a second
+
+    post_save.connect(cancel_in_the_second_chunk, sender=Image, dispatch_uid="test-cancel")
+    images_ingested.connect(lambda sender, image_ids, **kw: announced.extend(image_ids), weak=False, dispatch_uid="t")
+    try:
+        import_folder_task(job.pk)
+    finally:
+        post_save.disconnect(sender=Image, dispatch_uid="test-cancel")
+        images_ingested.disconnect(dispatch_uid="t")
+    job.refresh_from_db()
+    assert (job.status, job.current, job.total) == ("cancelled", 32, 40)
+    assert job.message == "cancelled by admin after 32 of 40 items"
+    assert Image.objects.count() == 32 and sorted(announced) == sorted(Image.objects.values_list("pk", flat=True))
+
+
+@pytest.mark.django_db
 def test_cancel_through_the_api_needs_the_permission_and_a_job_that_has_not_ended(client, admin_user):
     job = create_job("import_images", {"path": "/tmp"})
     staff = User.objects.create_user("staff", password="a-long-password", is_staff=True)
@@ -240,22 +268,21 @@ def test_cancel_through_the_api_needs_the_permission_and_a_job_that_has_not_ende
 @pytest.mark.django_db(transaction=True)
 def test_a_cancelled_llm_run_on_a_real_worker_stops_and_sends_no_more_requests(celery_worker, client):
     make_categories()
-    names = [f"tag{index}" for index in range(12)]
-    Tag.objects.bulk_create([Tag(name=name, display_name=name, usage_count=20 - i) for i, name in enumerate(names)])
+    client.force_login(moderator())
+    names = [f"tag{index}" for index in range(24)]
+    Tag.objects.bulk_create([Tag(name=name, display_name=name, usage_count=30 - i) for i, name in enumerate(names)])
     with OpenAITestServer(latency=0.3) as server:
         server.chat_rule = categorize_rule()
         endpoint = LLMEndpoint.objects.create(name="slow", base_url=server.url, model="test-model", max_parallel=1)
         LLMRole.objects.update_or_create(role="categorize", defaults={"endpoint": endpoint, "model": ""})
-        params = {"limit": 12, "batch_size": 12, "request_size": 1}
-        job = start_job("categorize", categorize_tags_task, params)
+        job = start_job("categorize", categorize_tags_task, {"limit": 24, "batch_size": 24, "request_size": 1})
         wait_for(lambda: Job.objects.get(pk=job.pk).current >= 2, timeout=30)
-        client.force_login(moderator())
         assert client.post(f"/api/jobs/{job.pk}/cancel/").json()["cancel_requested_at"]
         job = wait_for(lambda: Job.objects.filter(pk=job.pk, status="cancelled").first(), timeout=10)
         sent = len(server.chat_requests())
         time.sleep(1)
-        assert len(server.chat_requests()) == sent < 12  # no request after the stop
-    assert 2 <= job.current < 12 and job.message == f"cancelled by mod after {job.current} of 12 items"
+        assert len(server.chat_requests()) == sent < 24  # no request after the stop
+    assert 2 <= job.current < 24 and job.message == f"cancelled by mod after {job.current} of 24 items"
 
 
 # Automatic tagging after an import or upload: one rolling job per model
@@ -351,9 +378,11 @@ def test_job_page_in_the_browser_shows_errors_and_cancels(staff_page, live_serve
 
     queued = create_job("import_images", {"path": str(tmp_path)})
     page.goto(f"{live_server.url}/jobs/{queued.pk}/")
+    assert page.locator(".status.badge.queued").text_content() == "queued"
+    screenshot(page, "job-detail-queued")
     page.click("#cancel-job button")
     page.locator(".status.badge.cancelled").wait_for()
-    assert "cancelled by moderator before it started" in page.locator(".notice.cancelled").text_content()
+    assert page.locator(".notice.cancelled").text_content().strip() == "Cancelled by moderator before it started."
     assert page.locator("#cancel-job").count() == 0
     screenshot(page, "job-detail-cancelled")
     queued.refresh_from_db()

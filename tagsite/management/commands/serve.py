@@ -85,6 +85,8 @@ class Command(BaseCommand):
             self.stdout.write(self.style.WARNING(f"{stale} job(s) interrupted by the last stop are marked failed."))
         if folder:
             remember_run_folder(os.path.abspath(folder))
+        logs = settings.VAR_DIR / "log"  # the console is the user's: the children's chatter goes here
+        logs.mkdir(exist_ok=True)
         children = [
             self.spawn(
                 "worker",
@@ -94,10 +96,11 @@ class Command(BaseCommand):
             self.spawn(
                 "web",
                 ["-m", "gunicorn", "tagsite.wsgi:application", "--bind", f"{host}:{port}",
-                 "--workers", str(web_workers), "--threads", "4", "--access-logfile", "-"],
+                 "--workers", str(web_workers), "--threads", "4", "--access-logfile", str(logs / "access.log")],
             ),
         ]  # fmt: skip
         self.stdout.write(self.style.SUCCESS(f"tagsite is running at http://{host}:{port}/ (Ctrl-C stops it)"))
+        self.stdout.write(f"Logs of the worker and the web server: {logs}/")
         if password:
             self.stdout.write(self.style.WARNING(f"Created admin user '{username}' with password: {password}"))
             self.stdout.write("This password is shown only once.")
@@ -109,9 +112,16 @@ class Command(BaseCommand):
         self.wait(children)
 
     def spawn(self, name: str, arguments: list[str]) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, *arguments], cwd=settings.BASE_DIR, start_new_session=True, pass_fds=[self.lock_fd]
-        )
+        """A child whose own output (banners, shutdown lines, a crash) goes to var/log/NAME.log, not the console."""
+        with open(settings.VAR_DIR / "log" / f"{name}.log", "ab") as output:
+            return subprocess.Popen(
+                [sys.executable, *arguments],
+                cwd=settings.BASE_DIR,
+                start_new_session=True,
+                pass_fds=[self.lock_fd],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
 
     def wait(self, children: list[subprocess.Popen]) -> None:
         stopping = False
@@ -125,7 +135,7 @@ class Command(BaseCommand):
         while not stopping and all(child.poll() is None for child in children):
             time.sleep(0.3)
         if not stopping:
-            self.stderr.write("A child process exited; stopping.")
+            self.stderr.write(f"The worker or the web server exited (see {settings.VAR_DIR / 'log'}/); stopping.")
         self.stdout.write("Stopping web server and worker...")
         for child in children:
             if child.poll() is None:
