@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
 
 from tagsite.models import Image, Producer, Proposal, Tag
 
@@ -182,6 +183,12 @@ class TagSuggestion(Proposal):
             models.Index(fields=["status", "image"]),
             models.Index(fields=["model_version", "status"]),
             models.Index(fields=["tag", "status"]),
+            # The review queue reads pending rows only (86 % of a million): oldest first, by tag, by model.
+            models.Index(fields=["id"], condition=Q(status="pending"), name="suggestion_pending_id"),
+            models.Index(fields=["tag", "image"], condition=Q(status="pending"), name="suggestion_pending_tag"),
+            models.Index(
+                fields=["model_version", "image"], condition=Q(status="pending"), name="suggestion_pending_model"
+            ),
         ]
 
     def __str__(self) -> str:
