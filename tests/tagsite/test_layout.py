@@ -9,6 +9,7 @@ import pytest
 from django.apps import apps
 
 from categorization.models import CategoryProposal, ExtendedCategory
+from categorization.services import chat_producer
 from suggestions import services as suggestion_services
 from suggestions.models import TagSuggestion
 from tagsite.models import Job, Tag
@@ -60,7 +61,7 @@ def library(settings, tmp_path):
     for name, code in (("Tabby Cat", "13_Object"), ("window", "14_Setting"), ("fish", "13_Object")):
         CategoryProposal.objects.create(
             tag=Tag.objects.get(name=name.lower().replace(" ", "_")),
-            category=ExtendedCategory.objects.get(code=code), confidence=0.87, model="llm", prompt_version="v1",
+            category=ExtendedCategory.objects.get(code=code), confidence=0.87, producer=chat_producer("llm", "v1"),
         )  # fmt: skip
     Job.objects.create(
         kind="import_images", status=Job.Status.FAILED, total=40, current=40, error_count=2,
@@ -76,6 +77,8 @@ PAGES = {
     "review": lambda images: "/suggestions/",
     "tag_categorize": lambda images: "/tag_categorize",
     "jobs": lambda images: "/jobs/",
+    "job": lambda images: f"/jobs/{Job.objects.latest('pk').pk}/",
+    "review-hub": lambda images: "/review/",
     "upload": lambda images: "/upload/",
     "unmapped": lambda images: "/suggestions/unmapped/",
     "precision": lambda images: "/suggestions/report/",
