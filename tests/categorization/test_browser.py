@@ -39,6 +39,8 @@ def test_categorise_by_hand_bulk_accept_and_chart(staff_page, live_server):
     assert face_bar.bounding_box()["width"] > 50  # one of the tallest bars
     assert chart.locator(".chart-row[data-code='03_Body_Face'] .chart-count").inner_text() == "1"
     screenshot(page, "tag_categorize")
+    page.set_viewport_size({"width": 390, "height": 800})  # a phone: rows stack (tests/tagsite/test_layout.py checks)
+    screenshot(page, "tag_categorize-accepted-390")
 
 
 @pytest.mark.browser
