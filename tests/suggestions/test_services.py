@@ -264,7 +264,7 @@ def test_review_tags_the_image_and_remembers_rejections(wd14, tmp_path, admin_us
 def test_mcut_and_per_label_thresholds():
     assert services.mcut_threshold(np.array([0.9, 0.8, 0.2, 0.1])) == pytest.approx(0.5)
     labels = services.Labels(["general", "explicit", "a", "b", "c", "miku"], np.array([9, 9, 0, 0, 0, 4]))
-    model = services.MLModelVersion(thresholds={"general": 0.35, "character": 0.85}, tag_thresholds={"b": 0.7})
+    model = MLModelVersion(thresholds={"general": 0.35, "character": 0.85}, tag_thresholds={"b": 0.7})
     probabilities = np.array([0.2, 0.8, 0.9, 0.6, 0.3, 0.5], dtype=np.float32)
     thresholds = services.threshold_vector(model, labels)
     rating, chosen = services.select_labels(model, labels, thresholds, probabilities)

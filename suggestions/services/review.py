@@ -1,0 +1,97 @@
+"""Suggestions entering review (pending, or approved by a rule) and the decisions on them, through the review core."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db.models import Q, QuerySet
+
+from suggestions.models import (
+    MLModelVersion,
+    TagSuggestion,
+)
+from tagsite.models import Image, ImageTag, Tag
+from tagsite.review import services as review
+from tagsite.services.tags import implication_edges
+
+
+@dataclass
+class Candidate:
+    label: str
+    category: int
+    confidence: float
+
+
+def create_suggestions(model: MLModelVersion, per_image: dict[Image, dict[Tag, Candidate]]) -> int:
+    """Pending suggestions for the tags and what they imply, minus tags an image has or a human rejected."""
+    implies = implication_edges({tag.pk for tags in per_image.values() for tag in tags})
+    image_ids = [image.pk for image in per_image]
+    rejected = TagSuggestion.objects.filter(
+        image_id__in=image_ids, model_version__name=model.name, status=TagSuggestion.Status.REJECTED
+    ).values_list("image_id", "tag_id")
+    excluded = set(ImageTag.objects.filter(image_id__in=image_ids).values_list("image_id", "tag_id").union(rejected))
+    suggestions = []
+    for image, tags in per_image.items():
+        confidence = {tag.pk: candidate for tag, candidate in tags.items()}
+        frontier = list(confidence)
+        while frontier:  # implied tags inherit the best confidence of what implies them
+            antecedent = frontier.pop()
+            for consequent in implies.get(antecedent, ()):
+                best = confidence.get(consequent)
+                if best is None or best.confidence < confidence[antecedent].confidence:
+                    confidence[consequent] = confidence[antecedent]
+                    frontier.append(consequent)
+        suggestions += [
+            TagSuggestion(
+                image=image,
+                tag_id=tag_id,
+                model_version=model,
+                producer_id=model.producer_id,
+                external_tag=c.label,
+                category=c.category,
+                confidence=c.confidence,
+            )
+            for tag_id, c in confidence.items()
+            if (image.pk, tag_id) not in excluded
+        ]
+    stored = len(TagSuggestion.objects.bulk_create(suggestions, ignore_conflicts=True))
+    review.auto_approve("tagsuggestion", TagSuggestion.objects.filter(image_id__in=image_ids, model_version=model))
+    return stored
+
+
+def decide(suggestions: Iterable[TagSuggestion], status: str, user, via: str = "page") -> int:
+    """Approve or reject suggestions through the review core (tagsite.review): approval tags the image with
+    provenance, rejection is remembered, a change of mind takes back what the approval added."""
+    ids = [s.pk for s in suggestions]
+    return len(review.decide(kind="tagsuggestion", ids=ids, status=status, user=user, via=via))
+
+
+def review_images(images: Iterable[Image], threshold: float, user, via: str = "page") -> dict[str, int]:
+    """Approve each image's pending suggestions at or above `threshold` and reject the rest."""
+    pending = TagSuggestion.objects.filter(image__in=list(images), status=TagSuggestion.Status.PENDING)
+    return {
+        "approved": decide(pending.filter(confidence__gte=threshold), TagSuggestion.Status.APPROVED, user, via),
+        "rejected": decide(pending.filter(confidence__lt=threshold), TagSuggestion.Status.REJECTED, user, via),
+    }
+
+
+def review_queue(
+    status: str = TagSuggestion.Status.PENDING,
+    model: str = "",
+    tag: str = "",
+    min_confidence: float | None = None,
+    max_confidence: float | None = None,
+) -> tuple[QuerySet[Image], QuerySet[TagSuggestion]]:
+    """Images with matching suggestions (oldest first), and those suggestions."""
+    suggestions = TagSuggestion.objects.all()
+    if status:
+        suggestions = suggestions.filter(status=status)
+    if model:
+        suggestions = suggestions.filter(model_version__name=model)
+    if tag:
+        suggestions = suggestions.filter(Q(tag__name__startswith=tag) | Q(external_tag__startswith=tag))
+    if min_confidence is not None:
+        suggestions = suggestions.filter(confidence__gte=min_confidence)
+    if max_confidence is not None:
+        suggestions = suggestions.filter(confidence__lte=max_confidence)
+    images = Image.objects.filter(pk__in=suggestions.values("image_id")).order_by("pk")
+    return images, suggestions.select_related("tag", "model_version")
