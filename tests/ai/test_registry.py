@@ -1,11 +1,13 @@
 """The registry: roles resolve to endpoints with environment overrides; slots cap requests across connections."""
 
 import threading
+from dataclasses import replace
 
 import pytest
 from django.db import connections
 
-from tagsite.ai.base import EndpointConfig, LLMError
+from tagsite.ai import registry
+from tagsite.ai.base import ChatBackend, EndpointConfig, LLMError
 from tagsite.ai.gemini import GeminiClient
 from tagsite.ai.registry import client_for, resolve_role
 from tagsite.features import llm_roles
@@ -81,3 +83,29 @@ def test_slots_cap_requests_across_database_sessions():
         for thread in threads:
             thread.join()
     assert server.max_in_flight == 2
+
+
+class ChatOnly(ChatBackend):
+    """A backend that chats but has no embeddings, as a kind of endpoint may."""
+
+    def __init__(self, config, *, slot=None):
+        self.config = config
+
+    def list_models(self):
+        return [self.config.model]
+
+    def close(self):
+        pass
+
+    def chat_json(self, system, user, schema, *, name="answer", images=()):
+        return {}
+
+
+def test_a_role_is_refused_an_endpoint_whose_backend_lacks_its_capability(monkeypatch):
+    monkeypatch.setitem(registry.BACKENDS, "chatonly", f"{__name__}.ChatOnly")
+    config = EndpointConfig(name="lab", kind="chatonly", base_url="http://127.0.0.1:9/v1", model="m")
+    assert isinstance(client_for(config, "chat"), ChatOnly)
+    with pytest.raises(LLMError, match="lab: a chatonly endpoint offers no embed"):
+        client_for(config, "embed")
+    with pytest.raises(LLMError, match="unknown endpoint kind 'anthropic'; kinds are openai, gemini, chatonly"):
+        client_for(replace(config, kind="anthropic"))
