@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from importlib import import_module
+from pathlib import Path
 
 import pytest
 from django.apps import apps
@@ -103,6 +104,27 @@ def test_an_llm_run_whose_every_request_failed_is_failed_with_what_to_do(monkeyp
 
 
 @pytest.mark.django_db
+@pytest.mark.django_db
+@pytest.mark.parametrize(("broken", "status"), [(1, "partial"), (2, "failed")])
+def test_a_backlog_run_with_undecodable_images_says_so(settings, tmp_path, broken, status):
+    settings.SUGGESTIONS_MODELS_DIR = tmp_path / "models"
+    settings.SUGGESTIONS_ON_INGEST = False
+    model = suggestion_services.install_model("wd-test", build_model(tmp_path / "wd14-src"), version="v1")
+    paths = []
+    for index in range(2):
+        PILImage.new("RGB", (80 + index, 80), (0, 0, 255)).save(tmp_path / f"{index}.png")
+        paths.append(str(tmp_path / f"{index}.png"))
+    ingest_paths(paths)
+    for path in paths[:broken]:  # damaged on disk after the import
+        Path(path).write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    job = create_job("suggest_tags", {"model_id": model.pk, "limit": None})
+    infer_backlog(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.error_count, job.counts["failed"]) == (status, broken, broken)
+    assert [error["item"] for error in job.errors] == paths[:broken]
+    assert "backlog run" in job.advice
+
+
 @pytest.mark.parametrize(
     ("counts", "errors", "status"),
     [
