@@ -74,7 +74,11 @@ def open_image(path_or_file, *, max_pixels: int, draft_size: int | None = None) 
         if exc.errno is not None:  # the file itself (a path argument) could not be read
             raise ImageDecodeError(f"cannot read the file: {exc.strerror}") from exc
         raise ImageDecodeError(f"corrupt or truncated image: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - SyntaxError, struct.error, EOFError, ValueError, IndexError...
+    except ValueError as exc:
+        if "MAX_TEXT_CHUNK" in str(exc):
+            raise ImageDecodeError("decompression bomb: a text chunk expands past the safety limit") from exc
+        raise ImageDecodeError(f"corrupt image (the decoder stopped: {exc or 'no reason given'})") from exc
+    except Exception as exc:  # noqa: BLE001 - SyntaxError, struct.error, EOFError, IndexError...
         raise ImageDecodeError(f"corrupt image (the decoder stopped: {exc or type(exc).__name__})") from exc
 
 

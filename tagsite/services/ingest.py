@@ -176,7 +176,8 @@ def inspect_file(path: str) -> FileFacts:
 
 
 def unexpected_error(exc: Exception) -> str:
-    return f"could not be read ({type(exc).__name__}: {exc}); the rest of the import went on"
+    """A sentence for the job page; the traceback is in the log."""
+    return f"could not be read because of an unexpected error ({exc or type(exc).__name__}); the log has the details"
 
 
 def _inspect(facts: FileFacts) -> None:
@@ -236,7 +237,7 @@ def inspect_chunk(paths: list[str]) -> list[FileFacts]:
         keywords = {}
         for f in facts:
             if f.path in readable:
-                f.error = f"its keywords could not be read ({type(exc).__name__}: {exc})"
+                f.error = f"its keywords could not be read ({exc or type(exc).__name__}); the log has the details"
     for f in facts:
         f.keywords = keywords.get(f.path, [])
     return facts

@@ -19,7 +19,7 @@ import pytest
 from django.core.management import call_command
 from PIL import Image as PILImage
 
-from tagsite.models import Image, ImageStage, Job
+from tagsite.models import Image, ImageStage, Job, Tag
 from tagsite.services import ingest
 from tagsite.services.ingest import import_folder
 from tests.factories import make_jpeg, write_keywords
@@ -111,7 +111,7 @@ def write_broken_files(folder: Path) -> dict[str, tuple[str, str]]:
         "broken data stream",
     )
     text_bomb = png_chunk(b"zTXt", b"comment\0\0" + zlib.compress(b"a" * 50_000_000))
-    put("png_text_chunk_bomb.png", png[:33] + text_bomb + png[33:], "failed", "too large")
+    put("png_text_chunk_bomb.png", png[:33] + text_bomb + png[33:], "failed", "decompression bomb")
     zero = png_chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0))
     put("png_zero_size.png", png[:8] + zero + png[33:], "failed", DAMAGED)
 
@@ -244,8 +244,10 @@ def imported(django_db_setup, django_db_blocker, tmp_path_factory):
         stages = {row.image.path: row for row in ImageStage.objects.filter(stage="ingest").select_related("image")}
         tags = {name: sorted(row.tags.values_list("name", flat=True)) for name, row in rows.items()}
     yield folder, expected, before, job, rows, stages, tags
-    with django_db_blocker.unblock():
+    with django_db_blocker.unblock():  # committed outside the tests' transactions: leave the database empty
         Image.objects.all().delete()
+        Tag.objects.all().delete()
+        Job.objects.all().delete()
 
 
 def test_the_batch_holds_over_forty_bad_or_odd_files(imported):
