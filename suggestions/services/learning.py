@@ -119,8 +119,8 @@ def review_report(
         names.setdefault(key, tag_name)
         if status == TagSuggestion.Status.PENDING:
             pending[key] += 1
-        else:
-            decided[key].append((score, status == TagSuggestion.Status.APPROVED))
+        elif status in (TagSuggestion.Status.APPROVED, TagSuggestion.Status.REJECTED):  # a rule's approval is no
+            decided[key].append((score, status == TagSuggestion.Status.APPROVED))  # evidence of precision
     versions = MLModelVersion.objects.in_bulk({model_id for model_id, _ in names})
     thresholds = {pk: label_thresholds(version) for pk, version in versions.items()}
     report = []

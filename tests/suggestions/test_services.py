@@ -324,6 +324,11 @@ def test_report_shows_the_evidence_and_apply_never_makes_precision_worse(wd14, t
     always, few, mixed = FEATURE_TAGS[2], FEATURE_TAGS[0], FEATURE_TAGS[1]  # always: long_hair, 1.0 on red
     never = next(iter(CONSTANT_TAGS))  # scores 0.6 on every image
     make_decisions(wd14, always, [(c, True) for c in [*spread(29, 0.4, 0.99), 0.99996]], admin_user, images)
+    for image in images[30:35]:  # a rule's approvals are no human evidence either way
+        TagSuggestion.objects.create(
+            image=image, tag=Tag.objects.get(name=always), model_version=wd14, external_tag=always, confidence=0.5,
+            status=TagSuggestion.Status.AUTO_APPROVED,
+        )  # fmt: skip
     make_decisions(wd14, never, [(0.6, False)] * 7, admin_user, images)
     make_decisions(wd14, few, [(0.9, True), (0.8, True), (0.7, True), (0.5, False), (0.4, False)], admin_user, images)
     make_decisions(
