@@ -376,7 +376,9 @@ STATES = [("all", "all tags"), ("uncategorised", "uncategorised"), ("proposal", 
 def filter_tags(query: str = "", code: str = "", state: str = "all") -> QuerySet[Tag]:
     """Tags matching the page's (and the API's) filters, most used first, each with its category's code in
     `.category_code` (None when uncategorised) and its pending proposal in `.pending` (a list of at most one)."""
-    pending = CategoryProposal.objects.filter(status=CategoryProposal.Status.PENDING).select_related("category")
+    pending = CategoryProposal.objects.filter(status=CategoryProposal.Status.PENDING).select_related(
+        "category", "producer"
+    )
     tags = Tag.objects.annotate(category_code=F("category_link__category__code")).prefetch_related(
         Prefetch("category_proposals", queryset=pending, to_attr="pending")
     )

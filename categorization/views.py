@@ -10,7 +10,8 @@ from categorization import services
 from categorization.models import CategoryProposal, ExtendedCategory
 from categorization.tasks import start_run
 from tagsite.access import permission_required
-from tagsite.models import Job
+from tagsite.models import Job, Proposal
+from tagsite.review import services as review
 
 
 def number(value: str) -> int | None:
@@ -44,7 +45,8 @@ def tag_categorize(request):
             "categories": ExtendedCategory.objects.all(),
             "chart": [(c, name, n, round(100 * n / biggest, 1)) for c, name, n in chart],
             "job": job,
-            "pending_total": CategoryProposal.objects.filter(status=CategoryProposal.Status.PENDING).count(),
+            "pending_total": review.capped_label(CategoryProposal.objects.filter(status=Proposal.Status.PENDING)),
+            "can_review": request.user.has_perm("categorization.review_categoryproposal"),
         },
     )
 

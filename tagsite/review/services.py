@@ -159,6 +159,12 @@ def capped_count(queryset: QuerySet, cap: int = COUNT_CAP) -> tuple[int, bool]:
     return min(count, cap), count > cap
 
 
+def capped_label(queryset: QuerySet, cap: int = COUNT_CAP) -> str:
+    """A capped count as people read it: "12", or "1,000+" past the cap."""
+    count, capped = capped_count(queryset, cap)
+    return f"{count:,}{'+' if capped else ''}"
+
+
 @dataclass
 class KindCounts:
     kind: ReviewKind
