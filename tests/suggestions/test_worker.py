@@ -37,7 +37,8 @@ def test_upload_worker_suggests_and_a_moderator_reviews_in_the_browser(
     image_id = wait_for(lambda: ImageRun.objects.filter(model_version=wd14).values_list("image_id", flat=True).first())
     assert set(TagSuggestion.objects.filter(image_id=image_id).values_list("tag__name", flat=True)) == RED_SET
 
-    page.click("text=Review")
+    page.click("text=Review")  # the hub: pending work per kind
+    page.click("a:has-text('Tag suggestions')")
     card = page.locator(f".review-card[data-image='{image_id}']")
     card.locator(".suggestion", has_text="long hair").locator("button.approve").click()
     card.locator(".suggestion.approved", has_text="long hair").wait_for()
