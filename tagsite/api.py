@@ -9,14 +9,13 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, parsers, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from tagsite.models import Image, ImageTag, Job, Tag, TagAlias, TagImplication
+from tagsite.pagination import CappedCursorPagination
 from tagsite.services import tags as tag_service
 from tagsite.services.ingest import ImportRefused, UploadRejected, check_import_folder, store_upload
 from tagsite.services.jobs import request_cancel, start_job
-from tagsite.services.lists import capped_count
 
 
 class StaffModelPermissions(permissions.DjangoModelPermissions):
@@ -98,27 +97,6 @@ class ImageFilter(django_filters.FilterSet):
     class Meta:
         model = Image
         fields = ["status", "file_format"]
-
-
-class CappedCursorPagination(CursorPagination):
-    """Newest first by id with `?cursor=` links (a keyset, never OFFSET), and a `count` that stops at 1,000
-    (`count_capped` says when it did), so no page counts a million rows."""
-
-    ordering = "-id"
-
-    def paginate_queryset(self, queryset, request, view=None):
-        self.count, self.count_capped = capped_count(queryset)
-        return super().paginate_queryset(queryset, request, view)
-
-    def get_paginated_response(self, data):
-        links = {"next": self.get_next_link(), "previous": self.get_previous_link()}
-        return Response({"count": self.count, "count_capped": self.count_capped, **links, "results": data})
-
-    def get_paginated_response_schema(self, schema):
-        schema = super().get_paginated_response_schema(schema)
-        counts = {"count": {"type": "integer", "example": 123}, "count_capped": {"type": "boolean"}}
-        schema["properties"] = {**counts, **schema["properties"]}
-        return schema
 
 
 class ImageViewSet(viewsets.ReadOnlyModelViewSet):

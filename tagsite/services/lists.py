@@ -76,8 +76,17 @@ class CappedPaginator(Paginator):
     cap = 10_000
 
     @cached_property
+    def _capped_count(self) -> tuple[int, bool]:
+        return capped_count(self.object_list, self.cap)
+
+    @property
     def count(self) -> int:
-        return capped_count(self.object_list, self.cap)[0]
+        return self._capped_count[0]
+
+    @property
+    def capped(self) -> bool:
+        """Whether the list has more rows than `count`."""
+        return self._capped_count[1]
 
 
 def tag_ids_by_prefix(term: str, limit: int = 200) -> list[int]:
