@@ -92,6 +92,10 @@ class Image(models.Model):
     error = models.TextField(blank=True)
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     tags = models.ManyToManyField(Tag, through="ImageTag", related_name="images")
+    metadata_fingerprint = models.CharField(
+        max_length=64, blank=True, help_text="Of the fields last written to the file; differs from today's: dirty."
+    )
+    metadata_written_at = models.DateTimeField(null=True, blank=True, help_text="When tagsite last wrote the file.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
