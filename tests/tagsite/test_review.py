@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import connection, connections, models
 from django.db.models import Count
+from django.test.utils import CaptureQueriesContext
 
 from categorization.models import CategoryProposal, ExtendedCategory, TagCategory
 from suggestions.models import MLModelVersion, TagSuggestion
@@ -349,4 +350,22 @@ def test_eight_threads_approving_overlapping_batches(admin_user):
     assert set(approved.values_list("status", flat=True)) == {"approved"}
     for suggestion in approved:
         assert ImageTag.objects.filter(image_id=suggestion.image_id, tag_id=suggestion.tag_id).exists()
+    assert_counts_true()
+
+
+@pytest.mark.django_db
+def test_a_decision_batch_runs_the_same_queries_for_5_and_50_suggestions(admin_user):
+    """One bulk write per batch: no query per suggestion (before: 5 per suggestion, 175 for 33)."""
+    create_implication("cat_ears", "animal_ears")
+    names = ["smile", "cat_ears", "hat", "solo", "blush"]
+    ids = [s.pk for s in suggest(model_version(), {image(n): dict.fromkeys(names, 0.9) for n in range(10)})]
+    assert len(ids) == 60  # 6 per image: the 5 and animal_ears, which cat_ears implies
+    counts = {}
+    for size, batch in ((5, ids[:6]), (50, ids[6:])):  # one image's, then nine images'; the same tags
+        for status in ("approved", "rejected"):
+            with CaptureQueriesContext(connection) as queries:
+                review_service.decide(kind="tagsuggestion", ids=batch, status=status, user=admin_user, via="api")
+            counts[size, status] = len(queries)
+    assert counts[5, "approved"] == counts[50, "approved"] and counts[5, "rejected"] == counts[50, "rejected"]
+    assert max(counts.values()) <= 16, counts
     assert_counts_true()
