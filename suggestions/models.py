@@ -189,6 +189,8 @@ class TagSuggestion(Proposal):
             models.Index(
                 fields=["model_version", "image"], condition=Q(status="pending"), name="suggestion_pending_model"
             ),
+            # The review core's listing and hub: one producer's pending rows in id order (keyset pages, capped counts).
+            models.Index(fields=["producer", "id"], condition=Q(status="pending"), name="suggestion_pending_producer"),
         ]
 
     def __str__(self) -> str:
@@ -197,5 +199,6 @@ class TagSuggestion(Proposal):
     def save(self, *args, **kwargs):
         """The producer is the model version's (bulk inserts set it themselves)."""
         if self.producer_id is None and self.model_version_id is not None:
-            self.producer_id = MLModelVersion.objects.values_list("producer_id", flat=True).get(pk=self.model_version_id)
+            versions = MLModelVersion.objects.values_list("producer_id", flat=True)
+            self.producer_id = versions.get(pk=self.model_version_id)
         super().save(*args, **kwargs)
