@@ -86,8 +86,8 @@ def test_an_import_job_says_honestly_how_it_ended(tmp_path, good, bad, status):
     assert bool(job.advice) == bool(bad) and ("import the folder again" in job.advice if bad else True)
 
 
-@pytest.mark.django_db
-def test_an_llm_run_whose_every_request_failed_is_failed_with_what_to_do(monkeypatch):
+def failed_llm_run(monkeypatch) -> Job:
+    """A categorisation run against a loopback port nothing listens on: every request fails."""
     make_categories()
     Tag.objects.bulk_create([Tag(name=name, display_name=name, usage_count=3) for name in ("cat", "dog", "hat")])
     monkeypatch.setenv("TAGSITE_LLM_CATEGORIZE_URL", f"http://127.0.0.1:{closed_port()}/v1")
@@ -95,12 +95,26 @@ def test_an_llm_run_whose_every_request_failed_is_failed_with_what_to_do(monkeyp
     job = create_job("categorize", {"limit": 3, "batch_size": 3})
     categorize_tags_task(job.pk)
     job.refresh_from_db()
+    return job
+
+
+@pytest.mark.django_db
+def test_an_llm_run_whose_every_request_failed_is_failed_with_what_to_do(monkeypatch):
+    job = failed_llm_run(monkeypatch)
     assert job.status == "failed" and job.counts == {"successful": 0, "failed": 3}
     assert "llm_check categorize" in job.advice and "admin" in job.advice
     assert sorted(e["item"] for e in job.errors) == ["cat", "dog", "hat"]
     assert all(
         "cannot connect to http://127.0.0.1" in e["error"] and "LLMUnavailable" not in e["error"] for e in job.errors
     )
+
+
+@pytest.mark.django_db
+def test_the_categories_page_shows_a_failed_run_with_what_to_do_and_its_job_page(monkeypatch, admin_client):
+    job = failed_llm_run(monkeypatch)
+    html = admin_client.get(f"/tag_categorize?job={job.pk}").content.decode()
+    assert f'href="/jobs/{job.pk}/"' in html and "run `manage.py llm_check categorize`" in html
+    assert 'class="status failed"' in html
 
 
 @pytest.mark.django_db
