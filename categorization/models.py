@@ -3,7 +3,7 @@
 from django.db import models
 from django.db.models import Q
 
-from tagsite.models import Proposal, Tag
+from tagsite.models import Producer, Proposal, Tag
 
 
 class ExtendedCategory(models.Model):
@@ -48,6 +48,22 @@ class CategoryProposal(Proposal):
 
     tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="category_proposals")
     category = models.ForeignKey(ExtendedCategory, on_delete=models.CASCADE, related_name="proposals")
+    knn_category = models.ForeignKey(
+        ExtendedCategory,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The labelled neighbours' vote beside the LLM's answer (agreement raises the confidence).",
+    )
+    second_category = models.ForeignKey(
+        ExtendedCategory,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Asked twice: the second answer. Different from the category: disputed, for review.",
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -78,3 +94,26 @@ class CachedAnswer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tag_name} -> {self.category.code}"
+
+
+class CategorizerEvaluation(models.Model):
+    """How right a producer (model + prompt version) is on a labelled file, cross-validated by
+    `evaluate_categorizer`: what a user reads before trusting the model they configured."""
+
+    producer = models.ForeignKey(Producer, on_delete=models.CASCADE, related_name="categorizer_evaluations")
+    labelled_file = models.CharField(max_length=255)
+    folds = models.PositiveSmallIntegerField()
+    tags = models.PositiveIntegerField(help_text="Labelled tags asked about (a stratified subset, or all).")
+    accuracy = models.FloatField()
+    macro_recall = models.FloatField()
+    knn_accuracy = models.FloatField(help_text="The labelled neighbours' vote alone.")
+    requests = models.PositiveIntegerField()
+    seconds = models.FloatField()
+    report = models.JSONField(default=dict, help_text="Options, worst categories' confusion, confidence cuts.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.producer}: {self.accuracy:.1%} on {self.tags} tags"
