@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 from categorization import services
 from categorization.models import CategoryProposal, ExtendedCategory
 from categorization.tasks import start_run
-from tagsite.access import permission_required
+from tagsite.access import permission_required, require
 from tagsite.models import Job, Proposal
 from tagsite.review import services as review
 
@@ -62,6 +62,8 @@ def tag_categorize_action(request):
         messages.warning(request, "Select at least one tag.")
         return back(request)
     proposals = CategoryProposal.objects.filter(tag_id__in=tag_ids)
+    if verb in ("accept", "bulk_accept", "reject", "bulk_reject"):
+        require(request.user, "categorization.review_categoryproposal")  # deciding is the review kind's permission
     if verb in ("set", "bulk_set"):
         field = f"category_{tag_id}" if tag_id else "bulk_category"
         code = request.POST.get(field, "")

@@ -169,6 +169,12 @@ def test_permissions_per_kind(client):
     assert client.get("/api/review/tagsuggestion/").status_code == 200
     assert client.get("/api/review/nosuchkind/").status_code == 404
 
+    categorizer = user("categorizer", "categorization.categorize_tags", "categorization.view_extendedcategory")
+    client.force_login(categorizer)  # may categorise by hand, may not decide proposals
+    accept = {"action": f"accept:{proposal.tag_id}"}
+    assert client.post("/tag_categorize/action", accept).status_code == 403
+    assert CategoryProposal.objects.get(pk=proposal.pk).status == "pending"
+
     client.force_login(user("viewer", "suggestions.view_tagsuggestion"))
     assert client.get("/api/review/tagsuggestion/").status_code == 200
     assert decide("tagsuggestion", suggestion.pk).status_code == 403
