@@ -124,3 +124,14 @@ def test_moderators_group_has_the_tagging_permissions():
     assert group.name == MODERATORS
     codes = set(group.permissions.values_list("codename", flat=True))
     assert {"add_imagetag", "delete_imagetag"} <= codes
+
+
+@pytest.mark.parametrize(("moderator", "shown"), [(True, True), (False, False)])
+def test_the_tagging_controls_show_only_with_the_permissions(client, images, moderator, shown):
+    viewer = logged_in(client, "someone", moderator=moderator)
+    image_page = viewer.get(f"/images/{images[0].pk}/").content.decode()
+    library = viewer.get("/").content.decode()
+    assert ('id="tag-editor"' in image_page, 'class="untag"' in image_page) == (shown, False)  # no tags yet
+    assert ('id="bulk-tags"' in library, 'class="select"' in library) == (shown, shown)
+    add_tags([images[0]], ["window"])
+    assert ('class="untag"' in viewer.get(f"/images/{images[0].pk}/").content.decode()) == shown
