@@ -1,7 +1,6 @@
 """The /tag_categorize page: browse and filter tags, categorise by hand or in bulk, review LLM proposals."""
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -12,6 +11,7 @@ from categorization.tasks import start_run
 from tagsite.access import permission_required, require
 from tagsite.models import Job, Proposal
 from tagsite.review import services as review
+from tagsite.services.lists import CappedPaginator
 
 
 def number(value: str) -> int | None:
@@ -28,7 +28,7 @@ def filtered_tags(params) -> tuple:
 @permission_required("categorization.view_extendedcategory")
 def tag_categorize(request):
     tags, query, code, state = filtered_tags(request.GET)
-    page = Paginator(tags, 100).get_page(request.GET.get("page"))
+    page = CappedPaginator(tags, 100).get_page(request.GET.get("page"))  # counts and pages stop at 10,000 tags
     chart = services.distribution()
     biggest = max((count for _, _, count in chart), default=0) or 1
     job_id = number(request.GET.get("job", ""))

@@ -166,3 +166,13 @@ def test_api_lists_count_up_to_a_cap(admin_client, monkeypatch):
     monkeypatch.setattr(CappedPaginator, "cap", 3)
     listed = admin_client.get("/api/tags/").json()
     assert (listed["count"], listed["count_capped"]) == (3, True)
+
+
+@pytest.mark.django_db
+def test_tag_categorize_counts_and_pages_up_to_a_cap(admin_client, monkeypatch):
+    from tagsite.services.lists import CappedPaginator
+
+    Tag.objects.bulk_create([Tag(name=f"tag_{n}", display_name=f"tag {n}") for n in range(5)])
+    assert "5 tags" in admin_client.get("/tag_categorize").content.decode()
+    monkeypatch.setattr(CappedPaginator, "cap", 3)
+    assert "3+ tags" in admin_client.get("/tag_categorize").content.decode()
