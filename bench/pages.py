@@ -181,7 +181,7 @@ def clone(client, base: str):
     return copy
 
 
-def deepen(client, path: str, fraction: float = 0.8) -> str:
+def deepen(client, path: str, fraction: float = 0.8, top_id: int = 0) -> str:
     """A link to a page about `fraction` deep into the list at `path`, whatever its pagination:
     page numbers (from the count), a DRF cursor or an `after`/`before` key (scaled from the first next link)."""
     response = client.get(path, headers={"Accept": "application/json, text/html"})
@@ -195,7 +195,7 @@ def deepen(client, path: str, fraction: float = 0.8) -> str:
         found = found or re.search(r'rel="next"[^>]*href="([^"]+)"|href="([^"]+)"[^>]*rel="next"', text)
         link = next((group for group in (found.groups() if found else ()) if group), "")
         link = link.replace("&amp;", "&")
-        count = None
+        data, count = {}, None
     if not link:
         return path
     parsed = urllib.parse.urlsplit(link)
@@ -206,8 +206,11 @@ def deepen(client, path: str, fraction: float = 0.8) -> str:
         query["page"] = str(max(2, int(last * fraction)))
     elif "cursor" in query:
         position = dict(urllib.parse.parse_qsl(base64.b64decode(query["cursor"]).decode()))
+        ids = [row.get("id") for row in data.get("results", []) if isinstance(row, dict)]
+        ascending = len(ids) > 1 and ids[0] < ids[-1]
         if position.get("p", "").lstrip("-").isdigit():
-            position["p"] = str(int(int(position["p"]) * (1 - fraction)))
+            p = int(position["p"])
+            position["p"] = str(int(top_id * fraction) if ascending and top_id else int(p * (1 - fraction)))
         query["cursor"] = base64.b64encode(urllib.parse.urlencode(position).encode()).decode()
     else:
         for key in ("after", "before"):
@@ -231,6 +234,9 @@ def endpoints(client, models: dict) -> list[Endpoint]:
     image = Image.objects.filter(suggestions__status="pending").order_by("-id").values_list("id", flat=True).first()
     pool = iter(approval_pool(TagSuggestion, top[:20]))
     approve = lambda: {"ids": list(itertools.islice(pool, BATCH)), "status": "approved"}  # noqa: E731
+    fields = {f.name for f in TagSuggestion._meta.get_fields()}
+    last_suggestion = TagSuggestion.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    producer = TagSuggestion.objects.values_list("producer_id", flat=True).first() if "producer" in fields else ""
     q = urllib.parse.quote
     listed = [
         Endpoint("review page", "/suggestions/", kind="page"),
@@ -246,6 +252,16 @@ def endpoints(client, models: dict) -> list[Endpoint]:
         Endpoint("review API, approved", "/api/suggestions/?status=approved"),
         Endpoint("review API, one image", f"/api/suggestions/?image={image}"),
         Endpoint("approve 32", "/api/suggestions/decide/", "POST", approve),
+        Endpoint("review hub", "/review/", kind="page"),
+        Endpoint("review core API", "/api/review/tagsuggestion/?status=pending"),
+        Endpoint(
+            "review core API, deep", deepen(client, "/api/review/tagsuggestion/?status=pending", top_id=last_suggestion)
+        ),
+        Endpoint("review core API, tag", f"/api/review/tagsuggestion/?status=pending&tag={q(one)}"),
+        Endpoint("review core API, producer", f"/api/review/tagsuggestion/?status=pending&producer={producer}"),
+        Endpoint("review core API, confidence", "/api/review/tagsuggestion/?status=pending&min_confidence=0.8"),
+        Endpoint("review core approve 32", "/api/review/tagsuggestion/decide/", "POST", approve),
+        Endpoint("review core API, proposals", "/api/review/categoryproposal/?status=pending"),
         Endpoint("library", "/", kind="page"),
         Endpoint("library, 1 tag", f"/?q={q(one)}", kind="page"),
         Endpoint("library, 2 tags", f"/?q={q(one)}+{q(two)}", kind="page"),
