@@ -12,6 +12,7 @@ class CategorizationConfig(AppConfig):
         "categorization.view_categoryproposal",
     ]
     llm_roles = {"categorize": "chat"}
+    tag_parents = "categorization.hierarchy.category_names"  # files get `Body Hair|long hair`
 
     def ready(self):
         from tagsite import review

@@ -5,7 +5,9 @@ The core names no feature app. An app declares on its AppConfig, as class attrib
 - `task_routes`: Celery routes of its tasks, `{"categorization.tasks.*": {"queue": "llm"}}`;
 - `moderator_permissions`: what the `moderators` group needs for its screens, `["categorization.view_tagcategory"]`;
 - `llm_roles`: the LLM registry roles its stages use, each with the capability it needs from the endpoint's
-  backend, `{"categorize": "chat"}` (`chat` or `embed`, see `tagsite.ai.base.CAPABILITIES`).
+  backend, `{"categorize": "chat"}` (`chat` or `embed`, see `tagsite.ai.base.CAPABILITIES`);
+- `tag_parents`: the dotted path of a function `tag ids -> {tag id: parent name}`, the parents written to files
+  as `XMP-lr:HierarchicalSubject` (`Parent|tag`).
 
 The core reads them from every installed app (its own list of moderator permissions is `MODERATOR_PERMISSIONS`
 in settings), so adding a stage touches only its app.
@@ -50,6 +52,17 @@ def llm_roles() -> dict[str, str]:
 def llm_role_choices() -> list[tuple[str, str]]:
     """`LLMRole.role`'s choices: the roles the installed apps declare (a callable, so no migration per role)."""
     return [(role, role) for role in sorted(llm_roles())]
+
+
+def tag_parents(tag_ids: list[int]) -> dict[int, str]:
+    """Each tag's parent name from the first app that names one (metadata write-back's hierarchy)."""
+    from django.utils.module_loading import import_string
+
+    parents: dict[int, str] = {}
+    for _, path in _declared("tag_parents"):
+        for tag_id, name in import_string(path)(tag_ids).items():
+            parents.setdefault(tag_id, name)
+    return parents
 
 
 def route_task(name, args, kwargs, options, task=None, **kw):

@@ -1,11 +1,13 @@
 """ExifTool, driven in `-stay_open` mode through pyexiftool: the one place tagsite touches file metadata."""
 
+import json
 import logging
 import os
 import re
 import shutil
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import exiftool
@@ -29,18 +31,22 @@ def exiftool_path() -> str:
     return path
 
 
-def _helper() -> exiftool.ExifToolHelper:
-    """One long-running exiftool per thread: starting Perl per file would dominate the cost.
+def _helper(kind: str = "reader") -> exiftool.ExifToolHelper:
+    """One long-running exiftool per thread and kind: starting Perl per file would dominate the cost.
 
     `-m` ignores minor errors, so a file with more than 1000 keywords gives all of them, not the first 1000.
+    The reader uses `-n` (raw values); the writer does not, so `CodedCharacterSet=UTF8` is converted.
     """
-    helper = getattr(_local, "helper", None)
+    helper = getattr(_local, kind, None)
     if helper is None or not helper.running:
+        raw = ["-n"] if kind == "reader" else ["-charset", "iptc=utf8"]
         helper = exiftool.ExifToolHelper(
-            executable=exiftool_path(), common_args=["-G1", "-n", "-m", "-charset", "utf8"]
+            executable=exiftool_path(), common_args=["-G1", *raw, "-m", "-charset", "utf8"]
         )
+        helper.set_json_loads(_text_helper_loads)
+        helper.check_execute = kind == "reader"  # the writer reads every command's errors itself
         helper.run()
-        _local.helper = helper
+        setattr(_local, kind, helper)
     return helper
 
 
@@ -92,3 +98,150 @@ def _read(names: list[str]) -> dict[str, list[str]]:
                     keywords.append(text)
         found[record["SourceFile"]] = keywords
     return found
+
+
+# Writing. The fields tagsite writes, by the names ExifTool reads them back under (`-G1`: EXIF's IFD0).
+SUBJECT, KEYWORDS, HIERARCHY = "XMP-dc:Subject", "IPTC:Keywords", "XMP-lr:HierarchicalSubject"
+TITLE, OBJECT_NAME = "XMP-dc:Title", "IPTC:ObjectName"
+DESCRIPTION, CAPTION, IMAGE_DESCRIPTION = "XMP-dc:Description", "IPTC:Caption-Abstract", "IFD0:ImageDescription"
+FIELDS = (SUBJECT, KEYWORDS, HIERARCHY, TITLE, OBJECT_NAME, DESCRIPTION, CAPTION, IMAGE_DESCRIPTION)
+LIST_FIELDS = (SUBJECT, KEYWORDS, HIERARCHY)
+# Where a field is written from (the group ExifTool writes it under): EXIF's ImageDescription lives in IFD0.
+WRITE_NAMES = {IMAGE_DESCRIPTION: "EXIF:ImageDescription"}
+# IPTC's record limits in bytes (IIM 4.2); ExifTool would cut them mid-character, so tagsite cuts first.
+IPTC_LIMITS = {KEYWORDS: 64, OBJECT_NAME: 64, CAPTION: 2000}
+# Which fields each format holds in the file itself; other formats (RAW, BMP, ...) get an XMP sidecar.
+XMP = (SUBJECT, HIERARCHY, TITLE, DESCRIPTION)
+IN_PLACE_FIELDS = {
+    ".jpg": FIELDS,
+    ".jpeg": FIELDS,
+    ".tif": FIELDS,
+    ".tiff": FIELDS,
+    ".png": XMP,
+    ".webp": XMP,
+    ".gif": XMP,
+    ".heic": XMP,
+    ".heif": XMP,
+}
+
+
+def fields_for(path: str) -> tuple[str, ...]:
+    """The fields a file of this name holds in place; empty: only a sidecar can carry them."""
+    suffix = Path(path).suffix.lower()
+    return XMP if suffix == ".xmp" else IN_PLACE_FIELDS.get(suffix, ())
+
+
+def _as_list(value) -> list[str]:
+    values = value if isinstance(value, list) else [] if value is None else [value]
+    return [str(item) for item in values]
+
+
+def read_fields(paths: list[str]) -> dict[str, dict[str, list[str]]]:
+    """Every field tagsite writes, per file, as lists of strings (a title is a list of one).
+
+    Values are read as text (`1.50` stays `1.50`); a file ExifTool cannot read maps to {} and
+    never fails the batch.
+    """
+    if not paths:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="tagsite-exif-") as workdir:
+        names = _safe_names(paths, Path(workdir))
+        helper = _helper()
+        found: dict[str, dict[str, list[str]]] = {}
+        try:
+            records = helper.get_tags(list(names.values()), list(FIELDS))
+        except Exception:  # noqa: BLE001 - one unreadable file: read the others one by one
+            records = []
+            for name in names.values():
+                try:
+                    records += helper.get_tags([name], list(FIELDS))
+                except Exception as exc:  # noqa: BLE001
+                    logger.warning("ExifTool could not read %r: %s", name, exc)
+        for record in records:
+            found[record["SourceFile"]] = {field: _as_list(record.get(field)) for field in FIELDS}
+        return {path: found.get(name, {}) for path, name in names.items()}
+
+
+def _text_helper_loads(text, **kwargs):
+    """JSON with numbers kept as text: a keyword `1.50` or `007` must read back as written."""
+    return json.loads(text, parse_int=str, parse_float=str, **kwargs)
+
+
+@dataclass
+class WriteCommand:
+    """Write `values` (field -> list; [] deletes the field) into `output`: a copy of `source`, or a new XMP
+    sidecar when `source` is None. `output` must not exist; ExifTool creates it."""
+
+    output: str
+    values: dict[str, list[str]]
+    source: str | None = None
+
+
+def write(commands: list[WriteCommand]) -> list[str]:
+    """Run every command in one ExifTool round trip; returns each command's error text ('' when none).
+
+    ExifTool does not fail on warnings: the caller reads the outputs back, always.
+    """
+    if not commands:
+        return []
+    params: list[str] = []
+    for index, command in enumerate(commands):
+        params += ["-echo2", f"@@tagsite {index}@@"]  # to stderr before the command runs
+        if _needs_utf8_iptc(command.values):
+            params.append("-IPTC:CodedCharacterSet=UTF8")
+        for field, values in command.values.items():
+            name = WRITE_NAMES.get(field, field)
+            params += [f"-{name}={one_line(value)}" for value in values] or [f"-{name}="]
+        params += ["-o", _argument_path(command.output)]
+        if command.source is not None:
+            params.append(_argument_path(command.source))
+        if index < len(commands) - 1:
+            params.append("-execute")
+    helper = _helper("writer")
+    try:
+        helper.execute(*params)
+    except Exception as exc:  # noqa: BLE001 - a dead ExifTool fails every command of the round trip
+        stop()
+        return [f"ExifTool stopped: {exc or type(exc).__name__}"] * len(commands)
+    return _split_errors(helper.last_stderr or "", len(commands))
+
+
+def _needs_utf8_iptc(values: dict[str, list[str]]) -> bool:
+    return any(field.startswith("IPTC:") for field in values)
+
+
+def one_line(value: str) -> str:
+    """ExifTool reads arguments line by line: a newline in a value would start a new argument, so control
+    characters become spaces (and runs of spaces one), as they do when keywords are read."""
+    return " ".join(CONTROL_CHARACTERS.sub(" ", value).split())
+
+
+def _argument_path(path: str) -> str:
+    if "\n" in path or "\r" in path:
+        raise MetadataError(f"a file name with a line break cannot be written: {path!r}")
+    return path
+
+
+def _split_errors(stderr: str, count: int) -> list[str]:
+    """ExifTool's messages per command, split at the markers each command echoed first; warnings dropped."""
+    errors = [""] * count
+    current = None
+    for line in stderr.splitlines():
+        marker = re.fullmatch(r"@@tagsite (\d+)@@", line.strip())
+        if marker:
+            current = int(marker.group(1))
+        elif current is not None and line.strip() and not line.startswith("Warning"):
+            errors[current] = f"{errors[current]} {line.strip()}".strip()
+    return errors
+
+
+def stop() -> None:
+    """End this thread's ExifTool processes (after one died mid-batch: the next call starts a fresh one)."""
+    for kind in ("reader", "writer"):
+        helper = getattr(_local, kind, None)
+        if helper is not None:
+            try:
+                helper.terminate()
+            except Exception:  # noqa: BLE001 - already dead
+                logger.debug("ExifTool %s was already gone", kind)
+        setattr(_local, kind, None)

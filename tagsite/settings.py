@@ -257,3 +257,16 @@ if not CELERY_BROKER_URL.startswith("filesystem://"):
 # auto-applied proposal; off, every answer waits for review on /tag_categorize.
 CATEGORIZE_AUTO_APPLY = env_bool("TAGSITE_CATEGORIZE_AUTO_APPLY")
 CATEGORIZE_REQUEST_SIZE = int(os.environ.get("TAGSITE_CATEGORIZE_REQUEST_SIZE", 40))
+
+# Metadata write-back (tagsite/services/writeback.py). Import never writes to files; only an explicit write does,
+# or TAGSITE_METADATA_AUTO_WRITE (off by default; every automatic write is logged with its rule).
+METADATA_TAG_NAMES = os.environ.get("TAGSITE_METADATA_TAG_NAMES", "display")  # display | canonical
+METADATA_UNDERSCORES_TO_SPACES = env_bool("TAGSITE_METADATA_UNDERSCORES_TO_SPACES", True)
+METADATA_SIDECARS = env_bool("TAGSITE_METADATA_SIDECARS", True)  # RAW and read-only files get an XMP sidecar
+# Sidecar names: darktable (digiKam too) photo.jpg.xmp, adobe (Lightroom) photo.xmp.
+METADATA_SIDECAR_NAMING = os.environ.get("TAGSITE_METADATA_SIDECAR_NAMING", "darktable")
+METADATA_SIDECAR_ONLY = env_bool("TAGSITE_METADATA_SIDECAR_ONLY")  # never touch originals
+METADATA_AUTO_WRITE = env_bool("TAGSITE_METADATA_AUTO_WRITE")
+METADATA_WRITE_THREADS = int(os.environ.get("TAGSITE_METADATA_WRITE_THREADS", os.cpu_count() or 2))
+METADATA_BATCH_SIZE = int(os.environ.get("TAGSITE_METADATA_BATCH_SIZE", 16))  # files per ExifTool round trip
+METADATA_DIR = VAR_DIR / "metadata"  # audits (JSONL + Markdown per run) and backups of originals

@@ -1,0 +1,497 @@
+"""Writing what tagsite holds (tags, their categories) into the files, so other photo programs see it.
+
+A write can never damage or lose a file: ExifTool writes a temporary copy in the file's own folder, the copy is
+read back and every field compared (ExifTool does not fail on warnings), and only then renamed over the original,
+atomically, in the database transaction that records the file's new size, mtime and hash (so a rescan does not
+see a changed file). A file another program changed since import is refused. Work goes in batches: one ExifTool
+round trip writes a batch and one reads it back, on every core.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import stat
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from tagsite import features, metadata
+from tagsite.models import Image
+from tagsite.services.jobs import JobProgress
+from tagsite.services.tags import normalize_tag_name
+
+log = logging.getLogger(__name__)
+
+REPLACE, APPEND = "replace", "append"
+# What tagsite holds, by kind, and the file fields each kind is written to.
+KEYWORDS, HIERARCHY, TITLE, DESCRIPTION = "keywords", "hierarchy", "title", "description"
+FILE_FIELDS = {
+    KEYWORDS: (metadata.SUBJECT, metadata.KEYWORDS),
+    HIERARCHY: (metadata.HIERARCHY,),
+    TITLE: (metadata.TITLE, metadata.OBJECT_NAME),
+    DESCRIPTION: (metadata.DESCRIPTION, metadata.CAPTION, metadata.IMAGE_DESCRIPTION),
+}
+LISTS = (KEYWORDS, HIERARCHY)
+TEMPORARY_MARK = ".tagsite-"  # temporary copies: `.photo.jpg.tagsite-<random>.tmp`
+
+
+@dataclass
+class WriteOptions:
+    mode: str = REPLACE
+    sidecar_only: bool = False
+    overwrite: bool = False  # replace what the file carries even when that drops keywords or texts
+    backup: bool = False
+    dry_run: bool = False
+
+    def __post_init__(self):
+        if self.mode not in (REPLACE, APPEND):
+            raise ValueError(f"unknown mode {self.mode!r}: replace or append")
+
+
+@dataclass
+class FileResult:
+    """What happened to one image's file; a line of the JSONL audit."""
+
+    image_id: int
+    path: str
+    status: str = ""  # written, unchanged, skipped, failed, dry-run
+    target: str = ""  # the file written: the image itself or its sidecar
+    error: str = ""
+    before: dict[str, list[str]] = field(default_factory=dict)
+    after: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+    temporary: str = ""
+    sha256: str = ""
+    sidecar: bool = False
+
+    def diff(self) -> dict[str, tuple[list[str], list[str]]]:
+        """Field -> (before, after), only the fields that change."""
+        return {
+            name: (self.before.get(name, []), values)
+            for name, values in self.after.items()
+            if self.before.get(name, []) != values
+        }
+
+    def audit(self) -> dict:
+        record = {key: value for key, value in asdict(self).items() if key not in ("temporary", "sha256")}
+        record["changes"] = {name: {"before": old, "after": new} for name, (old, new) in self.diff().items()}
+        return record
+
+
+# What tagsite holds for an image
+
+
+def tag_label(name: str, display_name: str) -> str:
+    """How a tag is named in files: its display name or canonical name (a setting), underscores as spaces."""
+    label = name if settings.METADATA_TAG_NAMES == "canonical" else display_name
+    return label.replace("_", " ") if settings.METADATA_UNDERSCORES_TO_SPACES else label
+
+
+def held_fields(image_ids: Iterable[int]) -> dict[int, dict[str, list[str]]]:
+    """Per image, what tagsite holds to write: its tags (every ImageTag is approved data) and their parents."""
+    rows = Image.tags.through.objects.filter(image_id__in=list(image_ids)).values_list(
+        "image_id", "tag_id", "tag__name", "tag__display_name"
+    )
+    by_image: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for image_id, tag_id, name, display_name in rows:
+        by_image[image_id].append((tag_id, tag_label(name, display_name)))
+    parents = features.tag_parents(list({tag_id for tags in by_image.values() for tag_id, _ in tags}))
+    held = {}
+    for image_id in image_ids:
+        tags = sorted(by_image.get(image_id, []), key=lambda item: item[1].casefold())
+        held[image_id] = {
+            KEYWORDS: [label for _, label in tags],
+            HIERARCHY: [f"{parents[tag_id]}|{label.replace('|', '/')}" for tag_id, label in tags if tag_id in parents],
+        }
+    return held
+
+
+def fingerprint(held: dict[str, list[str]]) -> str:
+    return hashlib.sha256(json.dumps(held, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def dirty_ids(images: Iterable[Image]) -> list[int]:
+    """Images whose tags or texts changed since they were last written (never written and holding something)."""
+    images = list(images)
+    held = held_fields([image.pk for image in images])
+    return [
+        image.pk
+        for image in images
+        if fingerprint(held[image.pk]) != image.metadata_fingerprint
+        and (image.metadata_fingerprint or any(held[image.pk].values()))
+    ]
+
+
+def all_dirty_ids(chunk: int = 2000) -> list[int]:
+    """Every dirty image of the library, read in chunks of `chunk` images."""
+    found: list[int] = []
+    rows = Image.objects.filter(status=Image.Status.OK).only("pk", "metadata_fingerprint").order_by("pk")
+    last = 0
+    while batch := list(rows.filter(pk__gt=last)[:chunk]):
+        found += dirty_ids(batch)
+        last = batch[-1].pk
+    return found
+
+
+# From what the file has and what tagsite holds to what the file will have
+
+
+def key(value: str) -> str:
+    """Two keywords are the same when tagsite would read them as the same tag (case, `_`, spaces)."""
+    return normalize_tag_name(value) or value.casefold()
+
+
+def merge(existing: list[str], held: list[str]) -> list[str]:
+    """The file's keywords, then tagsite's that the file lacks, compared case-insensitively (never ExifTool's
+    case-sensitive `+=`)."""
+    seen = {key(value) for value in existing}
+    merged = list(existing)
+    for value in held:
+        if key(value) not in seen:
+            seen.add(key(value))
+            merged.append(value)
+    return merged
+
+
+def cut_bytes(value: str, limit: int) -> str:
+    """At most `limit` UTF-8 bytes, cut on a character boundary."""
+    encoded = value.encode()
+    return value if len(encoded) <= limit else encoded[:limit].decode(errors="ignore")
+
+
+def file_values(current: dict[str, list[str]], held: dict[str, list[str]], fields: tuple[str, ...], mode: str):
+    """The values to write to each of `fields`, and notes on what was cut; `current` is what the file has."""
+    values: dict[str, list[str]] = {}
+    notes: list[str] = []
+    for kind, names in FILE_FIELDS.items():
+        if kind not in held or (kind not in LISTS and not held[kind]):
+            continue  # tagsite holds no title or description: the file's stay as they are
+        for name in names:
+            if name not in fields:
+                continue
+            wanted = [metadata.one_line(value) for value in held[kind]]
+            if kind in LISTS and mode == APPEND:
+                wanted = merge(current.get(name, []), wanted)
+            if limit := metadata.IPTC_LIMITS.get(name):
+                cut = [cut_bytes(value, limit) for value in wanted]
+                pairs = zip(wanted, cut, strict=True)
+                notes += [f"{name} cut to {limit} bytes: {old!r} -> {new!r}" for old, new in pairs if old != new]
+                wanted = merge([], cut) if kind in LISTS else cut
+            values[name] = wanted
+    return values, notes
+
+
+def dropped(current: dict[str, list[str]], values: dict[str, list[str]]) -> list[str]:
+    """What a replace would remove from the file: keywords it carries that tagsite does not hold, other texts."""
+    lost = []
+    for name, new in values.items():
+        kept = {key(value) for value in new}
+        lost += [f"{name}: {value}" for value in current.get(name, []) if key(value) not in kept]
+    return lost
+
+
+# Where to write
+
+
+def sidecar_path(path: str) -> str:
+    """`photo.jpg.xmp` (darktable, digiKam) or `photo.xmp` (Adobe, Lightroom): a setting."""
+    if settings.METADATA_SIDECAR_NAMING == "adobe":
+        return str(Path(path).with_suffix(".xmp"))
+    return f"{path}.xmp"
+
+
+def writable(path: str) -> bool:
+    """Write permission, by the mode bits too: root may write anything, but a read-only file says 'leave me'."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return os.access(path, os.W_OK) and bool(info.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def choose_target(real: str, options: WriteOptions) -> tuple[str, bool]:
+    """The file to write (the image or its sidecar) and whether it is a sidecar; raises ValueError with the
+    reason when neither can be written."""
+    folder = os.path.dirname(real)
+    if not writable(folder):
+        raise ValueError(f"no write permission in the folder {folder}: neither the file nor a sidecar can be written")
+    in_place = bool(metadata.fields_for(real)) and not (options.sidecar_only or settings.METADATA_SIDECAR_ONLY)
+    if in_place and writable(real):
+        return real, False
+    if not settings.METADATA_SIDECARS:
+        why = "the file is read-only" if in_place else "ExifTool cannot write this format in place"
+        raise ValueError(f"{why} and sidecars are off (TAGSITE_METADATA_SIDECARS)")
+    return sidecar_path(real), True
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def changed_since_import(image: Image, real: str) -> str:
+    """Why the file is not the one tagsite imported (size, mtime, content), or ''."""
+    info = os.stat(real)
+    if info.st_size != image.size or abs(info.st_mtime - image.mtime) > 1e-6:
+        if info.st_size != image.size or file_sha256(real) != image.sha256:
+            return "changed by another program since it was imported; import it again, then write"
+    elif file_sha256(real) != image.sha256:
+        return "its content changed since it was imported (same size and time); import it again, then write"
+    return ""
+
+
+def temporary_name(target: str) -> str:
+    """Hidden, beside the target, with no image extension; a new sidecar's keeps `.xmp` (ExifTool creates by it)."""
+    folder, name = os.path.split(target)
+    suffix = ".xmp" if name.lower().endswith(".xmp") else ".tmp"
+    return os.path.join(folder, f".{name}{TEMPORARY_MARK}{secrets.token_hex(4)}{suffix}")
+
+
+# One batch: prepare (checks, plan, temporary copies written and verified) in a thread, then commit
+
+
+def prepare_batch(
+    images: list[Image], held: dict[int, dict[str, list[str]]], options: WriteOptions
+) -> list[FileResult]:
+    """Check, plan, write temporary copies with one ExifTool round trip and verify them with one read."""
+    results, plans = [], []
+    for image in images:
+        result = FileResult(image.pk, image.path, fingerprint=fingerprint(held[image.pk]))
+        results.append(result)
+        try:
+            real = os.path.realpath(image.path)  # a symlink stays a symlink: the file it points to is written
+            if not os.path.isfile(real):
+                raise ValueError("the file is missing (moved or deleted since import)")
+            if why := changed_since_import(image, real):
+                raise ValueError(why)
+            result.target, result.sidecar = choose_target(real, options)
+            plans.append((result, real))
+        except (OSError, ValueError) as exc:
+            result.status, result.error = "failed", describe(exc)
+    sources = {res.image_id: res.target if os.path.exists(res.target) else real for res, real in plans}
+    current = metadata.read_fields(list(set(sources.values())))
+    commands, pending = [], []
+    for result, real in plans:
+        fields = metadata.fields_for(result.target)
+        have = current.get(sources[result.image_id], {})
+        result.before = {name: have.get(name, []) for name in fields}
+        result.after, result.notes = file_values(result.before, held[result.image_id], fields, options.mode)
+        result.before = {name: result.before[name] for name in result.after}
+        if not result.diff():
+            result.status = "unchanged"
+            continue
+        if options.mode == REPLACE and not options.overwrite and (lost := dropped(result.before, result.after)):
+            result.status = "skipped"
+            result.error = (
+                f"the file carries metadata a replace would drop ({'; '.join(lost[:5])}"
+                f"{' ...' if len(lost) > 5 else ''}); use append, or overwrite"
+            )
+            continue
+        if options.dry_run:
+            result.status = "dry-run"
+            continue
+        result.temporary = temporary_name(result.target)
+        source = result.target if os.path.exists(result.target) else (None if result.sidecar else real)
+        commands.append(metadata.WriteCommand(result.temporary, result.after, source))
+        pending.append(result)
+    for result, error in zip(pending, metadata.write(commands), strict=True):
+        if error or not os.path.exists(result.temporary):
+            fail(result, f"ExifTool could not write it: {error or 'no file came out'}")
+    pending = [result for result in pending if result.status != "failed"]
+    written = metadata.read_fields([result.temporary for result in pending])
+    for result in pending:
+        try:
+            verify(result, written.get(result.temporary, {}))
+            finish_copy(result, options)
+        except (OSError, ValueError) as exc:
+            fail(result, describe(exc))
+    return results
+
+
+def verify(result: FileResult, found: dict[str, list[str]]) -> None:
+    """Every field meant to change reads back as meant; ExifTool reports success on some failures."""
+    if not found:
+        raise ValueError("the written copy could not be read back")
+    for name, values in result.after.items():
+        if found.get(name, []) != values:
+            raise ValueError(f"{name} read back differs from what was written: {found.get(name, [])[:5]} ...")
+
+
+def finish_copy(result: FileResult, options: WriteOptions) -> None:
+    """Give the verified copy the original's permissions, hash it, put it on disk, and back the original up."""
+    if os.path.exists(result.target):
+        shutil.copymode(result.target, result.temporary)
+        if options.backup:
+            backup(result.target)
+    with open(result.temporary, "rb+") as handle:
+        os.fsync(handle.fileno())
+    result.sha256 = file_sha256(result.temporary)
+
+
+def backup(path: str) -> str:
+    """A copy under var/metadata/backups/<date>/<the file's absolute path>, never beside the file."""
+    target = Path(settings.METADATA_DIR) / "backups" / timezone.now().strftime("%Y%m%d") / path.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        target = target.with_name(f"{target.name}.{timezone.now().strftime('%H%M%S%f')}")
+    shutil.copy2(path, target)
+    return str(target)
+
+
+def fail(result: FileResult, error: str) -> None:
+    result.status, result.error = "failed", error
+    discard(result)
+
+
+def discard(result: FileResult) -> None:
+    if result.temporary:
+        try:
+            os.unlink(result.temporary)
+        except FileNotFoundError:
+            pass
+        result.temporary = ""
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def commit(result: FileResult, image: Image) -> None:
+    """Rename the verified copy over the file inside the transaction that records the file's new facts."""
+    now = timezone.now()
+    state = {"metadata_fingerprint": result.fingerprint, "metadata_written_at": now}
+    try:
+        with transaction.atomic():
+            if result.status == "unchanged":
+                Image.objects.filter(pk=image.pk).update(**state)
+                return
+            if not result.sidecar:
+                before = os.stat(result.target)
+                if before.st_size != image.size or abs(before.st_mtime - image.mtime) > 1e-6:
+                    raise ValueError("changed by another program while tagsite wrote it; import it again, then write")
+            os.replace(result.temporary, result.target)
+            result.temporary = ""
+            if not result.sidecar:
+                info = os.stat(result.target)
+                state |= {"size": info.st_size, "mtime": info.st_mtime, "sha256": result.sha256}
+            Image.objects.filter(pk=image.pk).update(**state)
+        result.status = "written"
+    except (OSError, ValueError) as exc:
+        fail(result, describe(exc))
+
+
+# A run: batches on every core, an audit per run
+
+
+class Audit:
+    """A JSONL record per file and a Markdown summary per run, under var/metadata/<run>/."""
+
+    def __init__(self, run: str, options: WriteOptions):
+        self.folder = Path(settings.METADATA_DIR) / run
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.options = options
+        self.jsonl = open(self.folder / "audit.jsonl", "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.counts: Counter = Counter()
+        self.folders: dict[str, Counter] = defaultdict(Counter)
+        self.failures: list[FileResult] = []
+        self.highlights: list[str] = []
+
+    def record(self, result: FileResult) -> None:
+        self.jsonl.write(json.dumps(result.audit(), ensure_ascii=False) + "\n")
+        self.counts[result.status] += 1
+        self.folders[os.path.dirname(result.path)][result.status] += 1
+        if result.status in ("failed", "skipped"):
+            self.failures.append(result)
+        self.highlights += [f"{result.path}: {note}" for note in result.notes]
+        if result.sidecar and result.status == "written":
+            self.highlights.append(f"{result.path}: written to the sidecar {result.target}")
+
+    def close(self) -> str:
+        self.jsonl.close()
+        mode = f"{self.options.mode}{', dry run' if self.options.dry_run else ''}"
+        lines = [f"# Metadata write ({mode})", "", ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items())), ""]
+        lines += ["## Per folder", "", "| folder | " + " | ".join(sorted(self.counts)) + " |"]
+        lines.append("|---" * (len(self.counts) + 1) + "|")
+        for folder, counts in sorted(self.folders.items()):
+            lines.append(f"| {folder} | " + " | ".join(str(counts[s]) for s in sorted(self.counts)) + " |")
+        if self.failures:
+            lines += ["", "## Failed or skipped", ""] + [f"- {r.path}: {r.error}" for r in self.failures[:500]]
+        if self.highlights:
+            lines += ["", "## Highlights", ""] + [f"- {line}" for line in self.highlights[:500]]
+        (self.folder / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return str(self.folder)
+
+
+def audit_folder(job_id: int) -> Path:
+    return Path(settings.METADATA_DIR) / f"job-{job_id}"
+
+
+def write_images(
+    image_ids: Iterable[int],
+    options: WriteOptions,
+    progress: JobProgress | None = None,
+    run: str | None = None,
+    on_result=None,
+) -> dict[str, int]:
+    """Write the images' files (or sidecars) in batches on every core; returns counts by status.
+
+    `run` names the audit folder (a job's: `job-<id>`); `on_result(result)` sees each file's outcome.
+    """
+    ids = list(dict.fromkeys(int(pk) for pk in image_ids))
+    run = run or f"run-{timezone.now().strftime('%Y%m%d-%H%M%S-%f')}"
+    audit = Audit(run, options)
+    if progress:
+        progress.set_total(len(ids))
+    batch = max(settings.METADATA_BATCH_SIZE, 1)
+    threads = max(settings.METADATA_WRITE_THREADS, 1)
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="writeback")
+    futures = []
+    try:
+        for start in range(0, len(ids), batch * threads):
+            chunk = ids[start : start + batch * threads]
+            images = {image.pk: image for image in Image.objects.filter(pk__in=chunk)}
+            for pk in chunk:
+                if pk not in images:
+                    finish(FileResult(pk, "", status="failed", error="no such image"), audit, progress, on_result)
+            present = [images[pk] for pk in chunk if pk in images]
+            held = held_fields([image.pk for image in present])
+            futures = [
+                pool.submit(prepare_batch, present[i : i + batch], held, options) for i in range(0, len(present), batch)
+            ]
+            while futures:
+                for result in futures.pop(0).result():
+                    if result.status == "unchanged" and not options.dry_run or result.temporary:
+                        commit(result, images[result.image_id])
+                    finish(result, audit, progress, on_result)
+    finally:  # cancelled or stopped: no temporary copy stays behind
+        for future in futures:
+            for result in future.result():
+                discard(result)
+        pool.shutdown()
+        audit.close()
+    return dict(audit.counts)
+
+
+def finish(result: FileResult, audit: Audit, progress: JobProgress | None, on_result) -> None:
+    audit.record(result)
+    if on_result:
+        on_result(result)
+    if progress:
+        if result.error:
+            progress.error(result.path or f"image #{result.image_id}", result.error)
+        progress.advance(1, **{result.status.replace("-", "_"): 1})

@@ -1,0 +1,217 @@
+"""Metadata write-back: real files, the real ExifTool, read back by ExifTool and by Exiv2 (what digiKam uses)."""
+
+import hashlib
+import json
+import os
+import subprocess
+
+import pytest
+
+from categorization.models import ExtendedCategory, TagCategory
+from tagsite.models import Image, Tag
+from tagsite.services import writeback
+from tagsite.services.ingest import import_folder
+from tagsite.services.tags import add_tags
+from tagsite.services.writeback import WriteOptions, write_images
+from tests.factories import write_keywords
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def metadata_dir(settings, tmp_path):
+    settings.METADATA_DIR = tmp_path / "var-metadata"
+    settings.METADATA_WRITE_THREADS = 2
+    settings.METADATA_BATCH_SIZE = 2
+    return settings.METADATA_DIR
+
+
+def exiftool_fields(path) -> dict:
+    """Read with a separate `exiftool` process: what any program using ExifTool sees."""
+    out = subprocess.run(
+        ["exiftool", "-j", "-G1", "-struct", "-XMP-dc:all", "-XMP-lr:all", "-IPTC:all", "-IFD0:all", str(path)],
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout
+    record = json.loads(out, parse_int=str, parse_float=str)[0]
+    return {key: value if isinstance(value, list) else [value] for key, value in record.items()}
+
+
+def exiv2_values(path, key: str) -> list[str]:
+    """Exiv2's reading of one key: each repeated IPTC record, or an XMP bag's items (`-pv` prints one per line)."""
+    out = subprocess.run(
+        ["exiv2", "-q", "-Pkv", "-K", key, str(path)], capture_output=True, text=True, check=False
+    ).stdout
+    values = [line.split(None, 1)[1] if " " in line.strip() else "" for line in out.splitlines() if line.strip()]
+    if key.startswith("Xmp.") and values and key != "Xmp.dc.title":
+        return values[0].split(", ")
+    return values
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def tag(image: Image, *names: str) -> None:
+    add_tags([image], list(names))
+
+
+def test_tags_and_categories_are_written_verified_and_recorded(image_folder):
+    import_folder(image_folder)
+    image = Image.objects.get(path=str(image_folder / "photo0.jpg"))
+    tag(image, "long_hair", "Küste", "party 🎉", "1.50")
+    body_hair = ExtendedCategory.objects.get_or_create(
+        code="04_Body_Hair", defaults={"name": "Body Hair", "description": "hair", "group": "identity"}
+    )[0]
+    TagCategory.objects.create(tag=Tag.objects.get(name="long_hair"), category=body_hair)
+    assert writeback.dirty_ids([image]) == [image.pk]
+
+    counts = write_images([image.pk], WriteOptions())
+
+    assert counts == {"written": 1}
+    expected = ["1.50", "Küste", "long hair", "party 🎉"]
+    fields = exiftool_fields(image.path)
+    assert fields["XMP-dc:Subject"] == expected
+    assert fields["IPTC:Keywords"] == expected
+    assert fields["XMP-lr:HierarchicalSubject"] == ["Body Hair|long hair"]
+    assert exiv2_values(image.path, "Xmp.dc.subject") == expected
+    assert exiv2_values(image.path, "Iptc.Application2.Keywords") == expected
+    assert exiv2_values(image.path, "Xmp.lr.hierarchicalSubject") == ["Body Hair|long hair"]
+    image.refresh_from_db()
+    info = os.stat(image.path)
+    assert (image.size, image.mtime, image.sha256) == (info.st_size, info.st_mtime, sha256(image.path))
+    assert image.metadata_written_at is not None and writeback.dirty_ids([image]) == []
+    assert import_folder(image_folder)["unchanged"] == 3  # the rescan sees no changed file
+    assert not [name for name in os.listdir(image_folder) if writeback.TEMPORARY_MARK in name]
+
+    tag(image, "sunset")
+    assert writeback.dirty_ids([image]) == [image.pk]
+    assert writeback.all_dirty_ids() == [image.pk]  # the untagged, never-written photos are not dirty
+
+
+def test_append_merges_case_insensitively_and_replace_keeps_what_it_would_drop(image_folder):
+    write_keywords(image_folder / "photo0.jpg", subject=["SUNSET", "Beach"], iptc=["SUNSET", "Beach"])
+    import_folder(image_folder)
+    image = Image.objects.get(path=str(image_folder / "photo0.jpg"))
+    tag(image, "sunset", "dog")
+    image.image_tags.filter(tag__name="beach").delete()
+
+    original = sha256(image.path)
+    result = write_images([image.pk], WriteOptions(mode="replace"))
+    assert result == {"skipped": 1} and sha256(image.path) == original  # Beach would be dropped
+
+    assert write_images([image.pk], WriteOptions(mode="append")) == {"written": 1}
+    assert exiftool_fields(image.path)["XMP-dc:Subject"] == ["SUNSET", "Beach", "dog"]
+    assert exiv2_values(image.path, "Iptc.Application2.Keywords") == ["SUNSET", "Beach", "dog"]
+
+    image.refresh_from_db()
+    assert write_images([image.pk], WriteOptions(mode="replace", overwrite=True)) == {"written": 1}
+    assert exiv2_values(image.path, "Xmp.dc.subject") == ["dog", "SUNSET"]
+
+
+def test_dry_run_shows_each_fields_diff_and_writes_nothing(image_folder, metadata_dir):
+    import_folder(image_folder)
+    image = Image.objects.get(path=str(image_folder / "photo1.jpg"))
+    tag(image, "forest")
+    seen = []
+    before = sha256(image.path)
+    counts = write_images([image.pk], WriteOptions(dry_run=True), run="dry", on_result=seen.append)
+    assert counts == {"dry-run": 1} and sha256(image.path) == before
+    assert seen[0].diff()["XMP-dc:Subject"] == ([], ["forest"])
+    assert seen[0].diff()["IPTC:Keywords"] == ([], ["forest"])
+    record = json.loads((metadata_dir / "dry" / "audit.jsonl").read_text().splitlines()[0])
+    assert record["status"] == "dry-run" and record["changes"]["XMP-dc:Subject"] == {"before": [], "after": ["forest"]}
+    assert "1 dry-run" in (metadata_dir / "dry" / "summary.md").read_text()
+    image.refresh_from_db()
+    assert image.metadata_written_at is None
+
+
+def test_a_file_changed_since_import_is_refused(image_folder):
+    import_folder(image_folder)
+    image = Image.objects.get(path=str(image_folder / "photo0.jpg"))
+    tag(image, "edited")
+    write_keywords(image_folder / "photo0.jpg", subject=["someone else's edit"])
+    newer = sha256(image.path)
+    seen = []
+    assert write_images([image.pk], WriteOptions(), on_result=seen.append) == {"failed": 1}
+    assert "changed by another program" in seen[0].error and sha256(image.path) == newer
+
+
+def test_backups_go_under_var_not_beside_the_file(image_folder, metadata_dir):
+    import_folder(image_folder)
+    image = Image.objects.get(path=str(image_folder / "photo2.jpg"))
+    original = open(image.path, "rb").read()
+    tag(image, "kept")
+    write_images([image.pk], WriteOptions(backup=True))
+    backups = list((metadata_dir / "backups").rglob("photo2.jpg"))
+    assert len(backups) == 1 and backups[0].read_bytes() == original
+    assert sorted(os.listdir(image_folder)) == ["photo0.jpg", "photo1.jpg", "photo2.jpg"]
+
+
+@pytest.mark.parametrize(("naming", "sidecar_name"), [("darktable", "photo0.jpg.xmp"), ("adobe", "photo0.xmp")])
+def test_a_read_only_file_gets_a_sidecar_named_by_the_setting(image_folder, settings, naming, sidecar_name):
+    settings.METADATA_SIDECAR_NAMING = naming
+    import_folder(image_folder)
+    image = Image.objects.get(path=str(image_folder / "photo0.jpg"))
+    tag(image, "in the sidecar")
+    os.chmod(image.path, 0o444)
+    before = sha256(image.path)
+    seen = []
+    assert write_images([image.pk], WriteOptions(), on_result=seen.append) == {"written": 1}, seen[0].error
+    assert sha256(image.path) == before
+    sidecar = image_folder / sidecar_name
+    assert exiv2_values(sidecar, "Xmp.dc.subject") == ["in the sidecar"]
+    image.refresh_from_db()
+    assert image.sha256 == before and writeback.dirty_ids([image]) == []
+
+
+def test_sidecar_only_never_touches_originals_and_sidecars_off_is_a_clear_error(image_folder, settings):
+    import_folder(image_folder)
+    image = Image.objects.get(path=str(image_folder / "photo0.jpg"))
+    tag(image, "aside")
+    before = sha256(image.path)
+    assert write_images([image.pk], WriteOptions(sidecar_only=True)) == {"written": 1}
+    assert sha256(image.path) == before and (image_folder / "photo0.jpg.xmp").exists()
+
+    other = Image.objects.get(path=str(image_folder / "photo1.jpg"))
+    tag(other, "nowhere")
+    os.chmod(other.path, 0o444)
+    settings.METADATA_SIDECARS = False
+    seen = []
+    assert write_images([other.pk], WriteOptions(), on_result=seen.append) == {"failed": 1}
+    assert seen[0].error == "the file is read-only and sidecars are off (TAGSITE_METADATA_SIDECARS)"
+
+
+def test_what_each_format_holds(tmp_path):
+    from PIL import Image as PILImage
+
+    folder = tmp_path / "formats"
+    folder.mkdir()
+    for name in ("a.png", "a.tif", "a.gif", "a.bmp"):
+        PILImage.new("RGB", (40, 30), (10, 200, 90)).save(folder / name)
+    import_folder(folder)
+    images = {Image.objects.get(path=str(folder / name)).pk: name for name in ("a.png", "a.tif", "a.gif", "a.bmp")}
+    for pk in images:
+        tag(Image.objects.get(pk=pk), "green")
+    seen = {}
+    write_images(list(images), WriteOptions(), on_result=lambda r: seen.setdefault(images[r.image_id], r))
+    assert {name: r.status for name, r in seen.items()} == dict.fromkeys(images.values(), "written")
+    assert set(seen["a.png"].after) == {"XMP-dc:Subject", "XMP-lr:HierarchicalSubject"}  # XMP only
+    assert "IPTC:Keywords" in seen["a.tif"].after
+    assert seen["a.bmp"].sidecar and seen["a.bmp"].target == str(folder / "a.bmp.xmp")  # ExifTool cannot write BMP
+    assert exiv2_values(folder / "a.png", "Xmp.dc.subject") == ["green"]
+    assert exiv2_values(folder / "a.tif", "Iptc.Application2.Keywords") == ["green"]
+
+
+def test_iptc_keywords_are_cut_at_64_bytes_on_a_character_boundary_and_reported(image_folder):
+    import_folder(image_folder)
+    image = Image.objects.get(path=str(image_folder / "photo0.jpg"))
+    long = "ä" * 40  # 80 bytes: the 64-byte cut falls between characters, never inside one
+    tag(image, long)
+    seen = []
+    write_images([image.pk], WriteOptions(), on_result=seen.append)
+    assert exiv2_values(image.path, "Iptc.Application2.Keywords") == ["ä" * 32]
+    assert exiv2_values(image.path, "Xmp.dc.subject") == [long]  # XMP has no limit
+    assert seen[0].notes == [f"IPTC:Keywords cut to 64 bytes: {long!r} -> {'ä' * 32!r}"]
+    assert seen[0].status == "written"
