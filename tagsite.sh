@@ -47,7 +47,7 @@ setup_redis() {
 }
 
 setup() {
-  apt_install libimage-exiftool-perl
+  apt_install libimage-exiftool-perl exiv2  # exiv2: the independent reader that checks what tagsite writes
   setup_python
   if [ "${1:-}" = "--test" ]; then
     apt_install chromium
