@@ -23,6 +23,7 @@ from PIL import Image
 
 from tagsite import imaging
 from tagsite.ai.base import ImageTagger
+from tagsite.services.jobs import describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ def predict_files(
                     future.result()
                     batch.append(Prediction(item, None))
                 except (imaging.ImageDecodeError, OSError) as exc:
-                    batch.append(Prediction(item, None, str(exc)))
+                    batch.append(Prediction(item, None, describe_error(exc)))
             submit(spare)  # the threads decode further ahead while this batch is inferred and stored
             decoded = [index for index, prediction in enumerate(batch) if not prediction.error]
             if decoded:

@@ -118,9 +118,9 @@ def test_the_categories_page_shows_a_failed_run_with_what_to_do_and_its_job_page
 
 
 @pytest.mark.django_db
-@pytest.mark.django_db
 @pytest.mark.parametrize(("broken", "status"), [(1, "partial"), (2, "failed")])
-def test_a_backlog_run_with_undecodable_images_says_so(settings, tmp_path, broken, status):
+@pytest.mark.parametrize("damage", ["garbage", "deleted"])
+def test_a_backlog_run_with_undecodable_images_says_so(settings, tmp_path, broken, status, damage):
     settings.SUGGESTIONS_MODELS_DIR = tmp_path / "models"
     settings.SUGGESTIONS_ON_INGEST = False
     model = suggestion_services.install_model("wd-test", build_model(tmp_path / "wd14-src"), version="v1")
@@ -129,16 +129,22 @@ def test_a_backlog_run_with_undecodable_images_says_so(settings, tmp_path, broke
         PILImage.new("RGB", (80 + index, 80), (0, 0, 255)).save(tmp_path / f"{index}.png")
         paths.append(str(tmp_path / f"{index}.png"))
     ingest_paths(paths)
-    for path in paths[:broken]:  # damaged on disk after the import
-        Path(path).write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    for path in paths[:broken]:  # damaged on disk, or gone, after the import
+        if damage == "deleted":
+            Path(path).unlink()
+        else:
+            Path(path).write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     job = create_job("suggest_tags", {"model_id": model.pk, "limit": None})
     infer_backlog(job.pk)
     job.refresh_from_db()
     assert (job.status, job.error_count, job.counts["failed"]) == (status, broken, broken)
     assert [error["item"] for error in job.errors] == paths[:broken]
+    if damage == "deleted":
+        assert all("no such file or directory" in e["error"].lower() and "Errno" not in e["error"] for e in job.errors)
     assert "backlog run" in job.advice
 
 
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("counts", "errors", "status"),
     [
