@@ -6,6 +6,7 @@ class TagsiteConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "tagsite"
     verbose_name = "Library"
+    task_routes = {"tagsite.tasks.write_metadata_task": {"queue": "io"}}  # file writes: their own queue
 
     def ready(self):
         from django.conf import settings

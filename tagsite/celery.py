@@ -1,4 +1,4 @@
-"""The Celery app. Queues: `gpu` (ONNX inference), `llm` (chat calls), `default`."""
+"""The Celery app. Queues: `gpu` (ONNX inference), `llm` (chat calls), `io` (metadata writes), `default`."""
 
 import os
 import warnings
@@ -13,5 +13,5 @@ warnings.filterwarnings("ignore", message="You're running the worker with superu
 
 app = Celery("tagsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = [Queue(name) for name in ("default", "gpu", "llm")]
+app.conf.task_queues = [Queue(name) for name in ("default", "gpu", "llm", "io")]
 app.autodiscover_tasks()

@@ -20,6 +20,7 @@ urlpatterns = [
     path("jobs/", views.jobs, name="jobs"),
     path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
     path("jobs/<int:pk>/cancel/", views.job_cancel, name="job-cancel"),
+    path("jobs/<int:pk>/audit/<str:name>", views.job_audit, name="job-audit"),
     path("images/<int:pk>/", views.image_detail, name="image-detail"),
     path("images/<int:pk>/thumbnail.jpg", views.image_thumbnail, name="image-thumbnail"),
     path("images/<int:pk>/file", views.image_file, name="image-file"),

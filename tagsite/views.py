@@ -18,6 +18,7 @@ from tagsite.services.ingest import ImportRefused, check_import_folder
 from tagsite.services.jobs import request_cancel, start_job
 from tagsite.services.lists import capped_count, count_label, keyset_page, page_key
 from tagsite.services.tags import SearchError, parse_query, search_images
+from tagsite.services.writeback import audit_folder
 
 # The first 8 tags of each tile: one windowed query for the page, only the columns shown.
 TILE_TAGS = ImageTag.objects.select_related("tag").only("image", "tag__name", "tag__display_name").order_by("id")[:8]
@@ -94,7 +95,21 @@ def job_detail(request, pk: int):
     job = get_object_or_404(Job.objects.select_related("created_by", "cancelled_by"), pk=pk)
     can_cancel = not job.finished and request.user.has_perm("tagsite.cancel_job")
     context = {"job": job, "can_cancel": can_cancel, "timings": job_timings(job)}
+    context["audit_files"] = [name for name in AUDIT_FILES if (audit_folder(job.pk) / name).is_file()]
     return render(request, "tagsite/job_detail.html", context)
+
+
+AUDIT_FILES = {"audit.jsonl": "application/x-ndjson", "summary.md": "text/markdown; charset=utf-8"}
+
+
+def job_audit(request, pk: int, name: str):
+    """A metadata write's audit: the JSONL record per file or the Markdown summary, as a download."""
+    path = audit_folder(get_object_or_404(Job, pk=pk).pk) / name
+    if name not in AUDIT_FILES or not path.is_file():
+        raise Http404("This job has no such audit file.")
+    response = FileResponse(path.open("rb"), as_attachment=True, filename=f"job-{pk}-{name}")
+    response["Content-Type"] = AUDIT_FILES[name]
+    return response
 
 
 def job_timings(job: Job) -> list[tuple[str, str]]:

@@ -49,7 +49,7 @@ def start_worker(env: dict, log: Path, name: str = "test") -> subprocess.Popen:
     from tagsite.celery import app
 
     command = [
-        sys.executable, "-m", "celery", "-A", "tagsite", "worker", "-Q", "default,gpu,llm", "--concurrency", "1",
+        sys.executable, "-m", "celery", "-A", "tagsite", "worker", "-Q", "default,gpu,llm,io", "--concurrency", "1",
         "--pool", "prefork", "--without-mingle", "--without-gossip", "--loglevel", "INFO",
         "--hostname", f"{name}-{os.getpid()}@%h",
     ]  # fmt: skip

@@ -263,11 +263,27 @@ def temporary_name(target: str) -> str:
 # One batch: prepare (checks, plan, temporary copies written and verified) in a thread, then commit
 
 
-def prepare_batch(
-    images: list[Image], held: dict[int, dict[str, list[str]]], options: WriteOptions
-) -> list[FileResult]:
+def prepare_batch(images: list[Image], held: dict[int, dict], options: WriteOptions) -> list[FileResult]:
+    """`prepare` behind a net: ExifTool missing or dead fails this batch's files with the reason, not the run."""
+    results: list[FileResult] = []
+    try:
+        return prepare(images, held, options, results)
+    except Exception as exc:  # noqa: BLE001 - the batch's failure, recorded per file; the run goes on
+        log.warning("metadata batch of %d files failed", len(images), exc_info=True)
+        metadata.stop()
+        done = {result.image_id: result for result in results}
+        failed = []
+        for image in images:
+            result = done.get(image.pk) or FileResult(image.pk, image.path)
+            if result.status != "failed":
+                fail(result, f"ExifTool failed, the file was not touched: {describe(exc)}")
+            failed.append(result)
+        return failed
+
+
+def prepare(images: list[Image], held: dict[int, dict], options: WriteOptions, results: list) -> list[FileResult]:
     """Check, plan, write temporary copies with one ExifTool round trip and verify them with one read."""
-    results, plans = [], []
+    plans = []
     for image in images:
         result = FileResult(image.pk, image.path, fingerprint=fingerprint(held[image.pk]))
         results.append(result)
@@ -460,7 +476,7 @@ def write_images(
     batch = max(settings.METADATA_BATCH_SIZE, 1)
     threads = max(settings.METADATA_WRITE_THREADS, 1)
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="writeback")
-    futures = []
+    futures, current = [], []
     try:
         for start in range(0, len(ids), batch * threads):
             chunk = ids[start : start + batch * threads]
@@ -474,11 +490,14 @@ def write_images(
                 pool.submit(prepare_batch, present[i : i + batch], held, options) for i in range(0, len(present), batch)
             ]
             while futures:
-                for result in futures.pop(0).result():
+                current = futures.pop(0).result()
+                for result in current:
                     if result.status == "unchanged" and not options.dry_run or result.temporary:
                         commit(result, images[result.image_id])
                     finish(result, audit, progress, on_result)
-    finally:  # cancelled or stopped: no temporary copy stays behind
+    finally:  # cancelled or stopped: no temporary copy stays behind (a committed result has none)
+        for result in current:
+            discard(result)
         for future in futures:
             for result in future.result():
                 discard(result)
@@ -495,3 +514,37 @@ def finish(result: FileResult, audit: Audit, progress: JobProgress | None, on_re
         if result.error:
             progress.error(result.path or f"image #{result.image_id}", result.error)
         progress.advance(1, **{result.status.replace("-", "_"): 1})
+
+
+# Which images a run writes, and a run as a job
+
+
+WRITE_ADVICE = (
+    "The files listed were not written; each has its reason, and none was changed. Files changed by another "
+    "program: import the folder again, then write. The run's audit (JSONL and Markdown) is on the job's page."
+)
+
+
+def select_images(ids: Iterable[int] = (), query: str = "", folder: str = "", all_dirty: bool = False) -> list[int]:
+    """Image ids from explicit ids, a search query (`tag -other ~maybe`), a folder (and below), or every dirty
+    image; several criteria add up. Raises ValueError when none is given."""
+    from tagsite.services.tags import parse_query, search_images
+
+    if not (ids or query or folder or all_dirty):
+        raise ValueError("name images to write: ids, a search query, a folder, or all dirty images")
+    selected = [int(pk) for pk in ids]
+    if query:
+        selected += list(search_images(*parse_query(query)).order_by("pk").values_list("pk", flat=True))
+    if folder:
+        prefix = os.path.join(os.path.abspath(folder), "")
+        rows = Image.objects.filter(status=Image.Status.OK, path__startswith=prefix).order_by("pk")
+        selected += list(rows.values_list("pk", flat=True))
+    if all_dirty:
+        selected += all_dirty_ids()
+    return list(dict.fromkeys(selected))
+
+
+def run_write_job(job, progress: JobProgress) -> dict[str, int]:
+    """A job's run: its params hold the selection and the options; the audit goes to var/metadata/job-<id>/."""
+    ids = select_images(**job.params.get("selection", {}))
+    return write_images(ids, WriteOptions(**job.params.get("options", {})), progress, run=f"job-{job.pk}")

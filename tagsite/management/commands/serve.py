@@ -90,7 +90,7 @@ class Command(BaseCommand):
         children = [
             self.spawn(
                 "worker",
-                ["-m", "celery", "-A", "tagsite", "worker", "-Q", "default,gpu,llm", "--loglevel=INFO",
+                ["-m", "celery", "-A", "tagsite", "worker", "-Q", "default,gpu,llm,io", "--loglevel=INFO",
                  "--concurrency", str(worker_concurrency), "--hostname", "tagsite@%h"],
             ),
             self.spawn(

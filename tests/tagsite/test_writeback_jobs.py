@@ -1,0 +1,177 @@
+"""Metadata write-back as a command, as a job on the `io` queue of a real worker, and under faults."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+from django.core.management import call_command
+from PIL import Image as PILImage
+
+from tagsite import features, metadata
+from tagsite.models import Image, Job
+from tagsite.services.ingest import import_folder
+from tagsite.services.jobs import create_job, request_cancel, run_job, start_job
+from tagsite.services.tags import add_tags
+from tagsite.services.writeback import TEMPORARY_MARK, WriteOptions, audit_folder, write_images
+from tagsite.tasks import write_metadata_task
+from tests.conftest import ROOT, database_url, wait_for
+from tests.factories import make_jpeg
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def library(folder, count: int, size=(64, 48)) -> list[Image]:
+    folder.mkdir(exist_ok=True)
+    for index in range(count):
+        make_jpeg(folder / f"p{index:03}.jpg", size=size, color=(index % 256, 90, 140))
+    import_folder(folder)
+    images = list(Image.objects.filter(path__startswith=str(folder)).order_by("path"))
+    for image in images:
+        add_tags([image], ["written tag", f"only {image.filename}"])
+    return images
+
+
+def keywords(path) -> list[str]:
+    return metadata.read_fields([str(path)])[str(path)].get(metadata.SUBJECT, [])
+
+
+def assert_old_or_new(images: list[Image], old: dict[int, str]) -> dict[str, int]:
+    """Each file is the old version (same bytes) or the whole new one (decodes fully, carries all its keywords)."""
+    seen = {"old": 0, "new": 0}
+    for image in images:
+        assert os.path.exists(image.path), f"{image.path} is missing"
+        with PILImage.open(image.path) as picture:
+            picture.load()  # bit-valid: the whole image decodes
+        if sha256(image.path) == old[image.pk]:
+            seen["old"] += 1
+        else:
+            assert keywords(image.path) == [f"only {image.filename}", "written tag"]
+            seen["new"] += 1
+    return seen
+
+
+@pytest.mark.django_db
+def test_the_command_writes_a_folder_and_a_dry_run_prints_the_diff(tmp_path, settings, capsys):
+    settings.METADATA_DIR = tmp_path / "metadata"
+    images = library(tmp_path / "pictures", 3)
+    before = sha256(images[0].path)
+    call_command("write_metadata", "--folder", str(tmp_path / "pictures"), "--dry-run")
+    out = capsys.readouterr().out
+    assert ": 3 dry-run" in out and '"after": ["only p000.jpg", "written tag"]' in out
+    assert sha256(images[0].path) == before
+
+    call_command("write_metadata", "--all-dirty", "--append")
+    job = Job.objects.filter(kind="write_metadata").first()
+    assert (job.status, job.counts) == ("succeeded", {"written": 3})
+    assert keywords(images[2].path) == ["only p002.jpg", "written tag"]
+    assert "3 written" in (audit_folder(job.pk) / "summary.md").read_text()
+    call_command("write_metadata", "--all-dirty")  # nothing is dirty any more
+    assert Job.objects.filter(kind="write_metadata").first().total == 0
+
+
+def test_the_write_task_goes_to_the_io_queue():
+    assert features.route_task("tagsite.tasks.write_metadata_task", (), {}, {}) == {"queue": "io"}
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_write_job_runs_on_the_worker_and_its_audit_downloads_from_its_page(
+    celery_worker, tmp_path, admin_client
+):
+    images = library(tmp_path / "pictures", 4)
+    missing = images[3]
+    os.unlink(missing.path)
+    params = {"selection": {"ids": [image.pk for image in images]}, "options": {"mode": "append"}}
+    job = start_job("write_metadata", write_metadata_task, params)
+    job = wait_for(lambda: Job.objects.filter(pk=job.pk, status__in=["partial", "failed"]).first(), timeout=60)
+    assert job.counts == {"written": 3, "failed": 1} and job.status == "partial"
+    assert job.errors == [{"item": missing.path, "error": "the file is missing (moved or deleted since import)"}]
+    page = admin_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert f'href="/jobs/{job.pk}/audit/audit.jsonl"' in page and f'href="/jobs/{job.pk}/audit/summary.md"' in page
+    download = admin_client.get(f"/jobs/{job.pk}/audit/audit.jsonl")
+    lines = b"".join(download.streaming_content).decode().splitlines()
+    assert len(lines) == 4 and sum('"status": "failed"' in line for line in lines) == 1
+    assert download["Content-Disposition"].startswith("attachment")
+    assert admin_client.get(f"/jobs/{job.pk}/audit/secret_key").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sigkill_mid_batch_leaves_every_file_old_or_new_and_none_missing(tmp_path):
+    images = library(tmp_path / "pictures", 40, size=(1200, 800))
+    old = {image.pk: image.sha256 for image in images}
+    env = {**os.environ, "DATABASE_URL": database_url(), "TAGSITE_METADATA_BATCH_SIZE": "4"}
+    env["TAGSITE_METADATA_DIR"] = str(tmp_path / "metadata")
+    writer = subprocess.Popen(
+        [sys.executable, "manage.py", "write_metadata", "--folder", str(tmp_path / "pictures"), "--verbosity", "0"],
+        cwd=ROOT,
+        env=env,
+    )
+    wait_for(lambda: any(sha256(image.path) != old[image.pk] for image in images), timeout=60, interval=0.02)
+    for child in psutil.Process(writer.pid).children(recursive=True):
+        child.kill()
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    seen = assert_old_or_new(images, old)
+    assert seen["new"] >= 1 and seen["old"] >= 1, seen  # killed mid-batch, not before or after
+    for image in Image.objects.filter(pk__in=old):  # the record matches the file it names
+        if sha256(image.path) != old[image.pk]:
+            assert image.sha256 in (old[image.pk], sha256(image.path))
+
+
+@pytest.mark.django_db
+def test_exiftool_killed_mid_batch_fails_only_its_files_and_the_run_goes_on(tmp_path, settings):
+    settings.METADATA_DIR = tmp_path / "metadata"
+    settings.METADATA_WRITE_THREADS, settings.METADATA_BATCH_SIZE = 1, 3
+    images = library(tmp_path / "pictures", 9)
+    old = {image.pk: image.sha256 for image in images}
+    killed = []
+
+    def kill_exiftool(result):
+        if not killed:
+            for process in psutil.Process().children(recursive=True):
+                if "exiftool" in " ".join(process.cmdline()):
+                    process.kill()
+                    killed.append(process.pid)
+
+    counts = write_images([image.pk for image in images], WriteOptions(), on_result=kill_exiftool)
+    assert killed and counts.get("written", 0) >= 6  # the next batches start a fresh ExifTool
+    assert sum(counts.values()) == 9
+    assert_old_or_new(images, old)
+
+
+@pytest.mark.django_db
+def test_exiftool_missing_is_a_clear_error_per_file(tmp_path, settings, monkeypatch):
+    settings.METADATA_DIR = tmp_path / "metadata"
+    images = library(tmp_path / "pictures", 2)
+    monkeypatch.setenv("EXIFTOOL_PATH", str(tmp_path / "no-exiftool-here"))
+    metadata.stop()
+    seen = []
+    try:
+        assert write_images([image.pk for image in images], WriteOptions(), on_result=seen.append) == {"failed": 2}
+    finally:
+        monkeypatch.delenv("EXIFTOOL_PATH")
+        metadata.stop()
+    assert all(result.error.startswith("ExifTool failed, the file was not touched") for result in seen)
+    assert [sha256(image.path) for image in images] == [image.sha256 for image in images]
+
+
+@pytest.mark.django_db
+def test_a_cancelled_write_job_stops_at_its_next_file_and_leaves_no_temporary_copy(tmp_path, settings, admin_user):
+    settings.METADATA_DIR = tmp_path / "metadata"
+    settings.METADATA_WRITE_THREADS, settings.METADATA_BATCH_SIZE = 2, 2
+    images = library(tmp_path / "pictures", 12)
+    job = create_job("write_metadata", {})
+    with run_job(job) as progress:
+        progress.interval = 0  # every step reads the cancel flag
+        cancel = lambda result: progress.job.current == 2 and request_cancel(job, admin_user)  # noqa: E731
+        write_images([image.pk for image in images], WriteOptions(), progress, on_result=cancel)
+    job.refresh_from_db()
+    assert (job.status, job.current) == ("cancelled", 3)
+    assert not [name for name in os.listdir(tmp_path / "pictures") if TEMPORARY_MARK in name]
+    assert assert_old_or_new(images, {image.pk: image.sha256 for image in images}) == {"old": 9, "new": 3}
