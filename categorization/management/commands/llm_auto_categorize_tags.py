@@ -6,6 +6,7 @@ from django.core.management.base import CommandError
 from tqdm import tqdm
 
 from categorization.services import Outcome, Prompt, categorize_uncategorized, uncategorized_tags
+from categorization.tasks import ADVICE
 from tagsite.ai.base import LLMError
 from tagsite.ai.registry import check_endpoint, client_for, resolve_role
 from tagsite.management.arguments import number_type
@@ -65,7 +66,7 @@ class Command(SchemaCommand):
             result = f"✓ {outcome.code} ({outcome.confidence:.2f})" if outcome.ok else f"✗ {outcome.error}"
             tqdm.write(f"[{seen}] {tag.name} (used {tag.usage_count}x) {result}")
 
-        tracked = run_job(job, progress_bar=True, description="categorising") if job else nullcontext()
+        tracked = run_job(job, progress_bar=True, description="categorising", advice=ADVICE) if job else nullcontext()
         with tracked as progress, client_for(config) as client:
             summary = categorize_uncategorized(
                 client,
