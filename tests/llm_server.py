@@ -9,9 +9,9 @@ same latency, slots and faults, and a vector per text that depends only on the t
 
 OpenAI-compatible faults: 429 (with Retry-After), 500, hang (past the client's timeout),
 invalid_json, truncated (cut JSON, finish_reason length), off_enum (one value outside its enum),
-missing_item (one batch item, or one embedding, dropped). Gemini faults: quota_daily, rate_minute, 500,
-missing_item. Gemini requests reach `chat_rule` in the OpenAI shape (system and user messages,
-`response_format.json_schema.schema`), so one rule answers both servers.
+missing_item (one batch item, a keyed answer's last key, or one embedding, dropped). Gemini faults:
+quota_daily, rate_minute, 500, missing_item. Gemini requests reach `chat_rule` in the OpenAI shape
+(system and user messages, `response_format.json_schema.schema`), so one rule answers both servers.
 """
 
 import hashlib
@@ -56,14 +56,19 @@ def default_rule(body: dict) -> Any:
 
 
 def categorize_rule(lookup: Callable[[str], str | None] = lambda name: None) -> Callable[[dict], Any]:
-    """Answer a batch categorisation request: every `N: name` line of the prompt gets `lookup(name)`,
-    or a stable pick from the schema's enum when the lookup has no opinion. Other requests get
-    the schema's simplest answer (the preflight's round trip)."""
+    """Answer a batch categorisation request: each tag gets `lookup(name)`, or a stable pick from the
+    schema's enum when the lookup has no opinion. Tags are the schema's keys when each is an enum and
+    a line of the prompt (the keyed shape), else the prompt's `N: name` lines (the indexed shape).
+    Other requests get the schema's simplest answer (the preflight's round trip)."""
 
     def rule(body: dict) -> Any:
         schema = body["response_format"]["json_schema"]["schema"]
         codes = first_enum(schema)
+        keys = schema.get("properties", {})
         prompt = user_text(body)
+        asked = set(prompt.splitlines())
+        if keys and all("enum" in value and name in asked for name, value in keys.items()):
+            return {name: lookup(name) or stable_choice(name, codes) for name in keys}
         lines = re.findall(r"^(\d+): (\S+)", prompt, flags=re.MULTILINE)
         if not lines:
             return default_rule(body)
@@ -91,6 +96,8 @@ def apply_fault(answer: Any, fault: str | None) -> Any:
             answer[key] = OFF_ENUM
     elif fault == "missing_item" and isinstance(answer, dict) and answer.get("items"):
         answer["items"].pop()
+    elif fault == "missing_item" and isinstance(answer, dict) and answer:
+        answer.pop(list(answer)[-1])  # a keyed answer: its last key
     return answer
 
 
