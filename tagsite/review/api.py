@@ -68,7 +68,7 @@ class ProposalSerializer(serializers.Serializer):
     producer = ProducerSerializer()
     job = serializers.IntegerField(source="job_id", allow_null=True)
     created_at = serializers.DateTimeField()
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    decided_by = serializers.CharField(source="decided_by.username", read_only=True, allow_null=True)
     decided_at = serializers.DateTimeField(allow_null=True)
     via = serializers.CharField()
     subject = serializers.SerializerMethodField()

@@ -3,8 +3,10 @@ auto-approve rules in the audit, the generic API and hub, and a throwaway kind i
 
 import random
 import threading
+from importlib import import_module
 
 import pytest
+from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import connection, connections, models
@@ -22,6 +24,12 @@ from tagsite.services.accounts import ensure_moderators_group
 from tagsite.services.tags import add_tags, create_implication, get_or_create_tags
 
 JSON = "application/json"
+
+
+@pytest.fixture(autouse=True)
+def categories(db):
+    """The 22 categories of the data migration (a transactional test elsewhere may have flushed them)."""
+    import_module("categorization.migrations.0002_categories").create_categories(apps, None)
 
 
 def model_version(name: str = "wd-test", version: str = "v1") -> MLModelVersion:
@@ -215,6 +223,10 @@ def test_generic_api_filters_and_keyset_pages(admin_client):
     assert seen == sorted(TagSuggestion.objects.values_list("pk", flat=True))
     first = admin_client.get("/api/review/tagsuggestion/", {"page_size": 1}).json()["results"][0]
     assert first["producer"]["name"] == "wd-test" and first["subject"]["tag"] in {"smile", "hat"}
+    assert first["decided_by"] is None
+    admin_client.post("/api/review/tagsuggestion/decide/", {"ids": [first["id"]], "status": "rejected"}, JSON)
+    decided = admin_client.get("/api/review/tagsuggestion/", {"status": "rejected"}).json()["results"]
+    assert [(row["id"], row["decided_by"], row["via"]) for row in decided] == [(first["id"], "admin", "api")]
 
 
 @pytest.mark.django_db

@@ -7,7 +7,7 @@ from categorization.models import CategoryProposal, ExtendedCategory, TagCategor
 from suggestions.models import TagSuggestion
 from tagsite.models import Decision, ImageTag, Producer
 from tests.browser import screenshot
-from tests.tagsite.test_review import image, model_version, suggest
+from tests.tagsite.test_review import categories, image, model_version, suggest  # noqa: F401 - fixture
 
 
 @pytest.mark.browser
