@@ -17,7 +17,7 @@ from tagsite.models import Job
 from tagsite.services.jobs import create_job
 from tests.categorization.conftest import make_tags, point_local_endpoint_at
 from tests.conftest import database_url, start_worker, stop_worker, wait_for
-from tests.llm_server import OpenAITestServer, categorize_rule, user_text
+from tests.llm_server import OpenAITestServer, categorize_rule
 
 SLOTS, TAGS_PER_JOB, REQUEST_SIZE = 2, 200, 10
 
@@ -74,8 +74,7 @@ def test_two_workers_never_exceed_the_endpoint_slots(tmp_path):
         assert CategoryProposal.objects.filter(job=job, status="pending").count() == TAGS_PER_JOB
     ran = [re.findall(r"categorize_tags_task\[[\w-]+\] succeeded", log.read_text()) for log in logs]
     assert [len(tasks) for tasks in ran] == [1, 1], "each worker ran one of the jobs"
-    asked = Counter(
-        name for body in server.chat_requests() for name in re.findall(r"^\d+: (\S+)", user_text(body), re.M)
-    )
+    schemas = [body["response_format"]["json_schema"]["schema"] for body in server.chat_requests()]
+    asked = Counter(name for schema in schemas for name in schema["properties"])  # the keyed shape's tags
     assert asked == Counter(names)  # every tag asked exactly once, by one job
     assert server.max_in_flight == SLOTS
