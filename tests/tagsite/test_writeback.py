@@ -13,7 +13,7 @@ from tagsite.services import writeback
 from tagsite.services.ingest import import_folder
 from tagsite.services.tags import add_tags
 from tagsite.services.writeback import WriteOptions, write_images
-from tests.factories import write_keywords
+from tests.factories import make_jpeg, write_keywords
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,7 @@ def metadata_dir(settings, tmp_path):
 def exiftool_fields(path) -> dict:
     """Read with a separate `exiftool` process: what any program using ExifTool sees."""
     out = subprocess.run(
-        ["exiftool", "-j", "-G1", "-struct", "-XMP-dc:all", "-XMP-lr:all", "-IPTC:all", "-IFD0:all", str(path)],
+        ["exiftool", "-m", "-j", "-G1", "-struct", "-XMP-dc:all", "-XMP-lr:all", "-IPTC:all", "-IFD0:all", str(path)],
         capture_output=True,
         check=True,
         text=True,
@@ -215,3 +215,131 @@ def test_iptc_keywords_are_cut_at_64_bytes_on_a_character_boundary_and_reported(
     assert exiv2_values(image.path, "Xmp.dc.subject") == [long]  # XMP has no limit
     assert seen[0].notes == [f"IPTC:Keywords cut to 64 bytes: {long!r} -> {'ä' * 32!r}"]
     assert seen[0].status == "written"
+
+
+# Bad input: the file is always intact, the batch goes on, the reason is recorded
+
+
+def write_one(image: Image, **options) -> "writeback.FileResult":
+    seen = []
+    write_images([image.pk], WriteOptions(**options), on_result=seen.append)
+    return seen[0]
+
+
+def test_a_symlinked_file_is_written_through_and_stays_a_link(tmp_path):
+    real_folder, folder = tmp_path / "real", tmp_path / "library"
+    real_folder.mkdir()
+    folder.mkdir()
+    make_jpeg(real_folder / "photo.jpg")
+    (folder / "link.jpg").symlink_to(real_folder / "photo.jpg")
+    import_folder(folder)
+    image = Image.objects.get(path=str(folder / "link.jpg"))
+    tag(image, "linked")
+    assert write_one(image).status == "written"
+    assert os.path.islink(folder / "link.jpg") and os.readlink(folder / "link.jpg") == str(real_folder / "photo.jpg")
+    assert exiv2_values(real_folder / "photo.jpg", "Xmp.dc.subject") == ["linked"]
+    image.refresh_from_db()
+    assert image.sha256 == sha256(real_folder / "photo.jpg")
+
+
+def test_a_folder_without_write_permission_is_a_clear_error(image_folder):
+    import_folder(image_folder)
+    image = Image.objects.get(path=str(image_folder / "photo0.jpg"))
+    tag(image, "locked")
+    before = sha256(image.path)
+    os.chmod(image_folder, 0o555)
+    try:
+        result = write_one(image)
+    finally:
+        os.chmod(image_folder, 0o755)
+    assert result.status == "failed" and result.error.startswith("no write permission in the folder")
+    assert sha256(image.path) == before and sorted(os.listdir(image_folder)) == [f"photo{i}.jpg" for i in range(3)]
+
+
+def test_a_corrupt_jpeg_exiftool_refuses_is_left_as_it_was_and_the_batch_goes_on(image_folder):
+    import_folder(image_folder)
+    broken, fine = (Image.objects.get(path=str(image_folder / f"photo{i}.jpg")) for i in (0, 1))
+    data = open(broken.path, "rb").read()
+    corrupt = data[:2] + b"\xff\xe1\xff\xff" + data[2:]  # an APP1 segment longer than the file
+    with open(broken.path, "wb") as handle:
+        handle.write(corrupt)
+    info = os.stat(broken.path)  # as if it had been imported so: only ExifTool minds
+    Image.objects.filter(pk=broken.pk).update(size=info.st_size, mtime=info.st_mtime, sha256=sha256(broken.path))
+    for image in (broken, fine):
+        tag(image, "still here")
+    seen = []
+    write_images([broken.pk, fine.pk], WriteOptions(), on_result=seen.append)
+    by_id = {result.image_id: result for result in seen}
+    assert by_id[broken.pk].status == "failed" and "Corrupted JPEG image" in by_id[broken.pk].error
+    assert open(broken.path, "rb").read() == corrupt
+    assert by_id[fine.pk].status == "written"
+    assert not [name for name in os.listdir(image_folder) if writeback.TEMPORARY_MARK in name]
+
+
+def test_a_huge_existing_xmp_block_is_kept_and_2000_keywords_are_written(image_folder):
+    description = "long description " * 2400  # about 40 KB of XMP already in the file
+    subprocess.run(
+        [
+            "exiftool",
+            "-q",
+            "-overwrite_original",
+            f"-XMP-dc:Description={description}",
+            str(image_folder / "photo0.jpg"),
+        ],
+        check=True,
+    )
+    import_folder(image_folder)
+    huge, many = (Image.objects.get(path=str(image_folder / f"photo{i}.jpg")) for i in (0, 1))
+    tag(huge, "small addition")
+    names = [f"keyword {index:04}" for index in range(2000)]
+    tag(many, *names)
+    assert write_one(huge, mode="append").status == "written"
+    fields = exiftool_fields(huge.path)
+    assert fields["XMP-dc:Subject"] == ["small addition"] and fields["XMP-dc:Description"] == [description]
+    assert write_one(many).status == "written"
+    assert exiftool_fields(many.path)["XMP-dc:Subject"] == names
+    assert len(exiv2_values(many.path, "Iptc.Application2.Keywords")) == 2000
+
+
+def test_keywords_with_separators_and_line_breaks_stay_whole(image_folder):
+    import_folder(image_folder)
+    image = Image.objects.get(path=str(image_folder / "photo0.jpg"))
+    tag(image, "salt, pepper", "x;y", "a|b", "line\nbreak")
+    category = ExtendedCategory.objects.get_or_create(
+        code="13_Object", defaults={"name": "Object", "description": "things", "group": "context"}
+    )[0]
+    TagCategory.objects.create(tag=Tag.objects.get(display_name="a|b"), category=category)
+    assert write_one(image).status == "written"
+    expected = ["a|b", "line break", "salt, pepper", "x;y"]
+    fields = exiftool_fields(image.path)
+    assert fields["XMP-dc:Subject"] == expected and fields["IPTC:Keywords"] == expected
+    assert fields["XMP-lr:HierarchicalSubject"] == ["Object|a/b"]  # `|` inside a tag is not a level
+    assert exiv2_values(image.path, "Iptc.Application2.Keywords") == expected
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 300 KB tmpfs: a real file system that fills up. Needs root (mount), as the test machine runs."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_disk_full_during_the_temporary_copy_leaves_the_file_intact(small_disk):
+    folder = small_disk / "library"
+    folder.mkdir()
+    make_jpeg(folder / "big.jpg", size=(900, 600))
+    assert 150_000 < os.path.getsize(folder / "big.jpg") < 300_000  # the copy cannot fit beside it
+    import_folder(folder)
+    image = Image.objects.get(path=str(folder / "big.jpg"))
+    tag(image, "no room")
+    before = sha256(image.path)
+    result = write_one(image)
+    assert result.status == "failed" and "ExifTool could not write it" in result.error, result.error
+    assert sha256(image.path) == before and os.listdir(folder) == ["big.jpg"]
+    image.refresh_from_db()
+    assert image.sha256 == before and image.metadata_written_at is None
