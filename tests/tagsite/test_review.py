@@ -387,3 +387,15 @@ def test_a_decision_batch_runs_the_same_queries_for_5_and_50_suggestions(admin_u
     assert counts[5, "approved"] == counts[50, "approved"] and counts[5, "rejected"] == counts[50, "rejected"]
     assert max(counts.values()) <= 16, counts
     assert_counts_true()
+
+
+@pytest.mark.django_db
+def test_the_review_api_runs_the_same_queries_for_5_and_50_rows(admin_client):
+    suggest(model_version(), {image(n): {"smile": 0.9, "hat": 0.3, "solo": 0.5} for n in range(20)})
+    counts = []
+    for size in (5, 50):
+        with CaptureQueriesContext(connection) as queries:
+            rows = admin_client.get("/api/review/tagsuggestion/", {"page_size": size}).json()["results"]
+        assert len(rows) == size
+        counts.append(len(queries))
+    assert counts[0] == counts[1], counts
