@@ -104,6 +104,7 @@ class Image(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["sha256"], condition=Q(status="ok"), name="unique_ok_image_content"),
         ]
+        permissions = [("write_metadata", "Can write approved tags into image files")]
 
     def __str__(self) -> str:
         return self.path

@@ -235,6 +235,7 @@ MODERATOR_PERMISSIONS = [
     "tagsite.delete_imagetag",
     "tagsite.view_job",
     "tagsite.cancel_job",
+    "tagsite.write_metadata",
 ]
 
 # Suggestions (WD14 taggers): models folder, default thresholds, what happens to unmapped labels.
