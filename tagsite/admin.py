@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin
+from django.urls import reverse
 from django.utils.html import format_html
 
 from tagsite import review
@@ -114,6 +115,19 @@ class ImageAdmin(LargeListAdmin):
         "frames", "thumbnail", "status", "error", "uploaded_by", "created_at", "updated_at",
     ]  # fmt: skip
     inlines = [ImageTagInline, ImageStageInline]
+    actions = ["write_metadata"]
+
+    @admin.action(description="Write approved tags into the files", permissions=["write_metadata"])
+    def write_metadata(self, request, queryset):
+        """One write job for the selection; the message links to its page."""
+        from tagsite.services.writeback import start_write_job
+
+        job = start_write_job({"ids": list(queryset.values_list("pk", flat=True))}, user=request.user)
+        url = reverse("job-detail", args=[job.pk])
+        self.message_user(request, format_html('Write job <a href="{}">#{}</a> queued.', url, job.pk))
+
+    def has_write_metadata_permission(self, request) -> bool:
+        return request.user.has_perm("tagsite.write_metadata")
 
     def get_search_results(self, request, queryset, search_term):
         """A tag name or alias (images carrying it), a SHA-256, or else part of the path."""

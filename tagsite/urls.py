@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from tagsite import access, api, views
+from tagsite import access, api, views, writeback_web
 
 router = DefaultRouter()
 router.register("images", api.ImageViewSet, basename="api-image")
@@ -30,6 +30,9 @@ urlpatterns = [
     path("", include("categorization.urls")),
     path("admin/", admin.site.urls),
     path("", include("suggestions.urls")),
+    path("metadata/write/", writeback_web.write_page, name="metadata-write"),
+    path("api/metadata/write/", writeback_web.write_metadata, name="api-metadata-write"),
+    path("api/images/<int:pk>/metadata/", writeback_web.image_metadata, name="api-image-metadata"),
     path("api/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

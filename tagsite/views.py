@@ -19,6 +19,7 @@ from tagsite.services.jobs import request_cancel, start_job
 from tagsite.services.lists import capped_count, count_label, keyset_page, page_key
 from tagsite.services.tags import SearchError, parse_query, search_images
 from tagsite.services.writeback import audit_folder
+from tagsite.writeback_web import comparison
 
 # The first 8 tags of each tile: one windowed query for the page, only the columns shown.
 TILE_TAGS = ImageTag.objects.select_related("tag").only("image", "tag__name", "tag__display_name").order_by("id")[:8]
@@ -58,7 +59,8 @@ def library(request):
 
 def image_detail(request, pk: int):
     image = get_object_or_404(Image.objects.prefetch_related("image_tags__tag", "stages"), pk=pk)
-    return render(request, "tagsite/image_detail.html", {"image": image})
+    metadata = comparison(image) if image.status == Image.Status.OK else None  # the file against tagsite
+    return render(request, "tagsite/image_detail.html", {"image": image, "metadata": metadata})
 
 
 def upload(request):

@@ -180,8 +180,11 @@ def file_values(current: dict[str, list[str]], held: dict[str, list[str]], field
             if name not in fields:
                 continue
             wanted = [metadata.one_line(value) for value in held[kind]]
+            have = current.get(name, [])
             if kind in LISTS and mode == APPEND:
-                wanted = merge(current.get(name, []), wanted)
+                wanted = merge(have, wanted)
+            elif kind in LISTS and sorted(map(key, have)) == sorted(map(key, wanted)):
+                wanted = have  # the same keywords in another order or case: nothing to write
             if limit := metadata.IPTC_LIMITS.get(name):
                 cut = [cut_bytes(value, limit) for value in wanted]
                 pairs = zip(wanted, cut, strict=True)
@@ -548,3 +551,19 @@ def run_write_job(job, progress: JobProgress) -> dict[str, int]:
     """A job's run: its params hold the selection and the options; the audit goes to var/metadata/job-<id>/."""
     ids = select_images(**job.params.get("selection", {}))
     return write_images(ids, WriteOptions(**job.params.get("options", {})), progress, run=f"job-{job.pk}")
+
+
+def preview(image: Image, mode: str = REPLACE) -> FileResult:
+    """What a write would do to this image's file now, field by field (file -> tagsite), writing nothing."""
+    return prepare_batch([image], held_fields([image.pk]), WriteOptions(mode=mode, dry_run=True))[0]
+
+
+def start_write_job(selection: dict, options: dict | None = None, user=None):
+    """Queue one write job (the `io` queue) for a selection; refuses bad options or an empty selection at once."""
+    from tagsite.services.jobs import start_job
+    from tagsite.tasks import write_metadata_task
+
+    options = asdict(WriteOptions(**(options or {})))
+    if not any(selection.get(key) for key in ("ids", "query", "folder", "all_dirty")):
+        raise ValueError("name images to write: ids, a search query, a folder, or all dirty images")
+    return start_job("write_metadata", write_metadata_task, {"selection": selection, "options": options}, user)

@@ -144,6 +144,10 @@ function setupBulkTags(form) {  // the library: select images, then add or remov
     const name = form.querySelector("input[name=tag]").value.trim();
     const remove = (event.submitter || form.querySelector("button[type=submit]")).value === "remove";
     if (!images.length) { status.textContent = "Select images first (their checkboxes, or select all)."; status.className = "tag-status error"; return; }
+    if (event.submitter && event.submitter.value === "write") {  // one write job for the selection: off to its page
+      try { window.location = (await postJSON(form.dataset.writeUrl, { ids: images })).url; } catch (error) { status.textContent = error.message; status.className = "tag-status error"; }
+      return;
+    }
     try {
       const data = await postJSON(remove ? form.dataset.untagUrl : form.dataset.tagUrl, { images, tags: [name] });
       await reloadPart("#library-grid");
