@@ -148,13 +148,14 @@ def read_fields(paths: list[str]) -> dict[str, dict[str, list[str]]]:
         names = _safe_names(paths, Path(workdir))
         helper = _helper()
         found: dict[str, dict[str, list[str]]] = {}
+        fast = ["-fast2"]  # these fields sit before the image data: no scan for trailers, no maker notes
         try:
-            records = helper.get_tags(list(names.values()), list(FIELDS))
+            records = helper.get_tags(list(names.values()), list(FIELDS), params=fast)
         except Exception:  # noqa: BLE001 - one unreadable file: read the others one by one
             records = []
             for name in names.values():
                 try:
-                    records += helper.get_tags([name], list(FIELDS))
+                    records += helper.get_tags([name], list(FIELDS), params=fast)
                 except Exception as exc:  # noqa: BLE001
                     logger.warning("ExifTool could not read %r: %s", name, exc)
         for record in records:
