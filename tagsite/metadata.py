@@ -63,6 +63,13 @@ def _safe_names(paths: list[str], workdir: Path) -> dict[str, str]:
     return names
 
 
+def sidecars_of(path: str) -> list[str]:
+    """The XMP sidecars beside a file: `photo.jpg.xmp` (darktable, digiKam) and `photo.xmp` (Adobe, Lightroom)."""
+    stem = os.path.splitext(path)[0]
+    names = [f"{path}.xmp", f"{path}.XMP", f"{stem}.xmp", f"{stem}.XMP"]
+    return [name for name in dict.fromkeys(names) if os.path.isfile(name)]
+
+
 def read_keywords(paths: list[str]) -> dict[str, list[str]]:
     """Keywords already in the files (XMP-dc:Subject and IPTC:Keywords), merged without repeats.
 

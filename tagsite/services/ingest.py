@@ -223,13 +223,15 @@ def ensure_thumbnail(sha256: str, image) -> str:
 
 
 def inspect_chunk(paths: list[str]) -> list[FileFacts]:
-    """Inspect files and read their existing keywords with one ExifTool round trip.
+    """Inspect files and read their existing keywords, and their XMP sidecars', with one ExifTool round trip.
 
     Files without any XMP or IPTC block skip ExifTool: that Perl round trip would cost more
     than the decode.
     """
     facts = [_guarded_inspect(path) for path in paths]
+    sidecars = {f.path: metadata.sidecars_of(f.path) for f in facts if not f.error}  # darktable's or Adobe's
     readable = [f.path for f in facts if not f.error and f.may_have_keywords]
+    readable += [sidecar for found in sidecars.values() for sidecar in found]
     try:
         keywords = metadata.read_keywords(readable) if readable else {}
     except Exception as exc:  # noqa: BLE001 - these files' keywords would be lost silently: fail them, loudly
@@ -239,7 +241,8 @@ def inspect_chunk(paths: list[str]) -> list[FileFacts]:
             if f.path in readable:
                 f.error = f"its keywords could not be read ({exc or type(exc).__name__}); the log has the details"
     for f in facts:
-        f.keywords = keywords.get(f.path, [])
+        found = [keywords.get(name, []) for name in [f.path, *sidecars.get(f.path, [])]]
+        f.keywords = list(dict.fromkeys(word for words in found for word in words))
     return facts
 
 

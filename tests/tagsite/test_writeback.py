@@ -3,9 +3,11 @@
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
+from django.contrib.auth.models import User
 
 from categorization.models import ExtendedCategory, TagCategory
 from tagsite.models import Image, Tag
@@ -343,3 +345,44 @@ def test_a_disk_full_during_the_temporary_copy_leaves_the_file_intact(small_disk
     assert sha256(image.path) == before and os.listdir(folder) == ["big.jpg"]
     image.refresh_from_db()
     assert image.sha256 == before and image.metadata_written_at is None
+
+
+# Round trips
+
+
+def test_existing_sidecars_are_read_on_import(image_folder):
+    subprocess.run(["exiftool", "-q", "-XMP-dc:Subject=from darktable", "-o", f"{image_folder}/photo0.jpg.xmp"])
+    subprocess.run(["exiftool", "-q", "-XMP-dc:Subject=from lightroom", "-o", f"{image_folder}/photo1.xmp"])
+    import_folder(image_folder)
+
+    def names(index: int) -> list[str]:
+        image = Image.objects.get(path=str(image_folder / f"photo{index}.jpg"))
+        return sorted(image.tags.values_list("name", flat=True))
+
+    assert (names(0), names(1), names(2)) == (["from_darktable"], ["from_lightroom"], [])
+
+
+def test_a_library_tagged_elsewhere_comes_back_exactly_after_approving_and_writing(image_folder, tmp_path, settings):
+    from suggestions.models import TagSuggestion
+    from suggestions.services import install_model, review_images, suggest_tags
+    from tests.suggestions.wd14 import build_model
+
+    settings.SUGGESTIONS_MODELS_DIR = tmp_path / "models"
+    write_keywords(image_folder / "photo0.jpg", subject=["Harbour", "Boats"], iptc=["Harbour", "boats"])
+    write_keywords(image_folder / "photo1.jpg", subject=["Léa", "🎉 party"])
+    import_folder(image_folder)
+    images = list(Image.objects.order_by("path"))
+    model = install_model("wd-test", build_model(tmp_path / "wd14-src"), version="v1")
+    suggest_tags(model, images)
+    review_images(images, 0.0, User.objects.create(username="reviewer"))
+    assert TagSuggestion.objects.filter(status="approved").exists()
+    held = {image.filename: sorted(image.tags.values_list("name", flat=True)) for image in images}
+    assert write_images([image.pk for image in images], WriteOptions(mode="append")) == {"written": 3}
+
+    copy = tmp_path / "copy"
+    shutil.copytree(image_folder, copy)
+    Image.objects.all().delete()
+    Tag.objects.all().delete()  # a fresh library: only the files speak
+    import_folder(copy)
+    again = {image.filename: sorted(image.tags.values_list("name", flat=True)) for image in Image.objects.all()}
+    assert again == held
