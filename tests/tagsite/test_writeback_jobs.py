@@ -19,7 +19,7 @@ from tagsite.services.tags import add_tags
 from tagsite.services.writeback import TEMPORARY_MARK, WriteOptions, audit_folder, write_images
 from tagsite.tasks import write_metadata_task
 from tests.conftest import ROOT, database_url, wait_for
-from tests.factories import make_jpeg
+from tests.factories import make_jpeg, write_keywords
 
 
 def sha256(path) -> str:
@@ -175,3 +175,28 @@ def test_a_cancelled_write_job_stops_at_its_next_file_and_leaves_no_temporary_co
     assert (job.status, job.current) == ("cancelled", 3)
     assert not [name for name in os.listdir(tmp_path / "pictures") if TEMPORARY_MARK in name]
     assert assert_old_or_new(images, {image.pk: image.sha256 for image in images}) == {"old": 9, "new": 3}
+
+
+@pytest.mark.django_db
+def test_image_tagger_imports_tags_approves_by_its_rule_and_writes(tmp_path, settings, capsys):
+    from suggestions.services import install_model
+    from tagsite.models import Decision
+    from tests.suggestions.wd14 import CONSTANT_TAGS, build_model
+
+    settings.METADATA_DIR = tmp_path / "metadata"
+    settings.SUGGESTIONS_MODELS_DIR = tmp_path / "models"
+    settings.SUGGESTIONS_ON_INGEST = False
+    install_model("wd-test", build_model(tmp_path / "wd14-src"), version="v1")
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    make_jpeg(folder / "a.jpg", size=(200, 150))
+    write_keywords(folder / "a.jpg", subject=["Already There"], iptc=["Already There"])
+    call_command("image_tagger", str(folder), "--append-tags", "--min-confidence", "0.5")
+    assert "1 images, 1 tagged" in capsys.readouterr().out
+    image = Image.objects.get(path=str(folder / "a.jpg"))
+    confident = [name for name, score in CONSTANT_TAGS.items() if score >= 0.5]
+    written = keywords(image.path)
+    assert written[0] == "Already There" and {name.replace("_", " ") for name in confident} <= set(written)
+    decisions = Decision.objects.filter(kind="tagsuggestion", rule__name="image_tagger")
+    assert decisions.exists() and set(decisions.values_list("status", flat=True)) == {"auto_approved"}
+    assert not image.suggestions.filter(status="auto_approved", confidence__lt=0.5).exists()
