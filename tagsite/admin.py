@@ -37,6 +37,7 @@ class LargeListAdmin(admin.ModelAdmin):
 
     show_full_result_count = False
     paginator = CappedPaginator
+    list_per_page = 50
     tag_search = ""
 
     def get_search_results(self, request, queryset, search_term):

@@ -16,6 +16,7 @@ from tagsite.pagination import CappedCursorPagination
 from tagsite.services import tags as tag_service
 from tagsite.services.ingest import ImportRefused, UploadRejected, check_import_folder, store_upload
 from tagsite.services.jobs import request_cancel, start_job
+from tagsite.services.lists import tag_names_by_image
 
 
 class StaffModelPermissions(permissions.DjangoModelPermissions):
@@ -65,6 +66,8 @@ class ImageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_tags(self, image) -> list[str]:
+        if (names := self.context.get("tag_names")) is not None:  # a list page: one query for every image
+            return [name for name, _ in names[image.pk]]
         return [link.tag.name for link in image.image_tags.all()]
 
     def get_thumbnail_url(self, image) -> str | None:
@@ -118,6 +121,8 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
             )
         except tag_service.SearchError as exc:
             raise ValidationError({"q": [str(exc)]}) from exc
+        if self.action == "list":
+            return images  # tag names come in one query per page (list)
         names = ImageTag.objects.select_related("tag").only("image", "tag__name")
         return images.prefetch_related(Prefetch("image_tags", queryset=names))
 
@@ -130,7 +135,10 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
         ]
     )
     def list(self, request, *args, **kwargs):
-        return super().list(request, *args, **kwargs)
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        names = tag_names_by_image([image.pk for image in page])
+        context = {**self.get_serializer_context(), "tag_names": names}
+        return self.get_paginated_response(self.get_serializer(page, many=True, context=context).data)
 
     @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={201: ImageSerializer})
     @action(

@@ -6,23 +6,19 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
-from django.db.models import Prefetch
 from django.http import FileResponse, Http404, HttpResponseNotModified
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from tagsite.access import require
-from tagsite.models import Image, ImageTag, Job
+from tagsite.models import Image, Job
 from tagsite.services.ingest import ImportRefused, check_import_folder
 from tagsite.services.jobs import request_cancel, start_job
-from tagsite.services.lists import capped_count, count_label, keyset_page, page_key
+from tagsite.services.lists import capped_count, count_label, keyset_page, page_key, tag_names_by_image
 from tagsite.services.tags import SearchError, parse_query, search_images
 from tagsite.services.writeback import audit_folder
 from tagsite.writeback_web import comparison
-
-# The first 8 tags of each tile: one windowed query for the page, only the columns shown.
-TILE_TAGS = ImageTag.objects.select_related("tag").only("image", "tag__name", "tag__display_name").order_by("id")[:8]
 
 
 def library(request):
@@ -35,11 +31,12 @@ def library(request):
         search_error = ""
     except SearchError as exc:
         images, search_error = Image.objects.none(), str(exc)
-    images = images.only("path", "sha256", "thumbnail", "status", "error").prefetch_related(
-        Prefetch("image_tags", queryset=TILE_TAGS, to_attr="tile_tags")
-    )
+    images = images.only("path", "sha256", "thumbnail", "status", "error")
     after, before = page_key(request.GET.get("after")), page_key(request.GET.get("before"))
     page = keyset_page(images, 48, after=after, before=before)  # by id, never OFFSET
+    tile_tags = tag_names_by_image([image.pk for image in page], per_image=8)  # one windowed query
+    for image in page:
+        image.tile_tags = tile_tags[image.pk]
     count, capped = capped_count(images)
     return render(
         request,
