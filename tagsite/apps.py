@@ -13,7 +13,10 @@ class TagsiteConfig(AppConfig):
         from PIL import Image
 
         from tagsite import signals  # noqa: F401 - connects the usage-count receivers
+        from tagsite.review.services import decided
         from tagsite.services.accounts import ensure_moderators_group
+        from tagsite.services.writeback import write_after_approval
 
         Image.MAX_IMAGE_PIXELS = settings.MAX_IMAGE_PIXELS  # Pillow's own bomb guard follows the setting
         post_migrate.connect(ensure_moderators_group, dispatch_uid="tagsite.moderators")
+        decided.connect(write_after_approval, dispatch_uid="tagsite.metadata_auto_write")

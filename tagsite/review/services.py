@@ -8,6 +8,7 @@ from datetime import datetime
 
 from django.db import OperationalError, connection, transaction
 from django.db.models import QuerySet
+from django.dispatch import Signal
 from django.utils import timezone
 
 from tagsite.models import AutoApproveRule, Decision, Producer, Proposal
@@ -15,6 +16,8 @@ from tagsite.review import ReviewKind, get_kind
 
 log = logging.getLogger(__name__)
 Status = Proposal.Status
+# Sent after a decide call's transaction commits, with the kind's name, the ids it changed, the status, user, rule.
+decided = Signal()
 DEADLOCK_RETRIES = 3
 COUNT_CAP = 1000  # pending counts on the hub stop here ("1,000+"): never a full count over a big table
 
@@ -88,6 +91,11 @@ def _decide(kind: ReviewKind, ids: list[int], status: str, user, via: str, rule,
     if changing:
         kind.model.objects.bulk_update(changing, ["status", "decided_by", "decided_at", "via"])
     outcome.changed, outcome.skipped = [row.pk for row in changing], [row.pk for row in skipped]
+    if changing:  # listeners (the metadata auto-write) act on committed decisions only
+        changed = list(outcome.changed)
+        transaction.on_commit(
+            lambda: decided.send(sender=kind.model, kind=kind.name, ids=changed, status=status, user=user, rule=rule)
+        )
     Decision.objects.bulk_create(
         [
             Decision(

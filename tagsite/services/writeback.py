@@ -558,12 +558,32 @@ def preview(image: Image, mode: str = REPLACE) -> FileResult:
     return prepare_batch([image], held_fields([image.pk]), WriteOptions(mode=mode, dry_run=True))[0]
 
 
-def start_write_job(selection: dict, options: dict | None = None, user=None):
-    """Queue one write job (the `io` queue) for a selection; refuses bad options or an empty selection at once."""
+def start_write_job(selection: dict, options: dict | None = None, user=None, reason: str = ""):
+    """Queue one write job (the `io` queue) for a selection; refuses bad options or an empty selection at once.
+    `reason` says why a job nobody asked for runs (the auto-write's rule)."""
     from tagsite.services.jobs import start_job
     from tagsite.tasks import write_metadata_task
 
     options = asdict(WriteOptions(**(options or {})))
     if not any(selection.get(key) for key in ("ids", "query", "folder", "all_dirty")):
         raise ValueError("name images to write: ids, a search query, a folder, or all dirty images")
-    return start_job("write_metadata", write_metadata_task, {"selection": selection, "options": options}, user)
+    params = {"selection": selection, "options": options} | ({"reason": reason} if reason else {})
+    return start_job("write_metadata", write_metadata_task, params, user)
+
+
+def write_after_approval(sender, kind: str, ids: list[int], status: str, user=None, rule=None, **kwargs) -> None:
+    """TAGSITE_METADATA_AUTO_WRITE (off by default): approved proposals about images (tag suggestions) queue a
+    write of those images (append: nothing in the files is dropped), logged with the rule that caused it."""
+    from tagsite.models import Proposal
+
+    if not settings.METADATA_AUTO_WRITE or status not in Proposal.APPLIED:
+        return
+    if "image" not in {field.name for field in sender._meta.get_fields()}:
+        return  # proposals about tags, not images: their images turn dirty and wait for an explicit write
+    image_ids = sorted(set(sender.objects.filter(pk__in=ids).values_list("image_id", flat=True)))
+    if not image_ids:
+        return
+    who = f"rule {rule.name!r}" if rule is not None else f"{user or 'someone'}"
+    reason = f"auto-write (TAGSITE_METADATA_AUTO_WRITE) after {len(ids)} {kind} {status} by {who}"
+    job = start_write_job({"ids": image_ids}, {"mode": APPEND}, reason=reason)
+    log.info("%s: job #%d writes %d images", reason, job.pk, len(image_ids))

@@ -200,3 +200,42 @@ def test_image_tagger_imports_tags_approves_by_its_rule_and_writes(tmp_path, set
     decisions = Decision.objects.filter(kind="tagsuggestion", rule__name="image_tagger")
     assert decisions.exists() and set(decisions.values_list("status", flat=True)) == {"auto_approved"}
     assert not image.suggestions.filter(status="auto_approved", confidence__lt=0.5).exists()
+
+
+@pytest.mark.django_db
+def test_auto_write_after_approval_is_off_by_default_and_logged_with_its_rule_when_on(
+    tmp_path, settings, django_capture_on_commit_callbacks, caplog
+):
+    from suggestions.models import TagSuggestion
+    from suggestions.services import install_model, suggest_tags
+    from tagsite.models import AutoApproveRule
+    from tagsite.review import services as review
+    from tagsite.services.writeback import run_write_job
+    from tests.suggestions.wd14 import build_model
+
+    settings.METADATA_DIR = tmp_path / "metadata"
+    settings.SUGGESTIONS_MODELS_DIR = tmp_path / "models"
+    images = library(tmp_path / "pictures", 2)
+    model = install_model("wd-test", build_model(tmp_path / "wd14-src"), version="v1")
+    suggest_tags(model, images)
+    rule = AutoApproveRule.objects.create(name="sure things", kind="tagsuggestion", min_confidence=0.5, active=False)
+    first, second = (TagSuggestion.objects.filter(image=image).order_by("-confidence").first() for image in images)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        review.decide(kind="tagsuggestion", ids=[first.pk], status="auto_approved", via="rule", rule=rule)
+    assert not Job.objects.filter(kind="write_metadata").exists()  # off by default
+
+    settings.METADATA_AUTO_WRITE = True
+    with caplog.at_level("INFO", logger="tagsite.services.writeback"):
+        with django_capture_on_commit_callbacks() as committed:
+            review.decide(kind="tagsuggestion", ids=[second.pk], status="auto_approved", via="rule", rule=rule)
+        assert not Job.objects.filter(kind="write_metadata").exists()  # only once the decision is committed
+        for callback in committed:
+            callback()
+    job = Job.objects.get(kind="write_metadata")
+    reason = "auto-write (TAGSITE_METADATA_AUTO_WRITE) after 1 tagsuggestion auto_approved by rule 'sure things'"
+    assert job.params["reason"] == reason and job.params["selection"]["ids"] == [second.image_id]
+    assert job.params["options"]["mode"] == "append" and reason in caplog.text
+    with run_job(job) as progress:
+        run_write_job(job, progress)
+    assert second.tag.display_name.replace("_", " ") in keywords(images[1].path)
