@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from categorization import services
-from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory, TagCategory
+from categorization.models import CachedAnswer, CategorizerEvaluation, CategoryProposal, ExtendedCategory, TagCategory
 from tagsite.admin import LargeListAdmin
 
 
@@ -25,14 +25,34 @@ class TagCategoryAdmin(admin.ModelAdmin):
 
 @admin.register(CategoryProposal)
 class CategoryProposalAdmin(LargeListAdmin):
-    list_display = ["tag", "category", "confidence", "producer", "status", "decided_by", "via", "created_at"]
+    list_display = [
+        "tag",
+        "category",
+        "confidence",
+        "knn_category",
+        "second_category",
+        "producer",
+        "status",
+        "decided_by",
+        "via",
+        "created_at",
+    ]
     list_filter = ["status", "category", "producer"]
-    list_select_related = ["tag", "category", "producer", "decided_by"]
+    list_select_related = ["tag", "category", "knn_category", "second_category", "producer", "decided_by"]
     search_fields = ["tag__name"]  # by tag name or alias prefix: LargeListAdmin
     tag_search = "tag"
     raw_id_fields = ["tag", "job"]
     # Decisions go through the actions (which apply the category), never through an edited status.
-    readonly_fields = ["status", "producer", "decided_by", "decided_at", "via", "created_at"]
+    readonly_fields = [
+        "status",
+        "producer",
+        "knn_category",
+        "second_category",
+        "decided_by",
+        "decided_at",
+        "via",
+        "created_at",
+    ]
     actions = ["accept", "reject"]
 
     def has_categorize_permission(self, request) -> bool:
@@ -55,3 +75,13 @@ class CachedAnswerAdmin(admin.ModelAdmin):
     list_display = ["tag_name", "category", "confidence", "model", "prompt_version", "created_at"]
     list_filter = ["model", "prompt_version"]
     search_fields = ["tag_name"]
+
+
+@admin.register(CategorizerEvaluation)
+class CategorizerEvaluationAdmin(admin.ModelAdmin):
+    """What `evaluate_categorizer` measured, per producer (model + prompt version): read before trusting one."""
+
+    list_display = ["producer", "accuracy", "macro_recall", "knn_accuracy", "tags", "folds", "requests", "seconds"]
+    list_filter = ["producer"]
+    list_select_related = ["producer"]
+    readonly_fields = [field.name for field in CategorizerEvaluation._meta.fields]

@@ -6,6 +6,7 @@ a tag is never its own neighbour: a labelled tag with the same name is skipped.
 """
 
 import csv
+import heapq
 import math
 import re
 from collections import Counter, defaultdict
@@ -15,6 +16,7 @@ from pathlib import Path
 
 # The 300 most used Danbooru general tags, labelled by hand with the boundary rules of the prompt.
 LABELLED_FILE = Path(__file__).resolve().parent / "data" / "categories_labelled.csv"
+POSTING_LIMIT = 100  # names kept per feature of the index
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,11 @@ class LexicalIndex:
             vector = self.vector(count)
             for feature, weight in vector.items():
                 self.postings[feature].append((index, weight))
+        # A feature shared by thousands of names keeps only its strongest (shortest) names: a lookup then
+        # costs the same whatever the number of categorised tags.
+        for feature, posting in self.postings.items():
+            if len(posting) > POSTING_LIMIT:
+                self.postings[feature] = sorted(posting, key=lambda item: -item[1])[:POSTING_LIMIT]
 
     def vector(self, count: Counter) -> dict[str, float]:
         weights = {feature: n * self.idf.get(feature, 0.0) for feature, n in count.items()}
@@ -84,7 +91,7 @@ class LexicalIndex:
             for feature, weight in self.vector(features(name)).items():
                 for index, other in self.postings.get(feature, ()):
                     scores[index] += weight * other
-            ranked = sorted(scores.items(), key=lambda item: (-item[1], self.examples[item[0]].name))
+            ranked = heapq.nsmallest(k + 1, scores.items(), key=lambda item: (-item[1], self.examples[item[0]].name))
             found[name] = [
                 Neighbour(self.examples[index], min(1.0, score))
                 for index, score in ranked

@@ -246,11 +246,18 @@ class Asker:
     """One categorisation run's requests: examples per batch from the retrieved neighbours, re-asking,
     degenerate answers split, and the request count and warnings of the run (thread safe)."""
 
-    def __init__(self, client: ChatBackend, prompt: Prompt, neighbours: dict[str, list[Neighbour]]):
-        self.client, self.prompt, self.neighbours = client, prompt, neighbours
+    def __init__(self, client: ChatBackend, prompt: Prompt, retriever: Retriever):
+        self.client, self.prompt, self.retriever = client, prompt, retriever
+        self.neighbours: dict[str, list[Neighbour]] = {}
         self.lock = threading.Lock()
         self.requests = 0
         self.warnings: list[str] = []
+
+    def find(self, tags: list[TagItem]) -> None:
+        """Retrieve the neighbours of a batch's tags (per batch, in the workers: a big pool costs time)."""
+        found = self.retriever([tag.name for tag in tags if tag.name not in self.neighbours], NEIGHBOURS)
+        with self.lock:
+            self.neighbours.update(found)
 
     def examples(self, tags: list[TagItem]) -> list[Example]:
         """The batch's neighbours, each once, nearest first; never a tag of the batch itself."""
@@ -310,6 +317,7 @@ class Asker:
 
     def outcomes(self, tags: list[TagItem], twice: bool, rng: random.Random) -> list[Outcome]:
         """Ask about a batch (twice, the second time shuffled, when `twice`) and weigh the answers."""
+        self.find(tags)
         first, problem = self.ask(tags)
         second: dict[int, str] = {}
         if twice and first:
@@ -377,13 +385,14 @@ def categorize(
     retriever = retriever or LexicalIndex(labelled_examples())
     model = client.config.model
     summary = Summary()
-    asker = Asker(client, prompt, retriever([tag.name for tag in tags], NEIGHBOURS))
+    asker = Asker(client, prompt, retriever)
     cached = {}
     if use_cache:
         rows = CachedAnswer.objects.filter(
             tag_name__in=[tag.name for tag in tags], model=model, prompt_version=prompt.version
         ).select_related("category")
         cached = {row.tag_name: row for row in rows}
+    asker.find([tag for tag in tags if tag.name in cached])
     hits = []
     for tag in tags:
         if tag.name in cached:
@@ -599,7 +608,7 @@ def filter_tags(query: str = "", code: str = "", state: str = "all") -> QuerySet
     """Tags matching the page's (and the API's) filters, most used first, each with its category's code in
     `.category_code` (None when uncategorised) and its pending proposal in `.pending` (a list of at most one)."""
     pending = CategoryProposal.objects.filter(status=CategoryProposal.Status.PENDING).select_related(
-        "category", "producer"
+        "category", "producer", "knn_category", "second_category"
     )
     tags = Tag.objects.annotate(category_code=F("category_link__category__code")).prefetch_related(
         Prefetch("category_proposals", queryset=pending, to_attr="pending")

@@ -6,6 +6,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from categorization import services
+from categorization.evaluation import latest_evaluations
 from categorization.models import CategoryProposal, ExtendedCategory
 from categorization.tasks import start_run
 from tagsite.access import permission_required, require
@@ -47,6 +48,7 @@ def tag_categorize(request):
             "job": job,
             "pending_total": review.capped_label(CategoryProposal.objects.filter(status=Proposal.Status.PENDING)),
             "can_review": request.user.has_perm("categorization.review_categoryproposal"),
+            "evaluations": latest_evaluations(5),
         },
     )
 
