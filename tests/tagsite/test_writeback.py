@@ -386,3 +386,20 @@ def test_a_library_tagged_elsewhere_comes_back_exactly_after_approving_and_writi
     import_folder(copy)
     again = {image.filename: sorted(image.tags.values_list("name", flat=True)) for image in Image.objects.all()}
     assert again == held
+
+
+def test_titles_and_descriptions_map_to_their_fields_with_iptc_cuts(tmp_path):
+    """The mapping a text stage will use: title -> XMP-dc:Title + IPTC:ObjectName (64 bytes), description ->
+    XMP-dc:Description + IPTC:Caption-Abstract + EXIF:ImageDescription."""
+    from tagsite import metadata
+
+    make_jpeg(tmp_path / "a.jpg")
+    title = "Harbour at dusk, " + "é" * 40
+    held = {"keywords": [], "hierarchy": [], "title": [title], "description": ["Boats leave the harbour."]}
+    values, notes = writeback.file_values({}, held, metadata.fields_for("a.jpg"), "replace")
+    assert values[metadata.OBJECT_NAME] == [writeback.cut_bytes(title, 64)] and len(notes) == 1
+    assert metadata.write([metadata.WriteCommand(str(tmp_path / "b.jpg"), values, str(tmp_path / "a.jpg"))]) == [""]
+    assert exiv2_values(tmp_path / "b.jpg", "Iptc.Application2.ObjectName") == [writeback.cut_bytes(title, 64)]
+    assert exiv2_values(tmp_path / "b.jpg", "Iptc.Application2.Caption") == ["Boats leave the harbour."]
+    assert exiv2_values(tmp_path / "b.jpg", "Exif.Image.ImageDescription") == ["Boats leave the harbour."]
+    assert exiftool_fields(tmp_path / "b.jpg")["XMP-dc:Title"] == [title]
