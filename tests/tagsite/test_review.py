@@ -247,47 +247,55 @@ def test_hub_shows_capped_pending_counts_per_kind_and_producer(admin_client, mon
     assert [(p.name, n, capped) for p, n, capped in counts["tagsuggestion"].producers] == [("wd-test", 4, True)]
 
 
-# A throwaway kind: a model and a kind class are all it takes.
+# A throwaway kind: a model and a kind class are all it takes. They are defined inside the fixture and
+# taken out of the app registry afterwards, so no other test's flush or migration check ever sees them.
 
 
-class Rename(Proposal):
-    """Proposes a display name for a tag."""
+def define_rename_kind() -> tuple[type[Proposal], type[ReviewKind]]:
+    class Rename(Proposal):
+        """Proposes a display name for a tag."""
 
-    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="+")
-    display_name = models.CharField(max_length=100)
+        tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="+")
+        display_name = models.CharField(max_length=100)
 
-    class Meta:
-        app_label = "tagsite"
-        db_table = "test_review_rename"
+        class Meta:
+            app_label = "tagsite"
+            db_table = "test_review_rename"
 
+    class Renames(ReviewKind):
+        model = Rename
+        label = "renames"
+        subject_fields = ("tag",)
 
-class Renames(ReviewKind):
-    model = Rename
-    label = "renames"
-    subject_fields = ("tag",)
+        def apply(self, proposals, user):
+            for proposal in proposals:
+                Tag.objects.filter(pk=proposal.tag_id).update(display_name=proposal.display_name)
 
-    def apply(self, proposals, user):
-        for proposal in proposals:
-            Tag.objects.filter(pk=proposal.tag_id).update(display_name=proposal.display_name)
+        def revert(self, proposals, user):
+            for proposal in proposals:
+                Tag.objects.filter(pk=proposal.tag_id).update(display_name=proposal.tag.name)
 
-    def revert(self, proposals, user):
-        for proposal in proposals:
-            Tag.objects.filter(pk=proposal.tag_id).update(display_name=proposal.tag.name)
+        def describe(self, proposal):
+            return {"tag": proposal.tag_id, "display_name": proposal.display_name}
 
-    def describe(self, proposal):
-        return {"tag": proposal.tag_id, "display_name": proposal.display_name}
+    return Rename, Renames
 
 
 @pytest.fixture
 def renames(db):
+    global Renames  # the registry imports the kind by dotted path
+    Rename, Renames = define_rename_kind()
     with connection.schema_editor() as editor:
         editor.create_model(Rename)
     review.register("rename", f"{__name__}.Renames")
-    yield
+    yield Rename
     review.unregister("rename")
+    del apps.all_models["tagsite"]["rename"]
+    apps.clear_cache()
 
 
 def test_a_throwaway_kind_is_decided_through_the_generic_api(renames, admin_client):
+    Rename = renames
     tag = get_or_create_tags(["smile"])["smile"]
     producer = Producer.objects.create(kind=Producer.Kind.RULE, name="capitalise")
     proposal = Rename.objects.create(tag=tag, display_name="Smile", confidence=1, producer=producer)
