@@ -171,7 +171,7 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
         tag_service.remove_tags([self.get_object()], self._named_tags(self._tag_names(request)))
         return self._fresh_image(request)
 
-    @extend_schema(request=BulkTagSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=BulkTagSerializer, responses=OpenApiTypes.OBJECT, operation_id="images_bulk_tags_create")
     @action(
         detail=False,
         methods=["post"],
@@ -186,7 +186,7 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
         tags = tag_service.add_tags(images, names, user=request.user)
         return Response({"images": len(images), "tags": [tag.name for tag in tags]})
 
-    @extend_schema(request=BulkTagSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(request=BulkTagSerializer, responses=OpenApiTypes.OBJECT, operation_id="images_bulk_untag_create")
     @action(
         detail=False,
         methods=["post"],

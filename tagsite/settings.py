@@ -197,7 +197,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"DanbooruCategoryEnum": "tagsite.models.Tag.DanbooruCategory"},
+    "ENUM_NAME_OVERRIDES": {
+        "DanbooruCategoryEnum": "tagsite.models.Tag.DanbooruCategory",
+        "JobStatusEnum": "tagsite.models.Job.Status",
+        "ProposalStatusEnum": "tagsite.models.Proposal.Status",
+        "ProposalViaEnum": "tagsite.models.Proposal.Via",
+        "DecideViaEnum": ["api", "page"],
+    },
 }
 
 LOGGING = {
