@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from tagsite import features, metadata
 from tagsite.models import Image
-from tagsite.services.jobs import JobProgress
+from tagsite.services.jobs import JobProgress, describe_error
 from tagsite.services.tags import normalize_tag_name
 
 log = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ def prepare_batch(images: list[Image], held: dict[int, dict], options: WriteOpti
         for image in images:
             result = done.get(image.pk) or FileResult(image.pk, image.path)
             if result.status != "failed":
-                fail(result, f"ExifTool failed, the file was not touched: {describe(exc)}")
+                fail(result, f"ExifTool failed, the file was not touched: {describe_error(exc)}")
             failed.append(result)
         return failed
 
@@ -299,7 +299,7 @@ def prepare(images: list[Image], held: dict[int, dict], options: WriteOptions, r
             result.target, result.sidecar = choose_target(real, options)
             plans.append((result, real))
         except (OSError, ValueError) as exc:
-            result.status, result.error = "failed", describe(exc)
+            result.status, result.error = "failed", describe_error(exc)
     sources = {res.image_id: res.target if os.path.exists(res.target) else real for res, real in plans}
     current = metadata.read_fields(list(set(sources.values())))
     commands, pending = [], []
@@ -336,7 +336,7 @@ def prepare(images: list[Image], held: dict[int, dict], options: WriteOptions, r
             verify(result, written.get(result.temporary, {}))
             finish_copy(result, options)
         except (OSError, ValueError) as exc:
-            fail(result, describe(exc))
+            fail(result, describe_error(exc))
     return results
 
 
@@ -384,12 +384,6 @@ def discard(result: FileResult) -> None:
         result.temporary = ""
 
 
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-    return str(exc) or type(exc).__name__
-
-
 def commit(result: FileResult, image: Image) -> None:
     """Rename the verified copy over the file inside the transaction that records the file's new facts."""
     now = timezone.now()
@@ -411,7 +405,7 @@ def commit(result: FileResult, image: Image) -> None:
             Image.objects.filter(pk=image.pk).update(**state)
         result.status = "written"
     except (OSError, ValueError) as exc:
-        fail(result, describe(exc))
+        fail(result, describe_error(exc))
 
 
 # A run: batches on every core, an audit per run
@@ -485,9 +479,16 @@ def write_images(
             chunk = ids[start : start + batch * threads]
             images = {image.pk: image for image in Image.objects.filter(pk__in=chunk)}
             for pk in chunk:
-                if pk not in images:
-                    finish(FileResult(pk, "", status="failed", error="no such image"), audit, progress, on_result)
-            present = [images[pk] for pk in chunk if pk in images]
+                image = images.get(pk)
+                if image is None or image.status != Image.Status.OK:
+                    why = "no such image" if image is None else f"not written: the image is {image.status}"
+                    finish(
+                        FileResult(pk, image.path if image else "", status="failed", error=why),
+                        audit,
+                        progress,
+                        on_result,
+                    )
+            present = [images[pk] for pk in chunk if pk in images and images[pk].status == Image.Status.OK]
             held = held_fields([image.pk for image in present])
             futures = [
                 pool.submit(prepare_batch, present[i : i + batch], held, options) for i in range(0, len(present), batch)

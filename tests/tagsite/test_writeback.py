@@ -403,3 +403,14 @@ def test_titles_and_descriptions_map_to_their_fields_with_iptc_cuts(tmp_path):
     assert exiv2_values(tmp_path / "b.jpg", "Iptc.Application2.Caption") == ["Boats leave the harbour."]
     assert exiv2_values(tmp_path / "b.jpg", "Exif.Image.ImageDescription") == ["Boats leave the harbour."]
     assert exiftool_fields(tmp_path / "b.jpg")["XMP-dc:Title"] == [title]
+
+
+def test_images_that_are_not_ok_are_not_written(image_folder):
+    shutil.copy(image_folder / "photo0.jpg", image_folder / "copy.jpg")
+    import_folder(image_folder)
+    duplicate = Image.objects.get(status="duplicate")
+    tag(duplicate, "twin")
+    before = sha256(duplicate.path)
+    result = write_one(duplicate)
+    assert (result.status, result.error) == ("failed", "not written: the image is duplicate")
+    assert sha256(duplicate.path) == before
