@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import stat
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -505,9 +506,26 @@ def write_images(
         for future in futures:
             for result in future.result():
                 discard(result)
+        stop_exiftools(pool, threads)
         pool.shutdown()
         audit.close()
     return dict(audit.counts)
+
+
+def stop_exiftools(pool: ThreadPoolExecutor, threads: int) -> None:
+    """Every writer thread stops its ExifTool processes now, not whenever its thread is collected: a barrier
+    hands one stop to each thread."""
+    barrier = threading.Barrier(threads)
+
+    def stop() -> None:
+        try:
+            barrier.wait(timeout=30)
+        except threading.BrokenBarrierError:
+            log.warning("a writer thread did not take its ExifTool stop in time")
+        metadata.stop()
+
+    for future in [pool.submit(stop) for _ in range(threads)]:
+        future.result()
 
 
 def finish(result: FileResult, audit: Audit, progress: JobProgress | None, on_result) -> None:
