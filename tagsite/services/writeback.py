@@ -11,10 +11,12 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import stat
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -257,6 +259,26 @@ def changed_since_import(image: Image, real: str) -> str:
     return ""
 
 
+LEFTOVER = re.compile(r"\..+" + re.escape(TEMPORARY_MARK) + r"[0-9a-f]{8}\.(tmp|xmp)")
+LEFTOVER_AGE = 3600  # seconds: a younger temporary copy may be another run's, in progress
+
+
+def remove_leftovers(folder: str) -> int:
+    """Delete temporary copies a killed run left in a folder (an hour old or more); returns how many."""
+    removed = 0
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if LEFTOVER.fullmatch(entry.name) and time.time() - entry.stat().st_mtime > LEFTOVER_AGE:
+                    os.unlink(entry.path)
+                    removed += 1
+    except OSError as exc:
+        log.warning("could not clear leftover temporary copies in %s: %s", folder, exc)
+    if removed:
+        log.info("removed %d temporary copies a stopped run left in %s", removed, folder)
+    return removed
+
+
 def temporary_name(target: str) -> str:
     """Hidden, beside the target, with no image extension; a new sidecar's keeps `.xmp` (ExifTool creates by it)."""
     folder, name = os.path.split(target)
@@ -474,7 +496,7 @@ def write_images(
     batch = max(settings.METADATA_BATCH_SIZE, 1)
     threads = max(settings.METADATA_WRITE_THREADS, 1)
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="writeback")
-    futures, current = [], []
+    futures, current, cleared = [], [], set()
     try:
         for start in range(0, len(ids), batch * threads):
             chunk = ids[start : start + batch * threads]
@@ -490,6 +512,9 @@ def write_images(
                         on_result,
                     )
             present = [images[pk] for pk in chunk if pk in images and images[pk].status == Image.Status.OK]
+            for folder in {os.path.dirname(os.path.realpath(image.path)) for image in present} - cleared:
+                remove_leftovers(folder)
+                cleared.add(folder)
             held = held_fields([image.pk for image in present])
             futures = [
                 pool.submit(prepare_batch, present[i : i + batch], held, options) for i in range(0, len(present), batch)

@@ -414,3 +414,16 @@ def test_images_that_are_not_ok_are_not_written(image_folder):
     result = write_one(duplicate)
     assert (result.status, result.error) == ("failed", "not written: the image is duplicate")
     assert sha256(duplicate.path) == before
+
+
+def test_a_run_clears_temporary_copies_a_killed_run_left_an_hour_ago(image_folder):
+    import_folder(image_folder)
+    image = Image.objects.get(path=str(image_folder / "photo0.jpg"))
+    tag(image, "tidy")
+    old, fresh, other = ".photo1.jpg.tagsite-0badc0de.tmp", ".photo2.jpg.tagsite-12345678.tmp", ".photo1.jpg.keep"
+    for name in (old, fresh, other):
+        (image_folder / name).write_bytes(b"partial")
+    os.utime(image_folder / old, (1, 1))
+    assert write_one(image).status == "written"
+    left = sorted(name for name in os.listdir(image_folder) if name.startswith("."))
+    assert left == [other, fresh]  # a fresh one may be another run's, in progress

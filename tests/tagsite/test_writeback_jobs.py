@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -81,9 +82,7 @@ def test_the_write_task_goes_to_the_io_queue():
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_a_write_job_runs_on_the_worker_and_its_audit_downloads_from_its_page(
-    celery_worker, tmp_path, admin_client
-):
+def test_a_write_job_runs_on_the_worker_and_its_audit_downloads_from_its_page(celery_worker, tmp_path, admin_client):
     images = library(tmp_path / "pictures", 4)
     missing = images[3]
     os.unlink(missing.path)
@@ -102,7 +101,8 @@ def test_a_write_job_runs_on_the_worker_and_its_audit_downloads_from_its_page(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_sigkill_mid_batch_leaves_every_file_old_or_new_and_none_missing(tmp_path):
+def test_sigkill_mid_batch_leaves_every_file_old_or_new_and_none_missing(tmp_path, settings):
+    settings.METADATA_DIR = tmp_path / "metadata"
     images = library(tmp_path / "pictures", 40, size=(1200, 800))
     old = {image.pk: image.sha256 for image in images}
     env = {**os.environ, "DATABASE_URL": database_url(), "TAGSITE_METADATA_BATCH_SIZE": "4"}
@@ -122,6 +122,16 @@ def test_sigkill_mid_batch_leaves_every_file_old_or_new_and_none_missing(tmp_pat
     for image in Image.objects.filter(pk__in=old):  # the record matches the file it names
         if sha256(image.path) != old[image.pk]:
             assert image.sha256 in (old[image.pk], sha256(image.path))
+
+    folder = tmp_path / "pictures"
+    leftovers = [name for name in os.listdir(folder) if TEMPORARY_MARK in name]
+    for name in leftovers:  # the killed run's temporary copies, an hour later
+        os.utime(folder / name, (time.time() - 7200, time.time() - 7200))
+    counts = write_images([image.pk for image in images], WriteOptions())  # the next run finishes the job
+    assert not [name for name in os.listdir(folder) if TEMPORARY_MARK in name]
+    # A kill between the rename and the commit leaves one new file under its old record: refused, still new.
+    assert counts.get("written", 0) + counts.get("unchanged", 0) >= 39 and sum(counts.values()) == 40, counts
+    assert assert_old_or_new(images, old) == {"old": 0, "new": 40}
 
 
 @pytest.mark.django_db
