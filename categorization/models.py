@@ -64,6 +64,14 @@ class CategoryProposal(Proposal):
         related_name="+",
         help_text="Asked twice: the second answer. Different from the category: disputed, for review.",
     )
+    previous_category = models.ForeignKey(
+        ExtendedCategory,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The tag's category when this was approved (empty: none); taking the approval back restores it.",
+    )
 
     class Meta:
         ordering = ["-id"]

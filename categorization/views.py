@@ -29,7 +29,7 @@ def filtered_tags(params) -> tuple:
 @permission_required("categorization.view_extendedcategory")
 def tag_categorize(request):
     tags, query, code, state = filtered_tags(request.GET)
-    page = CappedPaginator(tags, 100).get_page(request.GET.get("page"))  # counts and pages stop at 10,000 tags
+    page = CappedPaginator(tags, 100).get_page(request.GET.get("page"))  # counts and pages stop at 1,000 tags
     chart = services.distribution()
     biggest = max((count for _, _, count in chart), default=0) or 1
     job_id = number(request.GET.get("job", ""))
@@ -54,18 +54,18 @@ def tag_categorize(request):
 
 
 @require_POST
-@permission_required("categorization.categorize_tags")
 def tag_categorize_action(request):
-    """One form, many buttons: `set:<id>`, `accept:<id>`, `reject:<id>`, `bulk_set`, `bulk_accept`, `bulk_reject`."""
+    """One form, many buttons: `set:<id>`, `accept:<id>`, `reject:<id>`, `bulk_set`, `bulk_accept`, `bulk_reject`.
+    Deciding proposals needs only the review kind's permission; categorising by hand needs `categorize_tags`."""
     verb, _, tag_id = request.POST.get("action", "").partition(":")
+    deciding = verb in ("accept", "bulk_accept", "reject", "bulk_reject")
+    require(request.user, "categorization.review_categoryproposal" if deciding else "categorization.categorize_tags")
     selected = [tag_id] if tag_id else request.POST.getlist("tags")
     tag_ids = [pk for pk in map(number, selected) if pk is not None]
     if not tag_ids:
         messages.warning(request, "Select at least one tag.")
         return back(request)
     proposals = CategoryProposal.objects.filter(tag_id__in=tag_ids)
-    if verb in ("accept", "bulk_accept", "reject", "bulk_reject"):
-        require(request.user, "categorization.review_categoryproposal")  # deciding is the review kind's permission
     if verb in ("set", "bulk_set"):
         field = f"category_{tag_id}" if tag_id else "bulk_category"
         code = request.POST.get(field, "")

@@ -14,7 +14,6 @@ class SuggestionsConfig(AppConfig):
         "suggestions.add_tagmapping",
         "suggestions.change_tagmapping",
         "suggestions.view_unmappedtag",
-        "suggestions.view_reviewdecision",
     ]
 
     def ready(self):

@@ -31,6 +31,7 @@ class ReviewKind:
     screen: ClassVar[str] = ""  # URL name of the kind's own review screen, if it has one
     related: ClassVar[tuple[str, ...]] = ()  # select_related for decisions and listings
     subject_fields: ClassVar[tuple[str, ...]] = ()  # foreign keys the `subject` filter matches (tag, image ...)
+    decided_fields: ClassVar[tuple[str, ...]] = ()  # fields `apply`/`revert` set on the rows, saved with the status
 
     def __init__(self, name: str):
         self.name = name
@@ -45,6 +46,10 @@ class ReviewKind:
 
     def revert(self, proposals: list[Proposal], user) -> None:
         """Undo what `apply` did for proposals whose approval is taken back."""
+
+    def refuse(self, proposals: list[Proposal], status: str) -> dict[int, str]:
+        """Proposals that may not move to `status` now (id -> why, for a person): decide skips them."""
+        return {}
 
     def screen_url(self, producer: Producer | None = None) -> str:
         """The kind's review screen (filtered to one producer's proposals), else its API listing."""
@@ -93,8 +98,9 @@ def all_kinds() -> Iterable[ReviewKind]:
 
 
 def permissions() -> list[str]:
-    """Every kind's review permission (and its model's view permission): what the moderators group holds."""
-    found = []
+    """Every kind's review permission (and its model's view permission), and reading the core's producers, rules
+    and audit: what the moderators group holds."""
+    found = ["tagsite.view_producer", "tagsite.view_autoapproverule", "tagsite.view_decision"]
     for kind in all_kinds():
         meta = kind.model._meta
         found += [kind.permission, f"{meta.app_label}.view_{meta.model_name}"]

@@ -24,11 +24,13 @@ COUNT_CAP = 1000  # pending counts on the hub stop here ("1,000+"): never a full
 
 @dataclass
 class Outcome:
-    """What one decide call did: ids that changed, and ids that were already in the state asked for."""
+    """What one decide call did: ids that changed, ids already in the state asked for, ids that do not exist,
+    and ids the kind refused to move (id -> the reason, for a person)."""
 
     changed: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
     missing: list[int] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.changed)
@@ -47,10 +49,15 @@ def decide(
     """Decide proposals of one kind: rows locked in id order, those already in `status` skipped (and audited as
     such), approvals applied, approvals taken back reverted, one Decision row per proposal. With `only_pending`
     (always for a rule) decided proposals are skipped too. A deadlock (a safety net: the lock order should
-    prevent them) is retried."""
+    prevent them) is retried. A move the kind refuses (`ReviewKind.refuse`) is skipped with its reason. An
+    auto-approval must name its rule, and only an auto-approval has one."""
     kind = get_kind(kind) if isinstance(kind, str) else kind
     if status not in Status.values:
         raise ValueError(f"unknown status {status!r}: one of {', '.join(Status.values)}")
+    if (status == Status.AUTO_APPROVED) != (rule is not None):
+        raise ValueError("an auto-approval names its rule, and only an auto-approval has one")
+    if rule is not None and rule.kind != kind.name:
+        raise ValueError(f"rule {rule.name!r} is for {rule.kind}, not {kind.name}")
     ids = sorted({int(pk) for pk in ids})
     attempts = 1 if connection.in_atomic_block else DEADLOCK_RETRIES  # inside a caller's transaction: its to retry
     for attempt in range(1, attempts + 1):
@@ -78,6 +85,8 @@ def _decide(kind: ReviewKind, ids: list[int], status: str, user, via: str, rule,
         movable = row.status != status and (row.status == Status.PENDING or not only_pending)
         (changing if movable else skipped).append(row)
         previous[row.pk] = row.status
+    outcome.refused = kind.refuse(changing, status) if changing else {}
+    changing = [row for row in changing if row.pk not in outcome.refused]
     applied = Proposal.APPLIED
     to_revert = [row for row in changing if row.status in applied and status not in applied]
     to_apply = [row for row in changing if row.status not in applied and status in applied]
@@ -89,7 +98,7 @@ def _decide(kind: ReviewKind, ids: list[int], status: str, user, via: str, rule,
     if to_apply:
         kind.apply(to_apply, user)
     if changing:
-        kind.model.objects.bulk_update(changing, ["status", "decided_by", "decided_at", "via"])
+        kind.model.objects.bulk_update(changing, ["status", "decided_by", "decided_at", "via", *kind.decided_fields])
     outcome.changed, outcome.skipped = [row.pk for row in changing], [row.pk for row in skipped]
     if changing:  # listeners (the metadata auto-write) act on committed decisions only
         changed = list(outcome.changed)

@@ -156,7 +156,10 @@ def tag_images(taggings: Iterable[Tagging], *, source: str, user=None) -> int:
             "SELECT image_id, tag_id, source, model_name, %s, now() "
             "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[]) "
             "AS r(image_id, tag_id, source, model_name) ORDER BY tag_id, image_id "
-            "ON CONFLICT (image_id, tag_id) DO NOTHING RETURNING tag_id",
+            # a tag the image has only as implied becomes a given one (so taking it back later removes it)
+            "ON CONFLICT (image_id, tag_id) DO UPDATE SET source = EXCLUDED.source, model_name = EXCLUDED.model_name, "
+            "added_by_id = EXCLUDED.added_by_id WHERE tagsite_imagetag.source = 'implied' AND EXCLUDED.source <> "
+            "'implied' RETURNING tag_id, xmax = 0",
             [
                 getattr(user, "pk", None),
                 [image for image, _ in keys],
@@ -165,7 +168,7 @@ def tag_images(taggings: Iterable[Tagging], *, source: str, user=None) -> int:
                 [rows[key][1] for key in keys],
             ],
         )
-        added = [tag for (tag,) in cursor.fetchall()]
+        added = [tag for tag, inserted in cursor.fetchall() if inserted]  # xmax = 0: a new row, not an upgrade
     shift_usage_counts(_count(added))
     return len(added)
 
@@ -198,12 +201,13 @@ def untag_images(removals: Iterable[tuple[int, int]], *, keep: dict[int, set[int
         tags, kept = current[image_id], closure_ids(remaining[image_id], edges)
         for tag in closure_ids(taken, edges):
             source = tags.get(tag)
-            given = tag in taken and source == ImageTag.Source.MODEL
-            if tag in remaining[image_id] or not (given or (tag not in taken and source == ImageTag.Source.IMPLIED)):
+            # taken back: the approval's own tag, or a tag it left implied (rows from before approvals upgraded them)
+            given = tag in taken and source in (ImageTag.Source.MODEL, ImageTag.Source.IMPLIED)
+            if tag in remaining[image_id] or not (given or source == ImageTag.Source.IMPLIED):
                 continue  # kept as it is (by `keep`), or not something the approval added
             if tag not in kept:
                 doomed.append((image_id, tag))
-            elif given:
+            elif source == ImageTag.Source.MODEL:
                 demoted.append((image_id, tag))  # implied by what remains (an implication added since)
     if demoted:
         _update_pairs(
