@@ -59,7 +59,7 @@ def tag(image: Image, *names: str) -> None:
     add_tags([image], list(names))
 
 
-def test_tags_and_categories_are_written_verified_and_recorded(image_folder):
+def test_tags_and_categories_are_written_verified_and_recorded(image_folder, admin_client):
     import_folder(image_folder)
     image = Image.objects.get(path=str(image_folder / "photo0.jpg"))
     tag(image, "long_hair", "Küste", "party 🎉", "1.50")
@@ -85,6 +85,8 @@ def test_tags_and_categories_are_written_verified_and_recorded(image_folder):
     assert (image.size, image.mtime, image.sha256) == (info.st_size, info.st_mtime, sha256(image.path))
     assert image.metadata_written_at is not None and writeback.dirty_ids([image]) == []
     assert import_folder(image_folder)["unchanged"] == 3  # the rescan sees no changed file
+    served = admin_client.get(f"/images/{image.pk}/file")  # the file view keeps serving it
+    assert served.status_code == 200 and b"".join(served.streaming_content) == open(image.path, "rb").read()
     assert not [name for name in os.listdir(image_folder) if writeback.TEMPORARY_MARK in name]
 
     tag(image, "sunset")
@@ -427,3 +429,33 @@ def test_a_run_clears_temporary_copies_a_killed_run_left_an_hour_ago(image_folde
     assert write_one(image).status == "written"
     left = sorted(name for name in os.listdir(image_folder) if name.startswith("."))
     assert left == [other, fresh]  # a fresh one may be another run's, in progress
+
+
+def test_names_in_files_follow_the_settings(image_folder, settings):
+    import_folder(image_folder)
+    image = Image.objects.get(path=str(image_folder / "photo0.jpg"))
+    tag(image, "Tabby_Cat")
+    assert writeback.held_fields([image.pk])[image.pk]["keywords"] == ["Tabby Cat"]  # display name, spaces
+    settings.METADATA_TAG_NAMES = "canonical"
+    assert writeback.held_fields([image.pk])[image.pk]["keywords"] == ["tabby cat"]
+    settings.METADATA_UNDERSCORES_TO_SPACES = False
+    assert writeback.held_fields([image.pk])[image.pk]["keywords"] == ["tabby_cat"]
+    assert write_one(image).status == "written" and exiv2_values(image.path, "Xmp.dc.subject") == ["tabby_cat"]
+
+
+def test_a_selection_adds_up_ids_a_search_a_folder_and_the_dirty_ones(image_folder, tmp_path):
+    import_folder(image_folder)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    make_jpeg(elsewhere / "far.jpg", color=(1, 2, 3))
+    import_folder(elsewhere)
+    photos = {image.filename: image for image in Image.objects.all()}
+    tag(photos["photo1.jpg"], "sunset")
+    tag(photos["far.jpg"], "dirty one")
+    pick = writeback.select_images
+    assert pick(query="sunset") == [photos["photo1.jpg"].pk]
+    assert sorted(pick(folder=str(image_folder))) == sorted(photos[f"photo{i}.jpg"].pk for i in range(3))
+    assert sorted(pick(all_dirty=True)) == sorted([photos["photo1.jpg"].pk, photos["far.jpg"].pk])
+    assert pick(ids=[photos["far.jpg"].pk], query="sunset") == [photos["far.jpg"].pk, photos["photo1.jpg"].pk]
+    with pytest.raises(ValueError, match="name images to write"):
+        pick()
