@@ -75,6 +75,7 @@ class FileResult:
     fingerprint: str = ""
     temporary: str = ""
     sha256: str = ""
+    checked: tuple[int, float] = (0, 0.0)  # the file's (size, mtime) when it was found to be the one imported
     sidecar: bool = False
 
     def diff(self) -> dict[str, tuple[list[str], list[str]]]:
@@ -86,7 +87,8 @@ class FileResult:
         }
 
     def audit(self) -> dict:
-        record = {key: value for key, value in asdict(self).items() if key not in ("temporary", "sha256")}
+        internal = ("temporary", "sha256", "checked")
+        record = {key: value for key, value in asdict(self).items() if key not in internal}
         record["changes"] = {name: {"before": old, "after": new} for name, (old, new) in self.diff().items()}
         return record
 
@@ -248,15 +250,13 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def changed_since_import(image: Image, real: str) -> str:
-    """Why the file is not the one tagsite imported (size, mtime, content), or ''."""
+def changed_since_import(image: Image, real: str) -> tuple[str, tuple[int, float]]:
+    """Why the file is not the one tagsite imported (size, content), or '', and its (size, mtime) as checked.
+    A file only touched (new mtime, same bytes) is still the one imported."""
     info = os.stat(real)
-    if info.st_size != image.size or abs(info.st_mtime - image.mtime) > 1e-6:
-        if info.st_size != image.size or file_sha256(real) != image.sha256:
-            return "changed by another program since it was imported; import it again, then write"
-    elif file_sha256(real) != image.sha256:
-        return "its content changed since it was imported (same size and time); import it again, then write"
-    return ""
+    if info.st_size != image.size or file_sha256(real) != image.sha256:
+        return "changed by another program since it was imported; import it again, then write", (0, 0.0)
+    return "", (info.st_size, info.st_mtime)
 
 
 LEFTOVER = re.compile(r"\..+" + re.escape(TEMPORARY_MARK) + r"[0-9a-f]{8}\.(tmp|xmp)")
@@ -317,7 +317,8 @@ def prepare(images: list[Image], held: dict[int, dict], options: WriteOptions, r
             real = os.path.realpath(image.path)  # a symlink stays a symlink: the file it points to is written
             if not os.path.isfile(real):
                 raise ValueError("the file is missing (moved or deleted since import)")
-            if why := changed_since_import(image, real):
+            why, result.checked = changed_since_import(image, real)
+            if why:
                 raise ValueError(why)
             result.target, result.sidecar = choose_target(real, options)
             plans.append((result, real))
@@ -407,25 +408,24 @@ def discard(result: FileResult) -> None:
         result.temporary = ""
 
 
-def commit(result: FileResult, image: Image) -> None:
+def commit(result: FileResult) -> None:
     """Rename the verified copy over the file inside the transaction that records the file's new facts."""
-    now = timezone.now()
-    state = {"metadata_fingerprint": result.fingerprint, "metadata_written_at": now}
+    state = {"metadata_fingerprint": result.fingerprint, "metadata_written_at": timezone.now()}
     try:
         with transaction.atomic():
             if result.status == "unchanged":
-                Image.objects.filter(pk=image.pk).update(**state)
+                Image.objects.filter(pk=result.image_id).update(**state)
                 return
             if not result.sidecar:
-                before = os.stat(result.target)
-                if before.st_size != image.size or abs(before.st_mtime - image.mtime) > 1e-6:
+                now_there = os.stat(result.target)
+                if (now_there.st_size, now_there.st_mtime) != result.checked:
                     raise ValueError("changed by another program while tagsite wrote it; import it again, then write")
             os.replace(result.temporary, result.target)
             result.temporary = ""
             if not result.sidecar:
                 info = os.stat(result.target)
                 state |= {"size": info.st_size, "mtime": info.st_mtime, "sha256": result.sha256}
-            Image.objects.filter(pk=image.pk).update(**state)
+            Image.objects.filter(pk=result.image_id).update(**state)
         result.status = "written"
     except (OSError, ValueError) as exc:
         fail(result, describe_error(exc))
@@ -523,7 +523,7 @@ def write_images(
                 current = futures.pop(0).result()
                 for result in current:
                     if result.status == "unchanged" and not options.dry_run or result.temporary:
-                        commit(result, images[result.image_id])
+                        commit(result)
                     finish(result, audit, progress, on_result)
     finally:  # cancelled or stopped: no temporary copy stays behind (a committed result has none)
         for result in current:

@@ -459,3 +459,13 @@ def test_a_selection_adds_up_ids_a_search_a_folder_and_the_dirty_ones(image_fold
     assert pick(ids=[photos["far.jpg"].pk], query="sunset") == [photos["far.jpg"].pk, photos["photo1.jpg"].pk]
     with pytest.raises(ValueError, match="name images to write"):
         pick()
+
+
+def test_a_file_only_touched_since_import_is_still_written(image_folder):
+    import_folder(image_folder)
+    image = Image.objects.get(path=str(image_folder / "photo0.jpg"))
+    tag(image, "touched")
+    os.utime(image.path, (1_700_000_000, 1_700_000_000))  # a backup tool restored the time: same bytes
+    assert write_one(image).status == "written"
+    image.refresh_from_db()
+    assert image.mtime == os.stat(image.path).st_mtime and image.sha256 == sha256(image.path)
