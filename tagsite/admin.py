@@ -32,7 +32,7 @@ def thumbnail_html(image: Image, size: int = 64) -> str:
 
 
 class LargeListAdmin(admin.ModelAdmin):
-    """A changelist over up to millions of rows: the count stops at 10,000 and is not repeated unfiltered;
+    """A changelist over up to millions of rows: the count stops at 1,000 and is not repeated unfiltered;
     with `tag_search` (the path to a Tag) a search is by tag name or alias prefix, resolved to tag ids first."""
 
     show_full_result_count = False

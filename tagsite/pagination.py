@@ -9,7 +9,7 @@ COUNTS = {"count": {"type": "integer", "example": 123}, "count_capped": {"type":
 
 
 class CappedPageNumberPagination(PageNumberPagination):
-    """The default: page numbers, with a count that stops at 10,000 rows (`count_capped` says when it did),
+    """The default: page numbers, with a count that stops at 1,000 rows (`count_capped` says when it did),
     so page 1 of a million-row list does not count a million rows."""
 
     django_paginator_class = CappedPaginator

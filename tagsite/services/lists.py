@@ -73,7 +73,7 @@ def page_key(value: str | None) -> int | None:
 class CappedPaginator(Paginator):
     """Django's paginator (admin's) counting at most `cap` rows: pages past the cap are not offered."""
 
-    cap = 10_000
+    cap = COUNT_CAP
 
     @cached_property
     def _capped_count(self) -> tuple[int, bool]:
