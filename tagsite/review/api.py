@@ -99,6 +99,9 @@ class DecideResultSerializer(serializers.Serializer):
     changed = serializers.ListField(child=serializers.IntegerField())
     skipped = serializers.ListField(child=serializers.IntegerField(), help_text="Already in that state.")
     missing = serializers.ListField(child=serializers.IntegerField(), help_text="No such proposal.")
+    refused = serializers.DictField(
+        child=serializers.CharField(), help_text="Not moved now, id -> why (e.g. the tag has another pending one)."
+    )
 
 
 SUBJECT_HELP = "Any of the kind's own foreign keys by id (tagsuggestion: tag, image; categoryproposal: tag, category)"
@@ -170,4 +173,11 @@ class ReviewDecide(APIView):
             kind=kind, ids=data.validated_data["ids"], status=data.validated_data["status"], user=request.user,
             via=data.validated_data["via"],
         )  # fmt: skip
-        return Response({"changed": outcome.changed, "skipped": outcome.skipped, "missing": outcome.missing})
+        return Response(
+            {
+                "changed": outcome.changed,
+                "skipped": outcome.skipped,
+                "missing": outcome.missing,
+                "refused": {str(pk): why for pk, why in outcome.refused.items()},
+            }
+        )

@@ -3,9 +3,9 @@
 import pytest
 
 from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory, TagCategory
-from categorization.services import Prompt, categorize_uncategorized, reject_proposals
+from categorization.services import AUTO_APPLY_RULE, Prompt, categorize_uncategorized, reject_proposals
 from tagsite.ai.registry import client_for, resolve_role
-from tagsite.models import Job, Tag
+from tagsite.models import Decision, Job, Tag
 from tagsite.services.jobs import create_job, run_job
 from tests.categorization.conftest import KNOWN, chat_producer, make_tags
 from tests.llm_server import OFF_ENUM
@@ -50,6 +50,10 @@ def test_auto_apply_sets_the_category_and_logs_it(llm, llm_client):
         name: KNOWN[name] for name in NAMES[:4]
     }
     assert set(CategoryProposal.objects.values_list("status", flat=True)) == {"auto_approved"}
+    audit = Decision.objects.filter(kind="categoryproposal")  # every auto-approval names its rule
+    assert audit.count() == 4 and set(audit.values_list("rule__name", "via", "previous")) == {
+        (AUTO_APPLY_RULE, "rule", "pending")
+    }
 
 
 def test_dry_run_saves_nothing(llm, llm_client):
