@@ -63,6 +63,14 @@ class Result:
             rows.append({"confidence": cut, "coverage": len(kept) / total, "precision": precision})
         return rows
 
+    def answers(self) -> list[list]:
+        """[tag, label, answer (or error), kNN vote, kNN strength, second answer, confidence] per tag: what to
+        read to improve the prompt, and to try other ways of weighing the LLM against the kNN vote offline."""
+        return [
+            [e.name, e.code, o.code or o.error, o.knn_code, round(o.knn_strength, 3), o.second_code, o.confidence]
+            for e, o in self.outcomes
+        ]
+
     def agreement(self) -> dict:
         """How often the LLM and the kNN vote agree, and how often they are right then."""
         agreed = [(e, o) for e, o in self.outcomes if o.ok and o.code == o.knn_code]
@@ -175,6 +183,7 @@ def store(
             "cuts": result.cuts(),
             "agreement": result.agreement(),
             "warnings": result.warnings[:20],
+            "answers": result.answers(),
         },
     )
 

@@ -94,9 +94,30 @@ MEANINGS = {
     "21_Status": "a state of being: nude, topless, barefoot, bare shoulders, sweat, wet, blood, bandages, "
     "sleeping, tied up",
 }
+# The boundary rules of the labelled set (../shared/data/categories_guide.md) that a small model gets wrong
+# unless told; in the system prompt, which a llama.cpp server caches across requests.
+HARD_CASES = """\
+- Footwear (boots, shoes, sandals, high heels) and fake animal ears: 08_Attire_Acc. Socks and hosiery: \
+07_Attire_Legwear.
+- Looking somewhere (looking at viewer, looking back, looking down), holding, hugging, eating, lifting or pulling \
+clothes: 09_Action. Hand gestures and static positions (v, pointing, head tilt, arms up, crossed legs): 10_Pose.
+- How a garment is made or worn (open, torn, see-through, cutout, off-shoulder, sleeveless, frills, print, \
+sleeves), hood, sailor collar: 05_Attire_Main. Hats, headbands, neckwear, belts, bags: 08_Attire_Acc.
+- What is missing (nude, topless, barefoot, no bra, bare shoulders, bare legs), sweat, wet, saliva, blood, \
+bandages, sleeping, bound: 21_Status.
+- Body parts the clothing shows (cleavage, navel, midriff, armpits, thighs, ass), breast size, skin, tattoos, \
+scars, nails, animal ears, horns, wings, tails, halos: 01_Body_Physique.
+- Mouth set (open mouth, closed mouth, :d, tongue out), eye opening (closed eyes, one eye closed), blush, tears, \
+sweatdrop: 11_Expression. Eye colour, pupils, eyebrows, teeth, fangs, lips, makeup, mole under eye: 03_Body_Face.
+- Pairings (hetero, yuri, couple) and no humans: 00_Subject_Count. Swimwear, underwear, pantyshot: 06_Attire_Inner.
+- Animals, held props (umbrella, phone, cup, book), flowers, petals, furniture (bed, chair, pillow): 13_Object. \
+Trees, grass, water, windows, curtains, on bed: 14_Setting.
+- Drawn symbols and light (heart, star, sparkle, glowing, shadow, sunlight, blurry background): 18_Style_Tech. \
+Layout (border, multiple views, pov, portrait): 15_Framing. Format (comic, monochrome, greyscale, sketch, chibi): \
+17_Style_Art. Censorship, virtual youtuber, parody, cover: 19_Meta_Attributes."""
 KEYED_SYSTEM = (
     "You sort image tags (Danbooru style, underscores for spaces) into exactly one of these "
-    "{count} categories, each given as code: what belongs there.\n{lines}\n\n"
+    "{count} categories, each given as code: what belongs there.\n{lines}\n\nHard cases:\n{hard_cases}\n\n"
     "Decide by what the tag names, mostly its last word: red_hair is hair, hair_ribbon is an accessory, "
     "holding_sword is an action. Tags already categorised by people are shown as examples; follow them. "
     "Answer with JSON only: every tag to categorise as a key, its category code as the value."
@@ -170,7 +191,7 @@ class Prompt:
         categories = list(categories if categories is not None else ExtendedCategory.objects.all())
         if shape == Shape.KEYED:
             lines = "\n".join(f"{c.code}: {MEANINGS.get(c.code, c.description)}" for c in categories)
-            system = KEYED_SYSTEM.format(count=len(categories), lines=lines)
+            system = KEYED_SYSTEM.format(count=len(categories), lines=lines, hard_cases=HARD_CASES)
         else:
             lines = "\n".join(f"{c.code}: {c.description} ({c.get_group_display()})" for c in categories)
             system = INDEXED_SYSTEM.format(count=len(categories), lines=lines)

@@ -14,7 +14,7 @@ ADVICE = (
 
 @job_task(advice=ADVICE)
 def categorize_tags_task(job, progress) -> None:
-    """Run the LLM categorisation described by the job's params (limit, skip, dry_run, request_size, role)."""
+    """Run the LLM categorisation described by the job's params (limit, skip, dry_run, request_size, role, twice)."""
     params = job.params
     with client_for(resolve_role(params.get("role", "categorize"))) as client:
         categorize_uncategorized(
@@ -24,6 +24,7 @@ def categorize_tags_task(job, progress) -> None:
             skip=params.get("skip", 0),
             dry_run=params.get("dry_run", False),
             request_size=params.get("request_size"),
+            twice=params.get("twice", False),
             progress=progress,
         )
 

@@ -269,3 +269,19 @@ def test_evaluations_show_in_admin_and_on_the_page(llm, tmp_path, admin_client):
         and admin_client.get(f"/admin/categorization/categorizerevaluation/{evaluation.pk}/change/").status_code == 200
     )
     assert Job.objects.count() == 0
+
+
+def test_the_command_asks_twice_and_shows_disputes_and_knn_disagreements(llm, capsys):
+    def by_position(body):
+        keys = list(schema_of(body)["properties"])
+        if "cup" not in keys:
+            return categorize_rule()(body)  # the connection test's round trip
+        return {name: ("13_Object" if i % 2 == 0 else "05_Attire_Main") for i, name in enumerate(keys)}
+
+    llm.chat_rule = by_position
+    make_tags("cup", "umbrella", "book", "aqua_eyes")
+    call_command("llm_auto_categorize_tags", "--limit", "4", "--twice", verbosity=2, stdout=StringIO())
+    lines = capsys.readouterr().out
+    assert "(for review)" in lines and "kNN says 03_Body_Face" in lines  # aqua_eyes: the neighbours are eyes
+    job = Job.objects.get(kind="categorize")
+    assert job.params["twice"] is True and len(llm.chat_requests()) == 3  # the connection test, then twice

@@ -33,6 +33,9 @@ class Command(SchemaCommand):
             "--request-size", type=number_type(int, 1), help="Tags per LLM request (TAGSITE_CATEGORIZE_REQUEST_SIZE)."
         )
         parser.add_argument("--role", default="categorize", help="Registry role whose endpoint is used.")
+        parser.add_argument(
+            "--twice", action="store_true", help="Ask each batch twice, shuffled; disagreements wait for review."
+        )
 
     def handle(self, *args, **options):
         try:
@@ -54,7 +57,8 @@ class Command(SchemaCommand):
             if not check.ok:
                 raise CommandError(f"Failed to connect to LLM: {check.detail}")
 
-        params = {key: options[key] for key in ("batch_size", "limit", "skip", "dry_run", "request_size", "role")}
+        keys = ("batch_size", "limit", "skip", "dry_run", "request_size", "role", "twice")
+        params = {key: options[key] for key in keys}
         job = None if options["dry_run"] else create_job("categorize", params)  # a dry run leaves no Job either
         verbose = options["verbosity"] >= 2
         seen = 0
@@ -64,6 +68,10 @@ class Command(SchemaCommand):
             seen += 1
             tag = outcome.tag
             result = f"✓ {outcome.code} ({outcome.confidence:.2f})" if outcome.ok else f"✗ {outcome.error}"
+            if outcome.ok and outcome.knn_code and outcome.knn_code != outcome.code:
+                result += f", kNN says {outcome.knn_code}"
+            if outcome.disputed:
+                result += f", asked again: {outcome.second_code} (for review)"
             tqdm.write(f"[{seen}] {tag.name} (used {tag.usage_count}x) {result}")
 
         tracked = run_job(job, progress_bar=True, description="categorising", advice=ADVICE) if job else nullcontext()
@@ -75,6 +83,7 @@ class Command(SchemaCommand):
                 skip=options["skip"],
                 dry_run=options["dry_run"],
                 request_size=options["request_size"],
+                twice=options["twice"],
                 progress=progress,
                 on_outcome=show if verbose else lambda outcome: None,
             )
@@ -84,6 +93,8 @@ class Command(SchemaCommand):
         self.stdout.write(f"Failed: {summary.failed}")
         self.stdout.write(f"Success rate: {summary.success_rate:.1f}%")
         self.stdout.write(f"Requests: {summary.requests}" + (f"  Job: #{job.pk}" if job else ""))
+        for warning in summary.warnings:
+            self.stdout.write(f"Warning: {warning}")
         for outcome in summary.failures[:20]:
             self.stdout.write(f"  failed: {outcome.tag.name}: {outcome.error}")
         if options["dry_run"]:
