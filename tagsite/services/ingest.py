@@ -145,6 +145,8 @@ def check_import_folder(path: str, roots: Iterable[str] | None = None) -> str:
     if not os.path.isabs(path):
         raise ImportRefused(f"{path!r} is a relative path: give the absolute path of a folder on the server")
     path = os.path.abspath(path)
+    if any(_inside(path, folder) for folder in NEVER_WALKED):  # as given: /proc/self/root/... resolves elsewhere
+        raise ImportRefused(f"{path!r} is inside a system folder that is never imported")
     if not os.path.isdir(path):
         raise ImportRefused(f"{path!r} is not a folder" + ("" if os.path.exists(path) else " (it does not exist)"))
     allowed = [os.path.realpath(folder) for folder in roots] if roots is not None else None

@@ -186,6 +186,19 @@ def test_system_folders_are_never_walked(path):
         import_folder(path)
 
 
+def test_a_kernel_view_of_an_allowed_folder_is_refused_as_given(image_folder):
+    """/proc/self/root<folder> resolves to an allowed folder, yet walking it would store /proc paths and, with
+    another pid, enter that process's mount namespace: the path as given decides."""
+    from tagsite.services.ingest import ImportRefused, check_import_folder
+
+    through_proc = f"/proc/self/root{image_folder}"
+    with pytest.raises(ImportRefused, match="never imported"):
+        check_import_folder(through_proc, [str(image_folder)])
+    with pytest.raises(ImportRefused, match="never imported"):
+        import_folder(through_proc)
+    assert not Image.objects.exists()
+
+
 def test_an_import_job_stays_inside_its_roots(image_folder, tmp_path, settings):
     """The worker checks again: a job whose folder is outside the roots fails with the reason, imports nothing."""
     from tagsite.tasks import import_folder_task
