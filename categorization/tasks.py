@@ -16,7 +16,10 @@ ADVICE = (
 def categorize_tags_task(job, progress) -> None:
     """Run the LLM categorisation described by the job's params (limit, skip, dry_run, request_size, role, twice)."""
     params = job.params
-    with client_for(resolve_role(params.get("role", "categorize"))) as client:
+    config = resolve_role(params.get("role", "categorize"))
+    job.params = {**params, **config.described()}  # the job's page says which endpoint and model ran it
+    job.save(update_fields=["params"])
+    with client_for(config) as client:
         categorize_uncategorized(
             client,
             batch_size=params.get("batch_size", 100),

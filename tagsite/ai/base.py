@@ -34,6 +34,10 @@ class EndpointConfig:
     temperature: float = 0.1
     max_tokens: int = 4096
 
+    def described(self) -> dict[str, str]:
+        """What a job's parameters say about the endpoint it ran on (never the key)."""
+        return {"endpoint": self.name, "kind": self.kind, "base_url": self.base_url, "model": self.model}
+
 
 class LLMError(Exception):
     """An LLM call that did not produce a usable answer; the message says what to fix where possible."""

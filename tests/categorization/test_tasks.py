@@ -32,3 +32,14 @@ def test_a_redelivered_task_leaves_a_finished_job_alone(llm, status):
     job.refresh_from_db()
     assert (job.status, job.message) == (status, "done before")
     assert not llm.chat_requests() and not CategoryProposal.objects.exists()
+
+
+def test_a_run_records_the_endpoint_and_model_it_ran_on(llm, llm_client):
+    """The job's page answers "which model": the task writes the resolved endpoint into the job's params."""
+    make_tags("1girl")
+    job = create_job("categorize", {"limit": 1, "batch_size": 1})
+    categorize_tags_task(job.pk)
+    job.refresh_from_db()
+    assert job.params["model"] == llm_client.config.model and job.params["model"]
+    assert job.params["base_url"] == llm_client.config.base_url and job.params["endpoint"]
+    assert "api_key" not in job.params

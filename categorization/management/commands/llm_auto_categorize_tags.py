@@ -58,7 +58,7 @@ class Command(SchemaCommand):
                 raise CommandError(f"Failed to connect to LLM: {check.detail}")
 
         keys = ("batch_size", "limit", "skip", "dry_run", "request_size", "role", "twice")
-        params = {key: options[key] for key in keys}
+        params = {**{key: options[key] for key in keys}, **config.described()}
         job = None if options["dry_run"] else create_job("categorize", params)  # a dry run leaves no Job either
         verbose = options["verbosity"] >= 2
         seen = 0
