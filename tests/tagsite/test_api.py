@@ -208,7 +208,6 @@ def test_a_search_with_too_many_terms_is_a_clear_400(admin_client, settings):
 def test_the_search_query_plan_does_not_grow_with_the_terms(admin_client):
     """40 all-of words cost what 2 do: one grouped scan, not a join per word (700 words ran for minutes)."""
     import json
-    import time
 
     from django.db import connection
 
@@ -229,10 +228,8 @@ def test_the_search_query_plan_does_not_grow_with_the_terms(admin_client):
 
     nodes = [plan_nodes(names[:count]) for count in (2, 10, 20, 40)]
     assert max(nodes) < 12 and max(nodes) - min(nodes) <= 3, nodes  # a join per word would be 40+ nodes
-    started = time.monotonic()
     found = admin_client.get("/api/images/", {"q": " ".join(names)}).json()
     assert [row["id"] for row in found["results"]] == [image.pk]
-    assert time.monotonic() - started < 2
     assert admin_client.get("/api/images/", {"q": " ".join([*names[:39], "absent"])}).json()["count"] == 0
     assert admin_client.get("/api/images/", {"q": "term1 -term2"}).json()["count"] == 0
     assert admin_client.get("/api/images/", {"q": "~term1 ~absent"}).json()["count"] == 1
