@@ -17,6 +17,7 @@ from categorization.models import CategoryProposal, ExtendedCategory, TagCategor
 from suggestions.models import MLModelVersion, TagSuggestion
 from suggestions.services import Candidate, create_suggestions
 from tagsite import review
+from tagsite.features import moderator_permissions
 from tagsite.models import AutoApproveRule, Decision, Image, ImageTag, Producer, Proposal, Tag
 from tagsite.review import ReviewKind
 from tagsite.review import services as review_service
@@ -302,7 +303,7 @@ def test_a_throwaway_kind_is_decided_through_the_generic_api(renames, admin_clie
     listed = admin_client.get("/api/review/rename/", {"tag": "smile"}).json()["results"]
     assert listed[0]["subject"] == {"tag": tag.pk, "display_name": "Smile"}
     decided = admin_client.post("/api/review/rename/decide/", {"ids": [proposal.pk], "status": "approved"}, JSON)
-    assert decided.json() == {"changed": [proposal.pk], "skipped": [], "missing": []}
+    assert decided.json() == {"changed": [proposal.pk], "skipped": [], "missing": [], "refused": {}}
     assert Tag.objects.get(pk=tag.pk).display_name == "Smile"
     admin_client.post("/api/review/rename/decide/", {"ids": [proposal.pk], "status": "pending"}, JSON)  # take it back
     assert Tag.objects.get(pk=tag.pk).display_name == "smile"
@@ -407,3 +408,66 @@ def test_the_review_api_runs_the_same_queries_for_5_and_50_rows(admin_client):
         assert len(rows) == size
         counts.append(len(queries))
     assert counts[0] == counts[1], counts
+
+
+@pytest.mark.django_db
+def test_an_auto_approval_must_name_its_rule_of_the_same_kind(admin_user):
+    (suggestion,) = suggest(model_version(), {image(1): {"smile": 0.9}})
+    tags_rule = AutoApproveRule.objects.create(name="tags", kind="tagsuggestion", min_confidence=0.5)
+    categories_rule = AutoApproveRule.objects.create(name="categories", kind="categoryproposal", min_confidence=0.5)
+    attempts = [
+        {"status": "auto_approved"},  # no rule
+        {"status": "auto_approved", "rule": categories_rule},  # another kind's rule
+        {"status": "approved", "rule": tags_rule},  # a person's approval names no rule
+    ]
+    for attempt in attempts:
+        with pytest.raises(ValueError):
+            review_service.decide(kind="tagsuggestion", ids=[suggestion.pk], via="rule", **attempt)
+    assert not Decision.objects.exists() and TagSuggestion.objects.get().status == "pending"
+    review_service.decide(kind="tagsuggestion", ids=[suggestion.pk], status="auto_approved", via="rule", rule=tags_rule)
+    assert Decision.objects.get().rule == tags_rule
+
+
+@pytest.mark.django_db
+def test_moderators_read_producers_rules_and_the_audit_and_every_declared_permission_exists(client):
+    declared = [*moderator_permissions(), *review.permissions()]
+    existing = {f"{a}.{c}" for a, c in Permission.objects.values_list("content_type__app_label", "codename")}
+    assert [name for name in declared if name not in existing] == []  # no stale name (a model that is gone)
+    group = {
+        f"{a}.{c}" for a, c in ensure_moderators_group().permissions.values_list("content_type__app_label", "codename")
+    }
+    assert set(declared) <= group
+    assert {"tagsite.view_decision", "tagsite.view_autoapproverule", "tagsite.view_producer"} <= group
+    client.force_login(user("mod", moderator=True))
+    for model in ("decision", "autoapproverule", "producer"):
+        assert client.get(f"/admin/tagsite/{model}/").status_code == 200, model
+
+
+@pytest.mark.django_db
+def test_hub_links_of_one_producer_show_only_its_proposals(admin_client):
+    qwen = Producer.objects.create(kind=Producer.Kind.CHAT, name="qwen")
+    other = Producer.objects.create(kind=Producer.Kind.CHAT, name="other")
+    tags = get_or_create_tags(["smile", "hat"])
+    mine = CategoryProposal.objects.create(
+        tag=tags["smile"], category=ExtendedCategory.objects.first(), confidence=0.9, producer=qwen
+    )
+    CategoryProposal.objects.create(tag=tags["hat"], category=ExtendedCategory.objects.first(), producer=other)
+    url = review.get_kind("categoryproposal").screen_url(qwen)
+    assert url.replace("&", "&amp;") in admin_client.get("/review/").content.decode()
+    assert [row["id"] for row in admin_client.get(url).json()["results"]] == [mine.pk]
+
+
+@pytest.mark.django_db
+def test_deciding_on_tag_categorize_needs_only_the_review_permission(client):
+    tag = get_or_create_tags(["smile"])["smile"]
+    category = ExtendedCategory.objects.first()
+    proposal = CategoryProposal.objects.create(
+        tag=tag, category=category, confidence=0.9, producer=Producer.objects.create(kind=Producer.Kind.CHAT, name="m")
+    )
+    client.force_login(user("reviewer", "categorization.review_categoryproposal"))
+    response = client.post("/tag_categorize/action", {"action": f"accept:{tag.pk}"})
+    assert response.status_code == 302 and CategoryProposal.objects.get(pk=proposal.pk).status == "approved"
+    assert TagCategory.objects.get(tag=tag).category == category
+    set_by_hand = {"action": f"set:{tag.pk}", f"category_{tag.pk}": ""}
+    assert client.post("/tag_categorize/action", set_by_hand).status_code == 403  # categorising by hand is not review
+    assert TagCategory.objects.filter(tag=tag).exists()
