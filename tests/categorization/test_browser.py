@@ -56,3 +56,38 @@ def test_the_page_follows_a_running_job_with_the_shared_poller(staff_page, live_
     with page.expect_navigation():  # the finished run reloads the page for the new counts
         page.wait_for_selector("#run-job .status.succeeded")
     assert page.locator("#run-job .message").inner_text() == "processed 5"
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_proposals_show_the_knn_vote_or_the_dispute_and_the_page_how_right_the_model_is(staff_page, live_server):
+    from categorization.models import CategorizerEvaluation
+
+    code = {c.code: c for c in ExtendedCategory.objects.all()}
+    sword, cup, eyes = make_tags("sword", "cup", "aqua_eyes")
+    producer = chat_producer("qwen2.5-coder-1.5b", "136ed008c674")
+    for tag, category, knn, second, confidence in (
+        (sword, "13_Object", "13_Object", None, 0.93),
+        (cup, "13_Object", "13_Object", "05_Attire_Main", 0.2),
+        (eyes, "13_Object", "03_Body_Face", None, 0.31),
+    ):
+        CategoryProposal.objects.create(
+            tag=tag,
+            category=code[category],
+            knn_category=code[knn],
+            second_category=code[second] if second else None,
+            confidence=confidence,
+            producer=producer,
+        )
+    CategorizerEvaluation.objects.create(
+        producer=producer, labelled_file="categories_labelled.csv", folds=5, tags=300, accuracy=0.78,
+        macro_recall=0.7, knn_accuracy=0.52, requests=15, seconds=900,
+    )  # fmt: skip
+    page = staff_page
+    page.goto(f"{live_server.url}/tag_categorize")
+    row = lambda name: page.locator(f"tr[data-tag='{name}'] .proposal")  # noqa: E731
+    assert "kNN agrees" in row("sword").inner_text()
+    assert "disputed: 05_Attire_Main" in row("cup").inner_text()
+    assert "kNN: 03_Body_Face" in row("aqua_eyes").inner_text()
+    assert "qwen2.5-coder-1.5b prompt 136ed008c674: 0.78 accuracy" in page.locator(".evaluation").inner_text()
+    screenshot(page, "tag_categorize-evidence")
