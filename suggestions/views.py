@@ -19,16 +19,19 @@ from suggestions.filters import (
 from suggestions.models import MLModelVersion, TagSuggestion, UnmappedTag
 from tagsite.access import require
 from tagsite.models import Tag
+from tagsite.services.lists import capped_count, count_label, keyset_page, page_key
 
 CATEGORY_ORDER = [Tag.DanbooruCategory.CHARACTER, Tag.DanbooruCategory.COPYRIGHT, Tag.DanbooruCategory.ARTIST]
 REVIEW = "suggestions.review_tagsuggestion"
 
 
 def review_queue(request):
-    """Images with suggestions, tags grouped by category; decisions go through the API without reloads."""
+    """Images with suggestions, tags grouped by category; decisions go through the API without reloads. Pages are
+    keyset links by image id and the count stops at 1,000, so a million pending suggestions cost what a page does."""
     filters = page_query(request, QueueFilterSerializer)
     images, suggestions = services.review_queue(**filters)
-    page = Paginator(images, 12).get_page(request.GET.get("page"))
+    after, before = page_key(request.GET.get("after")), page_key(request.GET.get("before"))
+    page = keyset_page(images, 12, after=after, before=before)
     by_image: dict[int, dict[int, list[TagSuggestion]]] = defaultdict(lambda: defaultdict(list))
     for suggestion in suggestions.filter(image__in=list(page)).order_by("-confidence"):
         by_image[suggestion.image_id][suggestion.category].append(suggestion)
@@ -44,13 +47,17 @@ def review_queue(request):
         for image in page
     ]
     query = request.GET.copy()
-    query.pop("page", None)
+    for key in ("after", "before", "page"):
+        query.pop(key, None)
+    count, capped = capped_count(images)
     return render(
         request,
         "suggestions/review.html",
         {
             "cards": cards,
             "page": page,
+            "count": count_label(count, capped),
+            "count_number": count,
             "filters": filters,
             "query": query.urlencode(),
             "statuses": TagSuggestion.Status.choices,

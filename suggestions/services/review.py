@@ -21,8 +21,11 @@ class Candidate:
     confidence: float
 
 
-def create_suggestions(model: MLModelVersion, per_image: dict[Image, dict[Tag, Candidate]]) -> int:
-    """Pending suggestions for the tags and what they imply, minus tags an image has or a human rejected."""
+def create_suggestions(
+    model: MLModelVersion, per_image: dict[Image, dict[Tag, Candidate]], *, job_id: int | None = None
+) -> int:
+    """Pending suggestions for the tags and what they imply, minus tags an image has or a human rejected; `job_id`
+    is the job that produced them (none when a new mapping releases held predictions)."""
     implies = implication_edges({tag.pk for tags in per_image.values() for tag in tags})
     image_ids = [image.pk for image in per_image]
     rejected = TagSuggestion.objects.filter(
@@ -46,6 +49,7 @@ def create_suggestions(model: MLModelVersion, per_image: dict[Image, dict[Tag, C
                 tag_id=tag_id,
                 model_version=model,
                 producer_id=model.producer_id,
+                job_id=job_id,
                 external_tag=c.label,
                 category=c.category,
                 confidence=c.confidence,
@@ -81,7 +85,7 @@ def review_queue(
     min_confidence: float | None = None,
     max_confidence: float | None = None,
 ) -> tuple[QuerySet[Image], QuerySet[TagSuggestion]]:
-    """Images with matching suggestions (oldest first), and those suggestions."""
+    """Images with matching suggestions (the page orders them, newest first), and those suggestions."""
     suggestions = TagSuggestion.objects.all()
     if status:
         suggestions = suggestions.filter(status=status)
@@ -93,5 +97,5 @@ def review_queue(
         suggestions = suggestions.filter(confidence__gte=min_confidence)
     if max_confidence is not None:
         suggestions = suggestions.filter(confidence__lte=max_confidence)
-    images = Image.objects.filter(pk__in=suggestions.values("image_id")).order_by("pk")
+    images = Image.objects.filter(pk__in=suggestions.values("image_id"))
     return images, suggestions.select_related("tag", "model_version")

@@ -122,8 +122,10 @@ def suggest_tags(
     progress: JobProgress | None = None,
     dry_run: bool = False,
 ) -> dict[str, int]:
-    """Run a model over images and store suggestions batch by batch, each batch in one transaction."""
+    """Run a model over images and store suggestions batch by batch, each batch in one transaction; the
+    progress's job (the rolling auto-tagging job or a backlog job) is recorded on the suggestions."""
     counts = {"images": 0, "suggestions": 0, "held": 0, "failed": 0}
+    job_id = progress.job.pk if progress else None
     batch_size = batch_size or settings.SUGGESTIONS_BATCH_SIZE
     results: list[Result] = []
     for result, error in predict_images(model, images, batch_size):
@@ -141,11 +143,11 @@ def suggest_tags(
         else:
             results.append(result)
         if len(results) >= batch_size:
-            store_results(model, results, counts)
+            store_results(model, results, counts, job_id)
             results = []
         if progress:
             progress.advance()
-    store_results(model, results, counts)
+    store_results(model, results, counts, job_id)
     return counts
 
 
@@ -164,12 +166,14 @@ def predict_images(model: MLModelVersion, images: Iterable[Image], batch_size: i
             yield Result(prediction.item, rating, candidates), ""
 
 
-def store_results(model: MLModelVersion, results: list[Result], counts: dict[str, int]) -> None:
+def store_results(
+    model: MLModelVersion, results: list[Result], counts: dict[str, int], job_id: int | None = None
+) -> None:
     """Store each image's result exactly once, however often the work is delivered (or run side by side)."""
     for _attempt in range(3):
         try:
             with transaction.atomic():
-                stored, held, images = _store(model, results)
+                stored, held, images = _store(model, results, job_id)
             break
         except IntegrityError:  # another worker stored some of these meanwhile: the next attempt skips them
             continue
@@ -180,7 +184,7 @@ def store_results(model: MLModelVersion, results: list[Result], counts: dict[str
     counts["held"] += held
 
 
-def _store(model: MLModelVersion, results: list[Result]) -> tuple[int, int, int]:
+def _store(model: MLModelVersion, results: list[Result], job_id: int | None) -> tuple[int, int, int]:
     done = set(
         ImageRun.objects.filter(model_version=model, image__in=[r.image for r in results]).values_list(
             "image_id", flat=True
@@ -219,6 +223,6 @@ def _store(model: MLModelVersion, results: list[Result]) -> tuple[int, int, int]
                         candidate.label, candidate.category, candidate.confidence * factor
                     )
     HeldPrediction.objects.bulk_create(held_rows, ignore_conflicts=True)
-    stored = create_suggestions(model, per_image)
+    stored = create_suggestions(model, per_image, job_id=job_id)
     record_stages(STAGE, [(r.image, ImageStage.Status.DONE, "") for r in results])
     return stored, len(held_rows), len(results)

@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 
 from suggestions import services
 from suggestions.models import ImageRun, MLModelVersion, TagMapping, TagSuggestion, UnmappedTag
+from suggestions.tasks import infer_backlog, infer_tags, queue_auto_tagging, start_backlog
 from tagsite.ai.onnx import load_pixels, load_tagger
 from tagsite.models import Decision, Image, ImageTag, Job, Tag
 from tagsite.services.tags import create_alias, create_implication, get_or_create_tags
@@ -423,3 +424,17 @@ def test_unknown_names_in_commands_are_command_errors(wd14, tmp_path, args, erro
     assert out.getvalue() == "" and not Job.objects.exists() and not TagMapping.objects.exists()
     wd14.refresh_from_db()
     assert wd14.tag_thresholds == {} and wd14.disabled_labels == []
+
+
+@pytest.mark.django_db
+def test_suggestions_record_the_job_that_produced_them(wd14, tmp_path, settings):
+    settings.SUGGESTIONS_ON_INGEST = False
+    uploaded, old = (add_image(tmp_path / "lib", f"{n}.png", RED, size=(96 + n, 96)) for n in range(2))
+    (rolling,) = queue_auto_tagging([uploaded.pk], [wd14])  # its task waits for a commit: the body runs here
+    infer_tags([uploaded.pk], wd14.pk, rolling.pk)
+    backlog = start_backlog(wd14, None)
+    infer_backlog(backlog.pk)
+    jobs = dict(TagSuggestion.objects.values_list("image_id", "job__kind").distinct())
+    assert jobs == {uploaded.pk: "auto_tag", old.pk: "suggest_tags"}
+    assert set(TagSuggestion.objects.filter(image=old).values_list("job_id", flat=True)) == {backlog.pk}
+    assert set(TagSuggestion.objects.filter(image=uploaded).values_list("job_id", flat=True)) == {rolling.pk}

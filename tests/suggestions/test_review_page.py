@@ -1,0 +1,85 @@
+"""The suggestions review page at scale: keyset next/previous links by image id and a count that stops at 1,000,
+so a page costs the same queries however many images wait for review."""
+
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from suggestions.models import MLModelVersion, TagSuggestion
+from tagsite.models import Image
+from tagsite.services.tags import get_or_create_tags
+
+
+def pending_images(count: int, start: int = 0) -> list[Image]:
+    """`count` images with two pending suggestions each, written in bulk (no tagger needed for a page's cost)."""
+    model = MLModelVersion.objects.get_or_create(
+        name="wd-test", version="v1",
+        defaults={"model_file": "/m/model.onnx", "labels_file": "/m/labels.csv", "sha256": "0" * 64,
+                  "input_size": 448, "label_count": 2},
+    )[0]  # fmt: skip
+    producer = model.producer  # every installed version is a producer
+    tags = get_or_create_tags(["smile", "hat"])
+    images = Image.objects.bulk_create(
+        [Image(path=f"/library/{n}.jpg", sha256=f"{n:064d}") for n in range(start, start + count)]
+    )
+    TagSuggestion.objects.bulk_create(
+        [
+            TagSuggestion(image=image, tag=tag, model_version=model, producer=producer, external_tag=name, confidence=c)
+            for image in images
+            for name, tag, c in (("smile", tags["smile"], 0.9), ("hat", tags["hat"], 0.4))
+        ]
+    )
+    return images
+
+
+def cards(page: str) -> list[int]:
+    return [int(pk) for pk in re.findall(r'class="review-card"[^>]*data-image="(\d+)"', page)]
+
+
+def link(page: str, rel: str) -> str | None:
+    found = re.search(rf'<a rel="{rel}" href="([^"]+)"', page)
+    return "/suggestions/" + found.group(1).replace("&amp;", "&") if found else None  # links are `?query`
+
+
+@pytest.mark.django_db
+def test_pages_are_keyset_links_through_every_image_once(admin_client):
+    ids = sorted(image.pk for image in pending_images(30))
+    approved = pending_images(3, start=100)  # decided already: not in the pending queue
+    TagSuggestion.objects.filter(image__in=approved).update(status="approved")
+    seen, url = [], "/suggestions/"
+    while url:
+        page = admin_client.get(url).content.decode()
+        assert "page 1 of" not in page and "30 images" in page
+        seen += cards(page)
+        url = next_url = link(page, "next")
+        if next_url:
+            back = link(admin_client.get(next_url).content.decode(), "prev")
+            assert cards(admin_client.get(back).content.decode()) == cards(page)  # previous comes back here
+    assert seen == sorted(ids, reverse=True)  # newest first, each image once
+    filtered = admin_client.get("/suggestions/", {"status": "approved"}).content.decode()
+    assert "3 images" in filtered and link(filtered, "next") is None
+    assert admin_client.get("/suggestions/", {"after": "x" * 30}).status_code == 200  # a bad key: the first page
+
+
+@pytest.mark.django_db
+def test_the_count_stops_at_1000(admin_client):
+    pending_images(1001)
+    page = admin_client.get("/suggestions/").content.decode()
+    assert "1,000+ images" in page and len(cards(page)) == 12
+
+
+@pytest.mark.django_db
+def test_a_page_runs_the_same_queries_for_5_and_50_images(admin_client):
+    def queries(url: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client.get(url).status_code == 200
+        return len(captured)
+
+    pending_images(5)
+    small = queries("/suggestions/")
+    pending_images(45, start=5)
+    assert queries("/suggestions/") == small
+    last = Image.objects.order_by("-pk").values_list("pk", flat=True)[20]
+    assert queries(f"/suggestions/?after={last}") == small  # a later page costs the same
