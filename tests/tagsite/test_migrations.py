@@ -65,6 +65,6 @@ def test_cycle_finder_reports_a_cycle_between_apps():
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("app_label", [CORE, "categorization"])
+@pytest.mark.parametrize("app_label", [CORE, "categorization", "suggestions"])
 def test_models_match_their_migrations(app_label):
     call_command("makemigrations", app_label, check=True, dry_run=True, verbosity=0)
