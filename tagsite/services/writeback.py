@@ -434,6 +434,9 @@ def commit(result: FileResult) -> None:
 # A run: batches on every core, an audit per run
 
 
+SUMMARY_LINES = 500
+
+
 class Audit:
     """A JSONL record per file and a Markdown summary per run, under var/metadata/<run>/."""
 
@@ -444,31 +447,34 @@ class Audit:
         self.jsonl = open(self.folder / "audit.jsonl", "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self.counts: Counter = Counter()
         self.folders: dict[str, Counter] = defaultdict(Counter)
-        self.failures: list[FileResult] = []
+        self.failures: list[str] = []  # the first SUMMARY_LINES of each, for the summary
         self.highlights: list[str] = []
 
     def record(self, result: FileResult) -> None:
         self.jsonl.write(json.dumps(result.audit(), ensure_ascii=False) + "\n")
         self.counts[result.status] += 1
         self.folders[os.path.dirname(result.path)][result.status] += 1
-        if result.status in ("failed", "skipped"):
-            self.failures.append(result)
-        self.highlights += [f"{result.path}: {note}" for note in result.notes]
-        if result.sidecar and result.status == "written":
-            self.highlights.append(f"{result.path}: written to the sidecar {result.target}")
+        if result.status in ("failed", "skipped") and len(self.failures) < SUMMARY_LINES:
+            self.failures.append(f"{result.path or f'image #{result.image_id}'}: {result.error}")
+        notes = [*result.notes, *([f"written to the sidecar {result.target}"] if result.sidecar else [])]
+        if result.status in ("written", "dry-run") and len(self.highlights) < SUMMARY_LINES:
+            self.highlights += [f"{result.path}: {note}" for note in notes]
 
     def close(self) -> str:
         self.jsonl.close()
         mode = f"{self.options.mode}{', dry run' if self.options.dry_run else ''}"
-        lines = [f"# Metadata write ({mode})", "", ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items())), ""]
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items())) or "nothing to write"
+        lines = [f"# Metadata write ({mode})", "", counts, ""]
         lines += ["## Per folder", "", "| folder | " + " | ".join(sorted(self.counts)) + " |"]
         lines.append("|---" * (len(self.counts) + 1) + "|")
         for folder, counts in sorted(self.folders.items()):
             lines.append(f"| {folder} | " + " | ".join(str(counts[s]) for s in sorted(self.counts)) + " |")
         if self.failures:
-            lines += ["", "## Failed or skipped", ""] + [f"- {r.path}: {r.error}" for r in self.failures[:500]]
+            lines += ["", "## Failed or skipped", ""] + [f"- {line}" for line in self.failures]
         if self.highlights:
-            lines += ["", "## Highlights", ""] + [f"- {line}" for line in self.highlights[:500]]
+            lines += ["", "## Highlights (IPTC cuts, sidecars)", ""] + [f"- {line}" for line in self.highlights]
+        if self.counts.get("failed", 0) + self.counts.get("skipped", 0) > len(self.failures):
+            lines += ["", f"Only the first {SUMMARY_LINES} failures are listed; audit.jsonl has every file."]
         (self.folder / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
         return str(self.folder)
 

@@ -131,15 +131,17 @@ def test_dry_run_shows_each_fields_diff_and_writes_nothing(image_folder, metadat
     assert image.metadata_written_at is None
 
 
-def test_a_file_changed_since_import_is_refused(image_folder):
+def test_a_file_changed_since_import_is_refused(image_folder, settings):
     import_folder(image_folder)
     image = Image.objects.get(path=str(image_folder / "photo0.jpg"))
     tag(image, "edited")
     write_keywords(image_folder / "photo0.jpg", subject=["someone else's edit"])
     newer = sha256(image.path)
     seen = []
-    assert write_images([image.pk], WriteOptions(), on_result=seen.append) == {"failed": 1}
+    assert write_images([image.pk], WriteOptions(), on_result=seen.append, run="stale") == {"failed": 1}
     assert "changed by another program" in seen[0].error and sha256(image.path) == newer
+    summary = (settings.METADATA_DIR / "stale" / "summary.md").read_text()
+    assert f"## Failed or skipped\n\n- {image.path}: changed by another program" in summary
 
 
 def test_backups_go_under_var_not_beside_the_file(image_folder, metadata_dir):
@@ -208,13 +210,15 @@ def test_what_each_format_holds(tmp_path):
     assert exiv2_values(folder / "a.tif", "Iptc.Application2.Keywords") == ["green"]
 
 
-def test_iptc_keywords_are_cut_at_64_bytes_on_a_character_boundary_and_reported(image_folder):
+def test_iptc_keywords_are_cut_at_64_bytes_on_a_character_boundary_and_reported(image_folder, metadata_dir):
     import_folder(image_folder)
     image = Image.objects.get(path=str(image_folder / "photo0.jpg"))
     long = "ä" * 40  # 80 bytes: the 64-byte cut falls between characters, never inside one
     tag(image, long)
     seen = []
-    write_images([image.pk], WriteOptions(), on_result=seen.append)
+    write_images([image.pk], WriteOptions(), on_result=seen.append, run="cut")
+    summary = (metadata_dir / "cut" / "summary.md").read_text()
+    assert f"| {image_folder} | 1 |" in summary and f"- {image.path}: IPTC:Keywords cut to 64 bytes" in summary
     assert exiv2_values(image.path, "Iptc.Application2.Keywords") == ["ä" * 32]
     assert exiv2_values(image.path, "Xmp.dc.subject") == [long]  # XMP has no limit
     assert seen[0].notes == [f"IPTC:Keywords cut to 64 bytes: {long!r} -> {'ä' * 32!r}"]
