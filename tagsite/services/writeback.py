@@ -597,10 +597,11 @@ def select_images(ids: Iterable[int] = (), query: str = "", folder: str = "", al
     return list(dict.fromkeys(selected))
 
 
-def run_write_job(job, progress: JobProgress) -> dict[str, int]:
+def run_write_job(job, progress: JobProgress, on_result=None) -> dict[str, int]:
     """A job's run: its params hold the selection and the options; the audit goes to var/metadata/job-<id>/."""
     ids = select_images(**job.params.get("selection", {}))
-    return write_images(ids, WriteOptions(**job.params.get("options", {})), progress, run=f"job-{job.pk}")
+    options = WriteOptions(**job.params.get("options", {}))
+    return write_images(ids, options, progress, run=f"job-{job.pk}", on_result=on_result)
 
 
 def preview(image: Image, mode: str = REPLACE) -> FileResult:

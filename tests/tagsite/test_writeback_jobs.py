@@ -64,7 +64,8 @@ def test_the_command_writes_a_folder_and_a_dry_run_prints_the_diff(tmp_path, set
     before = sha256(images[0].path)
     call_command("write_metadata", "--folder", str(tmp_path / "pictures"), "--dry-run")
     out = capsys.readouterr().out
-    assert ": 3 dry-run" in out and '"after": ["only p000.jpg", "written tag"]' in out
+    assert ": 3 dry-run" in out and f"{images[0].path} [dry-run]" in out
+    assert "  XMP-dc:Subject: [] -> ['only p000.jpg', 'written tag']" in out
     assert sha256(images[0].path) == before
 
     call_command("write_metadata", "--all-dirty", "--append")

@@ -47,13 +47,18 @@ class Command(SchemaCommand):
             raise CommandError("name images to write: ids, --query, --folder or --all-dirty")
         job = create_job("write_metadata", params)
         bar = options["verbosity"] > 0
+        show = self.show_diff if options["dry_run"] else None
         with run_job(job, progress_bar=bar, description="write metadata", advice=WRITE_ADVICE) as progress:
-            counts = run_write_job(job, progress)
+            counts = run_write_job(job, progress, on_result=show)
         summary = ", ".join(f"{value} {key}" for key, value in counts.items() if value) or "nothing to do"
         self.stdout.write(self.style.SUCCESS(f"Job #{job.pk}: {summary}"))
         for error in job.errors:
             self.stdout.write(f"  {error['item']}: {error['error']}")
         folder = audit_folder(job.pk)
-        if options["dry_run"]:
-            self.stdout.write((folder / "audit.jsonl").read_text())
         self.stdout.write(f"Audit: {folder}/audit.jsonl and {folder}/summary.md")
+
+    def show_diff(self, result) -> None:
+        """A dry run's report of one file: each field that would change, before -> after."""
+        self.stdout.write(f"{result.path} [{result.status}]{': ' + result.error if result.error else ''}")
+        for name, (before, after) in result.diff().items():
+            self.stdout.write(f"  {name}: {before} -> {after}")
