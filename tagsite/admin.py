@@ -114,6 +114,7 @@ class ImageAdmin(LargeListAdmin):
     readonly_fields = [
         "thumb_large", "path", "sha256", "size", "mtime", "format", "width", "height", "orientation",
         "frames", "thumbnail", "status", "error", "uploaded_by", "created_at", "updated_at",
+        "metadata_written_at", "metadata_fingerprint",
     ]  # fmt: skip
     inlines = [ImageTagInline, ImageStageInline]
     actions = ["write_metadata"]

@@ -86,6 +86,8 @@ def test_the_admin_action_queues_one_write_job(admin_client, photo):
     job = Job.objects.get(kind="write_metadata")
     assert job.params["selection"]["ids"] == [photo.pk]
     assert f'Write job <a href="/jobs/{job.pk}/">#{job.pk}</a> queued.' in response.content.decode()
+    form = admin_client.get(f"/admin/tagsite/image/{photo.pk}/change/").content.decode()
+    assert 'name="metadata_fingerprint"' not in form and "Metadata written at" in form  # shown, not editable
 
 
 @pytest.mark.browser
