@@ -31,7 +31,7 @@ def review_queue(request):
     filters = page_query(request, QueueFilterSerializer)
     images, suggestions = services.review_queue(**filters)
     after, before = page_key(request.GET.get("after")), page_key(request.GET.get("before"))
-    page = keyset_page(images, 12, after=after, before=before)
+    page = keyset_page(images, 12, after=after, before=before, oldest_first=True)
     by_image: dict[int, dict[int, list[TagSuggestion]]] = defaultdict(lambda: defaultdict(list))
     for suggestion in suggestions.filter(image__in=list(page)).order_by("-confidence"):
         by_image[suggestion.image_id][suggestion.category].append(suggestion)

@@ -85,7 +85,7 @@ def review_queue(
     min_confidence: float | None = None,
     max_confidence: float | None = None,
 ) -> tuple[QuerySet[Image], QuerySet[TagSuggestion]]:
-    """Images with matching suggestions (the page orders them, newest first), and those suggestions."""
+    """Images with matching suggestions (the page orders them, oldest first), and those suggestions."""
     suggestions = TagSuggestion.objects.all()
     if status:
         suggestions = suggestions.filter(status=status)

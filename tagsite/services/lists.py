@@ -40,13 +40,18 @@ class KeysetPage:
         return self.next_after is not None or self.previous_before is not None
 
 
-def keyset_page(queryset: QuerySet, size: int, after: int | None = None, before: int | None = None) -> KeysetPage:
-    """The page of `size` rows (highest id first) below `after`, or above `before`, or the first one.
+def keyset_page(
+    queryset: QuerySet, size: int, after: int | None = None, before: int | None = None, *, oldest_first: bool = False
+) -> KeysetPage:
+    """The page of `size` rows (highest id first, lowest with `oldest_first`) past `after`, or before `before`,
+    or the first one.
 
     The query reads `size + 1` rows through the primary key however deep the page is.
     """
+    ahead, behind = ("pk__gt", "pk__lt") if oldest_first else ("pk__lt", "pk__gt")
+    forward, backward = ("pk", "-pk") if oldest_first else ("-pk", "pk")
     if before is not None:
-        rows = list(queryset.filter(pk__gt=before).order_by("pk")[: size + 1])
+        rows = list(queryset.filter(**{behind: before}).order_by(backward)[: size + 1])
         more_before = len(rows) > size
         items = rows[:size][::-1]
         return KeysetPage(
@@ -55,8 +60,8 @@ def keyset_page(queryset: QuerySet, size: int, after: int | None = None, before:
             previous_before=items[0].pk if items and more_before else None,
         )
     if after is not None:
-        queryset = queryset.filter(pk__lt=after)
-    rows = list(queryset.order_by("-pk")[: size + 1])
+        queryset = queryset.filter(**{ahead: after})
+    rows = list(queryset.order_by(forward)[: size + 1])
     items = rows[:size]
     return KeysetPage(
         items,
