@@ -280,7 +280,8 @@ def remove_leftovers(folder: str) -> int:
 
 
 def temporary_name(target: str) -> str:
-    """Hidden, beside the target, with no image extension; a new sidecar's keeps `.xmp` (ExifTool creates by it)."""
+    """Hidden, beside the target, ending `.tmp`: ExifTool then copies the source's format (named `x.webp` it would
+    try to create a WebP from nothing, and refuse). A new sidecar's ends `.xmp`, the type ExifTool creates."""
     folder, name = os.path.split(target)
     suffix = ".xmp" if name.lower().endswith(".xmp") else ".tmp"
     return os.path.join(folder, f".{name}{TEMPORARY_MARK}{secrets.token_hex(4)}{suffix}")

@@ -194,19 +194,22 @@ def test_what_each_format_holds(tmp_path):
 
     folder = tmp_path / "formats"
     folder.mkdir()
-    for name in ("a.png", "a.tif", "a.gif", "a.bmp"):
+    names = ("a.png", "a.tif", "a.gif", "a.bmp", "a.webp")
+    for name in names:
         PILImage.new("RGB", (40, 30), (10, 200, 90)).save(folder / name)
     import_folder(folder)
-    images = {Image.objects.get(path=str(folder / name)).pk: name for name in ("a.png", "a.tif", "a.gif", "a.bmp")}
+    images = {Image.objects.get(path=str(folder / name)).pk: name for name in names}
     for pk in images:
         tag(Image.objects.get(pk=pk), "green")
     seen = {}
     write_images(list(images), WriteOptions(), on_result=lambda r: seen.setdefault(images[r.image_id], r))
     assert {name: r.status for name, r in seen.items()} == dict.fromkeys(images.values(), "written")
     assert set(seen["a.png"].after) == {"XMP-dc:Subject", "XMP-lr:HierarchicalSubject"}  # XMP only
+    assert set(seen["a.webp"].after) == {"XMP-dc:Subject", "XMP-lr:HierarchicalSubject"}  # no IPTC in WebP
     assert "IPTC:Keywords" in seen["a.tif"].after
     assert seen["a.bmp"].sidecar and seen["a.bmp"].target == str(folder / "a.bmp.xmp")  # ExifTool cannot write BMP
     assert exiv2_values(folder / "a.png", "Xmp.dc.subject") == ["green"]
+    assert exiv2_values(folder / "a.webp", "Xmp.dc.subject") == ["green"]
     assert exiv2_values(folder / "a.tif", "Iptc.Application2.Keywords") == ["green"]
 
 
