@@ -63,11 +63,28 @@ def _safe_names(paths: list[str], workdir: Path) -> dict[str, str]:
     return names
 
 
-def sidecars_of(path: str) -> list[str]:
-    """The XMP sidecars beside a file: `photo.jpg.xmp` (darktable, digiKam) and `photo.xmp` (Adobe, Lightroom)."""
+def sidecar_names(path: str) -> list[str]:
+    """Where a file's XMP sidecars may be: `photo.jpg.xmp` (darktable, digiKam) and `photo.xmp` (Adobe, Lightroom)."""
     stem = os.path.splitext(path)[0]
-    names = [f"{path}.xmp", f"{path}.XMP", f"{stem}.xmp", f"{stem}.XMP"]
-    return [name for name in dict.fromkeys(names) if os.path.isfile(name)]
+    return list(dict.fromkeys([f"{path}.xmp", f"{path}.XMP", f"{stem}.xmp", f"{stem}.XMP"]))
+
+
+def sidecars_of(path: str) -> list[str]:
+    """The XMP sidecars beside a file."""
+    return [name for name in sidecar_names(path) if os.path.isfile(name)]
+
+
+def sidecar_stats(sidecars: list[str]) -> dict[str, list[float]]:
+    """Each sidecar's [size, mtime] (one that vanished is left out): a rescan compares them with what it read
+    last, so keywords another program added to a sidecar come in."""
+    stats = {}
+    for sidecar in sidecars:
+        try:
+            info = os.stat(sidecar)
+        except OSError:
+            continue
+        stats[sidecar] = [info.st_size, info.st_mtime]
+    return stats
 
 
 def read_keywords(paths: list[str]) -> dict[str, list[str]]:
@@ -113,8 +130,12 @@ TITLE, OBJECT_NAME = "XMP-dc:Title", "IPTC:ObjectName"
 DESCRIPTION, CAPTION, IMAGE_DESCRIPTION = "XMP-dc:Description", "IPTC:Caption-Abstract", "IFD0:ImageDescription"
 FIELDS = (SUBJECT, KEYWORDS, HIERARCHY, TITLE, OBJECT_NAME, DESCRIPTION, CAPTION, IMAGE_DESCRIPTION)
 LIST_FIELDS = (SUBJECT, KEYWORDS, HIERARCHY)
+# Seed 001's fallback for JPEG and TIFF when their XMP cannot be written: the keywords as one EXIF text.
+USER_COMMENT = "ExifIFD:UserComment"
+USER_COMMENT_FORMATS = (".jpg", ".jpeg", ".tif", ".tiff")
+READ_FIELDS = (*FIELDS, USER_COMMENT)
 # Where a field is written from (the group ExifTool writes it under): EXIF's ImageDescription lives in IFD0.
-WRITE_NAMES = {IMAGE_DESCRIPTION: "EXIF:ImageDescription"}
+WRITE_NAMES = {IMAGE_DESCRIPTION: "EXIF:ImageDescription", USER_COMMENT: "EXIF:UserComment"}
 # IPTC's record limits in bytes (IIM 4.2); ExifTool would cut them mid-character, so tagsite cuts first.
 IPTC_LIMITS = {KEYWORDS: 64, OBJECT_NAME: 64, CAPTION: 2000}
 # Which fields each format holds in the file itself; other formats (RAW, BMP, ...) get an XMP sidecar.
@@ -144,7 +165,7 @@ def _as_list(value) -> list[str]:
 
 
 def read_fields(paths: list[str]) -> dict[str, dict[str, list[str]]]:
-    """Every field tagsite writes, per file, as lists of strings (a title is a list of one).
+    """Every field tagsite writes (and EXIF:UserComment, its fallback), per file, as lists of strings.
 
     Values are read as text (`1.50` stays `1.50`); a file ExifTool cannot read maps to {} and
     never fails the batch.
@@ -157,16 +178,16 @@ def read_fields(paths: list[str]) -> dict[str, dict[str, list[str]]]:
         found: dict[str, dict[str, list[str]]] = {}
         fast = ["-fast2"]  # these fields sit before the image data: no scan for trailers, no maker notes
         try:
-            records = helper.get_tags(list(names.values()), list(FIELDS), params=fast)
+            records = helper.get_tags(list(names.values()), list(READ_FIELDS), params=fast)
         except Exception:  # noqa: BLE001 - one unreadable file: read the others one by one
             records = []
             for name in names.values():
                 try:
-                    records += helper.get_tags([name], list(FIELDS), params=fast)
+                    records += helper.get_tags([name], list(READ_FIELDS), params=fast)
                 except Exception as exc:  # noqa: BLE001
                     logger.warning("ExifTool could not read %r: %s", name, exc)
         for record in records:
-            found[record["SourceFile"]] = {field: _as_list(record.get(field)) for field in FIELDS}
+            found[record["SourceFile"]] = {field: _as_list(record.get(field)) for field in READ_FIELDS}
         return {path: found.get(name, {}) for path, name in names.items()}
 
 

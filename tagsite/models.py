@@ -96,6 +96,12 @@ class Image(models.Model):
         max_length=64, blank=True, help_text="Of the fields last written to the file; differs from today's: dirty."
     )
     metadata_written_at = models.DateTimeField(null=True, blank=True, help_text="When tagsite last wrote the file.")
+    metadata_fallback = models.CharField(
+        max_length=32, blank=True, help_text="Where the last write went instead of XMP (EXIF:UserComment), or empty."
+    )
+    sidecars = models.JSONField(
+        default=dict, blank=True, help_text="Its XMP sidecars' [size, mtime] when last read: a rescan compares them."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

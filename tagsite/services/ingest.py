@@ -1,7 +1,7 @@
 """Bringing files into the library: folder scans with change detection, single files, uploads.
 
 The content hash identifies an image. A scan stats every file but hashes and decodes only
-new or changed ones (size or mtime differ), so a rescan of an unchanged folder does no work.
+new or changed ones (size or mtime differ, or an XMP sidecar's), so a rescan of an unchanged folder does no work.
 Files are only ever read: ingest never writes to a user's file.
 """
 
@@ -54,6 +54,7 @@ class FileFacts:
     thumbnail: str = ""
     may_have_keywords: bool = False
     keywords: list[str] = field(default_factory=list)
+    sidecars: dict[str, list[float]] = field(default_factory=dict)  # sidecar path -> [size, mtime] as read
     error: str = ""
 
 
@@ -62,6 +63,7 @@ class ScanResult:
     files: dict[str, tuple[int, float]]  # path -> (size, mtime)
     errors: dict[str, str]  # file path -> why it cannot be read
     skipped_folders: dict[str, str]  # folder -> why it cannot be listed: its images are not "gone"
+    sidecars: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # path -> its sidecars' [size, mtime]
 
 
 def scan_folder(
@@ -73,6 +75,7 @@ def scan_folder(
     allowed = [os.path.realpath(folder) for folder in roots] if roots is not None else None
     own = own_folders()
     files: dict[str, tuple[int, float]] = {}
+    sidecars: dict[str, dict[str, list[float]]] = {}
     errors: dict[str, str] = {}
     skipped: dict[str, str] = {}
     seen_dirs: set[tuple[int, int]] = set()
@@ -90,6 +93,7 @@ def scan_folder(
         except OSError as exc:
             skipped[folder] = describe_os_error(exc)
             continue
+        xmp_names = {entry.name for entry in entries if entry.name.lower().endswith(".xmp")}
         for entry in entries:
             full = entry.path
             try:
@@ -115,7 +119,9 @@ def scan_folder(
                 errors[full] = "not a regular file"
                 continue
             files[full] = (info.st_size, info.st_mtime)
-    return ScanResult(files, errors, skipped)
+            if found := [name for name in metadata.sidecar_names(full) if os.path.basename(name) in xmp_names]:
+                sidecars[full] = metadata.sidecar_stats(found)
+    return ScanResult(files, errors, skipped, sidecars)
 
 
 def own_folders() -> list[str]:
@@ -231,9 +237,10 @@ def inspect_chunk(paths: list[str]) -> list[FileFacts]:
     than the decode.
     """
     facts = [_guarded_inspect(path) for path in paths]
-    sidecars = {f.path: metadata.sidecars_of(f.path) for f in facts if not f.error}  # darktable's or Adobe's
+    sidecars = {f.path: metadata.sidecars_of(f.path) for f in facts}  # darktable's or Adobe's
+    stats = {path: metadata.sidecar_stats(found) for path, found in sidecars.items()}  # before reading them
     readable = [f.path for f in facts if not f.error and f.may_have_keywords]
-    readable += [sidecar for found in sidecars.values() for sidecar in found]
+    readable += [sidecar for f in facts if not f.error for sidecar in sidecars[f.path]]
     try:
         keywords = metadata.read_keywords(readable) if readable else {}
     except Exception as exc:  # noqa: BLE001 - these files' keywords would be lost silently: fail them, loudly
@@ -243,6 +250,7 @@ def inspect_chunk(paths: list[str]) -> list[FileFacts]:
             if f.path in readable:
                 f.error = f"its keywords could not be read ({exc or type(exc).__name__}); the log has the details"
     for f in facts:
+        f.sidecars = stats.get(f.path, {})
         found = [keywords.get(name, []) for name in [f.path, *sidecars.get(f.path, [])]]
         f.keywords = list(dict.fromkeys(word for words in found for word in words))
     return facts
@@ -275,6 +283,7 @@ def import_folder(
         for path, (size, mtime) in scan.files.items()
         if path not in known
         or (known[path].size, known[path].mtime) != (size, mtime)
+        or known[path].sidecars != scan.sidecars.get(path, {})  # a sidecar edited, added or removed
         or known[path].status == Image.Status.MISSING  # back where it was
     )
     hidden = tuple(folder.rstrip("/") + "/" for folder in scan.skipped_folders)
@@ -388,6 +397,7 @@ def _save(
         "orientation": f.orientation,
         "frames": f.frames,
         "thumbnail": f.thumbnail,
+        "sidecars": f.sidecars,
         "status": Image.Status.FAILED if f.error else Image.Status.OK,
         "error": f.error,
     }

@@ -423,7 +423,9 @@ def commit(result: FileResult) -> None:
                     raise ValueError("changed by another program while tagsite wrote it; import it again, then write")
             os.replace(result.temporary, result.target)
             result.temporary = ""
-            if not result.sidecar:
+            if result.sidecar:  # what a rescan compares: it need not read back what tagsite wrote
+                state["sidecars"] = metadata.sidecar_stats(metadata.sidecars_of(result.path))
+            else:
                 info = os.stat(result.target)
                 state |= {"size": info.st_size, "mtime": info.st_mtime, "sha256": result.sha256}
             Image.objects.filter(pk=result.image_id).update(**state)

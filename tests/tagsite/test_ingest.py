@@ -1,5 +1,6 @@
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -234,3 +235,35 @@ def test_folders_given_to_run_become_import_roots(tmp_path, settings):
     env["TAGSITE_IMPORT_ROOTS"] = "/data/a, /data/b"
     roots = subprocess.run(read, env=env, capture_output=True, text=True, check=True).stdout
     assert roots.strip() == str(["/data/a", "/data/b"])
+
+
+def test_a_rescan_reads_sidecars_edited_added_or_removed_since_import(image_folder):
+    """A sidecar's size and mtime are part of what a rescan compares: keywords another program adds come in."""
+    darktable, lightroom = image_folder / "photo0.jpg.xmp", image_folder / "photo1.xmp"
+
+    def exiftool(*args: str) -> None:
+        subprocess.run(["exiftool", "-q", *args], check=True)
+
+    def names(index: int) -> list[str]:
+        image = Image.objects.get(path=str(image_folder / f"photo{index}.jpg"))
+        return sorted(image.tags.values_list("name", flat=True))
+
+    exiftool("-XMP-dc:Subject=harbour", "-o", str(darktable))
+    assert import_folder(image_folder)["new"] == 3
+    assert import_folder(image_folder) == {"unchanged": 3, "missing": 0}  # the sidecar as it was read: no work
+
+    exiftool("-overwrite_original", "-XMP-dc:Subject+=boats", str(darktable))  # edited by another program
+    exiftool("-XMP-dc:Subject=dusk", "-o", str(lightroom))  # added after the import
+    assert import_folder(image_folder) == {"unchanged": 1, "changed": 2, "missing": 0}
+    assert (names(0), names(1), names(2)) == (["boats", "harbour"], ["dusk"], [])
+
+    size = darktable.stat().st_size
+    exiftool("-overwrite_original", "-XMP-dc:Subject=marinas", "-XMP-dc:Subject=ships", str(darktable))
+    assert darktable.stat().st_size == size  # rewritten to the same size: only its mtime tells
+    os.utime(darktable, (1, 1))
+    assert import_folder(image_folder) == {"unchanged": 2, "changed": 1, "missing": 0}
+    assert names(0) == ["boats", "harbour", "marinas", "ships"]
+
+    lightroom.unlink()  # a removed sidecar is a change too, read once
+    assert import_folder(image_folder) == {"unchanged": 2, "changed": 1, "missing": 0}
+    assert import_folder(image_folder) == {"unchanged": 3, "missing": 0}

@@ -170,6 +170,7 @@ def test_a_read_only_file_gets_a_sidecar_named_by_the_setting(image_folder, sett
     assert exiv2_values(sidecar, "Xmp.dc.subject") == ["in the sidecar"]
     image.refresh_from_db()
     assert image.sha256 == before and writeback.dirty_ids([image]) == []
+    assert import_folder(image_folder) == {"unchanged": 3, "missing": 0}  # its own sidecar is not news to tagsite
 
 
 def test_sidecar_only_never_touches_originals_and_sidecars_off_is_a_clear_error(image_folder, settings):
