@@ -77,6 +77,8 @@ class FileResult:
     sha256: str = ""
     checked: tuple[int, float] = (0, 0.0)  # the file's (size, mtime) when it was found to be the one imported
     sidecar: bool = False
+    fallback: str = ""  # the field written instead of XMP (EXIF:UserComment) when the file's XMP could not be
+    comment_is_ours: bool = False  # the file's UserComment holds tagsite's own last fallback
 
     def diff(self) -> dict[str, tuple[list[str], list[str]]]:
         """Field -> (before, after), only the fields that change."""
@@ -87,7 +89,7 @@ class FileResult:
         }
 
     def audit(self) -> dict:
-        internal = ("temporary", "sha256", "checked")
+        internal = ("temporary", "sha256", "checked", "comment_is_ours")
         record = {key: value for key, value in asdict(self).items() if key not in internal}
         record["changes"] = {name: {"before": old, "after": new} for name, (old, new) in self.diff().items()}
         return record
@@ -313,6 +315,7 @@ def prepare(images: list[Image], held: dict[int, dict], options: WriteOptions, r
     plans = []
     for image in images:
         result = FileResult(image.pk, image.path, fingerprint=fingerprint(held[image.pk]))
+        result.comment_is_ours = image.metadata_fallback == metadata.WRITE_NAMES[metadata.USER_COMMENT]
         results.append(result)
         try:
             real = os.path.realpath(image.path)  # a symlink stays a symlink: the file it points to is written
@@ -327,10 +330,11 @@ def prepare(images: list[Image], held: dict[int, dict], options: WriteOptions, r
             result.status, result.error = "failed", describe_error(exc)
     sources = {res.image_id: res.target if os.path.exists(res.target) else real for res, real in plans}
     current = metadata.read_fields(list(set(sources.values())))
-    commands, pending = [], []
-    for result, real in plans:
+    pending, comments = [], {}
+    for result, _ in plans:
         fields = metadata.fields_for(result.target)
         have = current.get(sources[result.image_id], {})
+        comments[result.image_id] = have.get(metadata.USER_COMMENT, [])
         result.before = {name: have.get(name, []) for name in fields}
         result.after, result.notes = file_values(result.before, held[result.image_id], fields, options.mode)
         result.before = {name: result.before[name] for name in result.after}
@@ -347,22 +351,97 @@ def prepare(images: list[Image], held: dict[int, dict], options: WriteOptions, r
         if options.dry_run:
             result.status = "dry-run"
             continue
-        result.temporary = temporary_name(result.target)
-        source = result.target if os.path.exists(result.target) else (None if result.sidecar else real)
-        commands.append(metadata.WriteCommand(result.temporary, result.after, source))
         pending.append(result)
-    for result, error in zip(pending, metadata.write(commands), strict=True):
-        if error or not os.path.exists(result.temporary):
-            fail(result, f"ExifTool could not write it: {error or 'no file came out'}")
-    pending = [result for result in pending if result.status != "failed"]
-    written = metadata.read_fields([result.temporary for result in pending])
+    refused = write_copies(pending)
+    if refused:
+        fall_back(refused, comments, options)
     for result in pending:
-        try:
-            verify(result, written.get(result.temporary, {}))
-            finish_copy(result, options)
-        except (OSError, ValueError) as exc:
-            fail(result, describe_error(exc))
+        if result.temporary:
+            try:
+                finish_copy(result, options)
+            except OSError as exc:
+                fail(result, describe_error(exc))
     return results
+
+
+def write_copies(pending: list[FileResult]) -> list[tuple[FileResult, str]]:
+    """Write each file's temporary copy (one ExifTool round trip) and read the copies back (one more). A copy
+    that fails is discarded and its file failed, except where only XMP failed in a JPEG or TIFF: ExifTool refused
+    it with an XMP error, or every other field read back right and an XMP field did not. Those come back with the
+    reason, for the EXIF:UserComment fallback."""
+    commands = []
+    for result in pending:
+        result.temporary = temporary_name(result.target)
+        source = result.target if os.path.exists(result.target) else None  # None: a new sidecar
+        commands.append(metadata.WriteCommand(result.temporary, result.after, source))
+    refused, written = [], []
+    for result, error in zip(pending, metadata.write(commands), strict=True):
+        if not error and os.path.exists(result.temporary):
+            written.append(result)
+        elif "XMP" in error and can_fall_back(result):
+            discard(result)
+            refused.append((result, f"ExifTool refused it: {error}"))
+        else:
+            fail(result, f"ExifTool could not write it: {error or 'no file came out'}")
+    found = metadata.read_fields([result.temporary for result in written])
+    for result in written:
+        copy = found.get(result.temporary, {})
+        try:
+            verify(result, copy)
+        except ValueError as exc:
+            wrong = [name for name, values in result.after.items() if copy.get(name, []) != values]
+            if copy and set(wrong) <= set(metadata.XMP) and can_fall_back(result):
+                discard(result)
+                refused.append((result, f"{', '.join(wrong)} did not take the new values"))
+            else:
+                fail(result, describe_error(exc))
+    return refused
+
+
+def can_fall_back(result: FileResult) -> bool:
+    """JPEG and TIFF written in place hold EXIF, where seed 001 puts the keywords when XMP fails."""
+    in_place = not result.sidecar and Path(result.target).suffix.lower() in metadata.USER_COMMENT_FORMATS
+    return in_place and any(name in metadata.XMP for name in result.after)
+
+
+def user_comment(values: dict[str, list[str]]) -> str:
+    """The fallback's text: the keywords as one comma-separated list (seed 001's), after the title and
+    description when tagsite holds them."""
+    keywords = ", ".join(values.get(metadata.SUBJECT, []))
+    texts = [f"Title: {title}" for title in values.get(metadata.TITLE, [])]
+    texts += [f"Description: {text}" for text in values.get(metadata.DESCRIPTION, [])]
+    return "; ".join([*texts, f"Keywords: {keywords}"]) if texts else keywords
+
+
+def fall_back(refused: list[tuple[FileResult, str]], comments: dict[int, list[str]], options: WriteOptions) -> None:
+    """A JPEG or TIFF whose XMP cannot be written (a broken XMP block ExifTool will not rewrite) gets its other
+    fields and the keywords in EXIF:UserComment, written and read back the same way; its XMP stays as it was.
+    Text already in UserComment that is not tagsite's is replaced only with `overwrite`."""
+    field_name = metadata.WRITE_NAMES[metadata.USER_COMMENT]
+    retry, reasons = [], {}
+    for result, why in refused:
+        comment = user_comment(result.after)
+        had = " ".join(comments[result.image_id]).strip()
+        if had and had != comment and not (options.overwrite or result.comment_is_ours):
+            why = f"its XMP cannot be written ({why}) and {field_name} holds other text ({had[:80]!r})"
+            fail(result, f"{why}; overwrite replaces it")
+            continue
+        result.after = {name: values for name, values in result.after.items() if name not in metadata.XMP}
+        result.after[metadata.USER_COMMENT] = [comment]
+        result.before = {name: result.before.get(name, []) for name in result.after}
+        result.before[metadata.USER_COMMENT] = comments[result.image_id]
+        result.fallback = field_name
+        result.notes.append(f"its XMP cannot be written ({why}): the keywords went to {field_name} instead")
+        if not result.diff():
+            result.status = "unchanged"
+        else:
+            retry.append(result)
+            reasons[result.image_id] = why
+    for result, why in write_copies(retry):
+        fail(result, why)
+    for result in retry:
+        if result.status == "failed":
+            result.error = f"its XMP cannot be written ({reasons[result.image_id]}), nor {field_name}: {result.error}"
 
 
 def verify(result: FileResult, found: dict[str, list[str]]) -> None:
@@ -411,7 +490,11 @@ def discard(result: FileResult) -> None:
 
 def commit(result: FileResult) -> None:
     """Rename the verified copy over the file inside the transaction that records the file's new facts."""
-    state = {"metadata_fingerprint": result.fingerprint, "metadata_written_at": timezone.now()}
+    state = {
+        "metadata_fingerprint": result.fingerprint,
+        "metadata_written_at": timezone.now(),
+        "metadata_fallback": result.fallback,
+    }
     try:
         with transaction.atomic():
             if result.status == "unchanged":
@@ -569,7 +652,7 @@ def finish(result: FileResult, audit: Audit, progress: JobProgress | None, on_re
     if progress:
         if result.error:
             progress.error(result.path or f"image #{result.image_id}", result.error)
-        progress.advance(1, **{result.status.replace("-", "_"): 1})
+        progress.advance(1, **{result.status.replace("-", "_"): 1}, **({"fallback": 1} if result.fallback else {}))
 
 
 # Which images a run writes, and a run as a job

@@ -477,3 +477,95 @@ def test_a_file_only_touched_since_import_is_still_written(image_folder):
     assert write_one(image).status == "written"
     image.refresh_from_db()
     assert image.mtime == os.stat(image.path).st_mtime and image.sha256 == sha256(image.path)
+
+
+# EXIF:UserComment, seed 001's fallback when XMP cannot be written
+
+XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
+RDF = (
+    b"<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#'>"
+    b"<rdf:Description rdf:about='' xmlns:dc='http://purl.org/dc/elements/1.1/'>%s</rdf:Description></rdf:RDF>"
+    b"</x:xmpmeta>"
+)
+# Real XMP blocks ExifTool reports success on but does not rewrite (no setting forces the fallback): a segment
+# with nothing after its header ("Invalid XMP"), and dc:subject twice with two list types ("Incorrect list type
+# for existing XMP-dc:Subject (not changed)").
+UNWRITABLE_XMP = {
+    "empty XMP segment": b"",
+    "two list types": RDF % b"<dc:subject><rdf:Seq><rdf:li>old</rdf:li></rdf:Seq></dc:subject>"
+    b"<dc:subject><rdf:Bag><rdf:li>old2</rdf:li></rdf:Bag></dc:subject>",
+}
+
+
+def put_xmp_segment(path, packet: bytes) -> None:
+    """Insert an APP1 XMP segment right after the JPEG's start marker, as a buggy program would leave it."""
+    data = path.read_bytes()
+    payload = XMP_HEADER + packet
+    path.write_bytes(data[:2] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + data[2:])
+
+
+def raw_xmp(path) -> bytes:
+    return subprocess.run(["exiftool", "-m", "-b", "-XMP", str(path)], capture_output=True, check=True).stdout
+
+
+def user_comment(path) -> list[str]:
+    out = subprocess.run(
+        ["exiftool", "-m", "-j", "-G1", "-ExifIFD:UserComment", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    value = json.loads(out)[0].get("ExifIFD:UserComment")
+    return [] if value is None else [value]
+
+
+@pytest.mark.parametrize("packet", UNWRITABLE_XMP.values(), ids=UNWRITABLE_XMP.keys())
+def test_a_jpeg_whose_xmp_cannot_be_written_gets_its_keywords_in_exif_usercomment(image_folder, metadata_dir, packet):
+    broken, fine = image_folder / "photo0.jpg", image_folder / "photo1.jpg"
+    put_xmp_segment(broken, packet)
+    import_folder(image_folder)
+    image, other = Image.objects.get(path=str(broken)), Image.objects.get(path=str(fine))
+    tag(image, "Küste", "party 🎉", "long_hair")
+    tag(other, "dusk")
+    xmp_before = raw_xmp(broken)
+    seen = {}
+
+    counts = write_images(
+        [image.pk, other.pk], WriteOptions(), on_result=lambda result: seen.update({result.path: result})
+    )
+
+    assert counts == {"written": 2}, [result.error for result in seen.values()]
+    expected = writeback.held_fields([image.pk])[image.pk]["keywords"]  # the file's own keywords, and tagsite's
+    assert user_comment(broken) == [", ".join(expected)]
+    assert exiftool_fields(broken)["IPTC:Keywords"] == expected  # the other fields are written as ever
+    assert raw_xmp(broken) == xmp_before  # its XMP block stays as it was, byte for byte
+    result = seen[str(broken)]
+    assert result.fallback == "EXIF:UserComment" and "cannot be written" in result.notes[-1]
+    assert result.diff()["ExifIFD:UserComment"] == ([], [", ".join(expected)])
+    assert "XMP-dc:Subject" not in result.after  # the audit says what the file holds, not what was meant
+    assert seen[str(fine)].fallback == "" and user_comment(fine) == []  # a file whose XMP takes it: no fallback
+    image.refresh_from_db()
+    other.refresh_from_db()
+    assert (image.metadata_fallback, other.metadata_fallback) == ("EXIF:UserComment", "")
+    assert image.sha256 == sha256(broken) and writeback.dirty_ids([image, other]) == []
+    audit = [json.loads(line) for line in next(metadata_dir.glob("run-*/audit.jsonl")).read_text().splitlines()]
+    assert {record["path"]: record["fallback"] for record in audit} == {str(broken): "EXIF:UserComment", str(fine): ""}
+    assert import_folder(image_folder)["unchanged"] == 3  # the write updated the record: no re-import
+
+    tag(image, "harbour")  # tagsite's own comment is replaced by the next fallback
+    assert write_images([image.pk], WriteOptions()) == {"written": 1}
+    assert user_comment(broken) == [", ".join(sorted([*expected, "harbour"], key=str.casefold))]
+
+
+def test_the_fallback_keeps_another_programs_usercomment_unless_told_to_overwrite(image_folder):
+    path = image_folder / "photo0.jpg"
+    put_xmp_segment(path, UNWRITABLE_XMP["empty XMP segment"])
+    subprocess.run(["exiftool", "-q", "-overwrite_original", "-EXIF:UserComment=Holiday in Brittany", str(path)])
+    import_folder(image_folder)
+    image = Image.objects.get(path=str(path))
+    tag(image, "beach")
+    before = sha256(path)
+
+    result = write_one(image)
+    assert result.status == "failed" and "holds other text ('Holiday in Brittany')" in result.error, result.error
+    assert sha256(path) == before
+
+    assert write_one(image, overwrite=True).status == "written"
+    assert user_comment(path) == ["beach"]
