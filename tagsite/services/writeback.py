@@ -366,9 +366,9 @@ def prepare(images: list[Image], held: dict[int, dict], options: WriteOptions, r
 
 def write_copies(pending: list[FileResult]) -> list[tuple[FileResult, str]]:
     """Write each file's temporary copy (one ExifTool round trip) and read the copies back (one more). A copy
-    that fails is discarded and its file failed, except where only XMP failed in a JPEG or TIFF: ExifTool refused
-    it with an XMP error, or every other field read back right and an XMP field did not. Those come back with the
-    reason, for the EXIF:UserComment fallback."""
+    that fails is discarded and its file failed, except a JPEG or TIFF whose XMP alone failed: every other field
+    read back as written and an XMP field did not. (With `-m`, ExifTool's XMP errors are warnings, so the read-back
+    is what tells.) Those come back with the reason, for the EXIF:UserComment fallback."""
     commands = []
     for result in pending:
         result.temporary = temporary_name(result.target)
@@ -378,9 +378,6 @@ def write_copies(pending: list[FileResult]) -> list[tuple[FileResult, str]]:
     for result, error in zip(pending, metadata.write(commands), strict=True):
         if not error and os.path.exists(result.temporary):
             written.append(result)
-        elif "XMP" in error and can_fall_back(result):
-            discard(result)
-            refused.append((result, f"ExifTool refused it: {error}"))
         else:
             fail(result, f"ExifTool could not write it: {error or 'no file came out'}")
     found = metadata.read_fields([result.temporary for result in written])
