@@ -569,3 +569,22 @@ def test_the_fallback_keeps_another_programs_usercomment_unless_told_to_overwrit
 
     assert write_one(image, overwrite=True).status == "written"
     assert user_comment(path) == ["beach"]
+
+
+def test_a_tiff_whose_xmp_cannot_be_written_falls_back_too(tmp_path):
+    from PIL import Image as PILImage
+
+    folder, packet = tmp_path / "scans", tmp_path / "packet.xmp"
+    folder.mkdir()
+    path = folder / "scan.tif"
+    PILImage.new("RGB", (32, 32), (5, 6, 7)).save(path)
+    packet.write_bytes(UNWRITABLE_XMP["two list types"])
+    subprocess.run(["exiftool", "-q", "-overwrite_original", f"-XMP<={packet}", str(path)], check=True)
+    import_folder(folder)
+    image = Image.objects.get(path=str(path))
+    tag(image, "scanned", "négatif")
+
+    result = write_one(image)
+
+    assert result.status == "written" and result.fallback == "EXIF:UserComment", result.error
+    assert user_comment(path) == [", ".join(writeback.held_fields([image.pk])[image.pk]["keywords"])]
