@@ -518,6 +518,8 @@ def user_comment(path) -> list[str]:
 
 @pytest.mark.parametrize("packet", UNWRITABLE_XMP.values(), ids=UNWRITABLE_XMP.keys())
 def test_a_jpeg_whose_xmp_cannot_be_written_gets_its_keywords_in_exif_usercomment(image_folder, metadata_dir, packet):
+    """Natural cases, no setting forcing the fallback: XMP blocks ExifTool reports success on and leaves as they
+    were (UNWRITABLE_XMP), beside a file whose XMP takes the write, in one batch."""
     broken, fine = image_folder / "photo0.jpg", image_folder / "photo1.jpg"
     put_xmp_segment(broken, packet)
     import_folder(image_folder)
