@@ -30,6 +30,7 @@ class CategoryProposalAdmin(LargeListAdmin):
         "category",
         "confidence",
         "knn_category",
+        "llm_category",
         "second_category",
         "producer",
         "status",
@@ -38,7 +39,15 @@ class CategoryProposalAdmin(LargeListAdmin):
         "created_at",
     ]
     list_filter = ["status", "category", "producer"]
-    list_select_related = ["tag", "category", "knn_category", "second_category", "producer", "decided_by"]
+    list_select_related = [
+        "tag",
+        "category",
+        "knn_category",
+        "llm_category",
+        "second_category",
+        "producer",
+        "decided_by",
+    ]
     search_fields = ["tag__name"]  # by tag name or alias prefix: LargeListAdmin
     tag_search = "tag"
     raw_id_fields = ["tag", "job"]
@@ -47,6 +56,7 @@ class CategoryProposalAdmin(LargeListAdmin):
         "status",
         "producer",
         "knn_category",
+        "llm_category",
         "second_category",
         "decided_by",
         "decided_at",

@@ -64,10 +64,20 @@ class Result:
         return rows
 
     def answers(self) -> list[list]:
-        """[tag, label, answer (or error), kNN vote, kNN strength, second answer, confidence] per tag: what to
-        read to improve the prompt, and to try other ways of weighing the LLM against the kNN vote offline."""
+        """[tag, label, answer (or error), kNN vote, kNN strength, second answer, confidence, the LLM's answer
+        when the vote overrode it] per tag: what to read to improve the prompt, and to try other ways of
+        weighing the LLM against the kNN vote offline."""
         return [
-            [e.name, e.code, o.code or o.error, o.knn_code, round(o.knn_strength, 3), o.second_code, o.confidence]
+            [
+                e.name,
+                e.code,
+                o.code or o.error,
+                o.knn_code,
+                round(o.knn_strength, 3),
+                o.second_code,
+                o.confidence,
+                o.llm_code,
+            ]
             for e, o in self.outcomes
         ]
 

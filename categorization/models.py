@@ -64,6 +64,14 @@ class CategoryProposal(Proposal):
         related_name="+",
         help_text="Asked twice: the second answer. Different from the category: disputed, for review.",
     )
+    llm_category = models.ForeignKey(
+        ExtendedCategory,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The LLM's answer, when a strong kNN vote overrode it (the category is then the vote's).",
+    )
     previous_category = models.ForeignKey(
         ExtendedCategory,
         null=True,

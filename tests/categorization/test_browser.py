@@ -64,7 +64,7 @@ def test_proposals_show_the_knn_vote_or_the_dispute_and_the_page_how_right_the_m
     from categorization.models import CategorizerEvaluation
 
     code = {c.code: c for c in ExtendedCategory.objects.all()}
-    sword, cup, eyes = make_tags("sword", "cup", "aqua_eyes")
+    sword, cup, eyes, hat = make_tags("sword", "cup", "aqua_eyes", "straw_hat")
     producer = chat_producer("qwen2.5-coder-1.5b", "136ed008c674")
     for tag, category, knn, second, confidence in (
         (sword, "13_Object", "13_Object", None, 0.93),
@@ -79,6 +79,10 @@ def test_proposals_show_the_knn_vote_or_the_dispute_and_the_page_how_right_the_m
             confidence=confidence,
             producer=producer,
         )
+    CategoryProposal.objects.create(
+        tag=hat, category=code["08_Attire_Acc"], knn_category=code["08_Attire_Acc"], llm_category=code["13_Object"],
+        confidence=0.25, producer=producer,
+    )  # fmt: skip
     CategorizerEvaluation.objects.create(
         producer=producer, labelled_file="categories_labelled.csv", folds=5, tags=300, accuracy=0.78,
         macro_recall=0.7, knn_accuracy=0.52, requests=15, seconds=900,
@@ -89,5 +93,6 @@ def test_proposals_show_the_knn_vote_or_the_dispute_and_the_page_how_right_the_m
     assert "kNN agrees" in row("sword").inner_text()
     assert "disputed: 05_Attire_Main" in row("cup").inner_text()
     assert "kNN: 03_Body_Face" in row("aqua_eyes").inner_text()
+    assert "kNN over LLM: 13_Object" in row("straw_hat").inner_text()
     assert "qwen2.5-coder-1.5b prompt 136ed008c674: 0.78 accuracy" in page.locator(".evaluation").inner_text()
     screenshot(page, "tag_categorize-evidence")
