@@ -191,6 +191,13 @@ class TagSuggestion(Proposal):
             ),
             # The review core's listing and hub: one producer's pending rows in id order (keyset pages, capped counts).
             models.Index(fields=["producer", "id"], condition=Q(status="pending"), name="suggestion_pending_producer"),
+            # The queue's "tag or label prefix" filter: pending rows by label prefix, or-ed with the tag index.
+            models.Index(
+                fields=["external_tag"],
+                condition=Q(status="pending"),
+                name="suggestion_pending_label",
+                opclasses=["varchar_pattern_ops"],
+            ),
         ]
 
     def __str__(self) -> str:
