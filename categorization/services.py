@@ -38,6 +38,7 @@ NEIGHBOURS = 3  # labelled neighbours per tag: the prompt's examples and the kNN
 # with Qwen2.5-Coder-1.5B, 20 of 300 labelled tags, accuracy 0.733 -> 0.750; with the 0.5B 0.413 -> 0.527
 # (evaluate_categorizer's stored answers; 0.4 and 0.6 do about as well). The proposal keeps both answers.
 KNN_OVERRIDE = 0.5
+EXAMPLE_POOL = 20_000  # categorised tags the lexical index holds (about 2 ms a lookup on 2 busy cores)
 DEGENERATE_MIN = 8  # smaller batches are never called degenerate (a few hair tags may all be hair)
 REVIEW_KIND = "categoryproposal"
 AUTO_APPLY_RULE = "TAGSITE_CATEGORIZE_AUTO_APPLY"  # the setting, as the rule its approvals name (applied only by it)
@@ -386,12 +387,12 @@ def weigh(code: str, knn_code: str, strength: float, second: str = "") -> float:
     return round(confidence, 3)
 
 
-def labelled_examples() -> list[Example]:
-    """The examples a run retrieves from: the shipped labelled tags, overridden by the tags people (or
-    approved proposals) have categorised here."""
+def labelled_examples(limit: int = EXAMPLE_POOL) -> list[Example]:
+    """The examples a run retrieves from: the shipped labelled tags, overridden by the `limit` most used
+    tags people (or approved proposals) have categorised here (the lexical index lives in memory)."""
     shipped = {example.name: example for example in read_labelled()}
-    here = TagCategory.objects.values_list("tag__name", "category__code")
-    return list((shipped | {name: Example(name, code) for name, code in here.iterator(chunk_size=5000)}).values())
+    here = TagCategory.objects.order_by("-tag__usage_count", "tag__name").values_list("tag__name", "category__code")
+    return list((shipped | {name: Example(name, code) for name, code in here[:limit]}).values())
 
 
 def categorize(
