@@ -83,3 +83,31 @@ def test_a_page_runs_the_same_queries_for_5_and_50_images(admin_client):
     assert queries("/suggestions/") == small
     last = Image.objects.order_by("pk").values_list("pk", flat=True)[20]
     assert queries(f"/suggestions/?after={last}") == small  # a later page costs the same
+
+
+@pytest.mark.django_db
+def test_the_tag_filter_matches_a_tag_or_label_prefix_with_ids_resolved_first(admin_client):
+    """The filter resolves tag names to ids before the big query (issue 9) and still matches exactly what a name
+    or label prefix matched: a tag's name, a model label mapped to another tag, nothing else."""
+    smiling = pending_images(3)  # smile 0.9, hat 0.4 each
+    model = MLModelVersion.objects.get()
+    other = Image.objects.create(path="/library/other.jpg", sha256="f" * 64)
+    TagSuggestion.objects.create(
+        image=other, tag=get_or_create_tags(["bow"])["bow"], model_version=model, producer=model.producer,
+        external_tag="smiling_bow", confidence=0.7,
+    )  # fmt: skip
+    ids = sorted(image.pk for image in smiling)
+    with CaptureQueriesContext(connection) as captured:
+        assert cards(admin_client.get("/suggestions/", {"tag": "smi"}).content.decode()) == [*ids, other.pk]
+    big = [query["sql"] for query in captured.captured_queries if 'U0."image_id"' in query["sql"]]
+    assert len(big) == 2 and not any("tagsite_tag" in sql for sql in big)  # page and count: no join to tags
+    few = len(captured)  # read now: the next request resets the log
+    assert cards(admin_client.get("/suggestions/", {"tag": "bo"}).content.decode()) == [other.pk]  # by tag name
+    assert cards(admin_client.get("/suggestions/", {"tag": "smiling"}).content.decode()) == [other.pk]  # by label
+    assert cards(admin_client.get("/suggestions/", {"tag": "zzz"}).content.decode()) == []
+    api = admin_client.get("/api/suggestions/", {"tag": "ha"}).json()["results"]
+    assert sorted(row["image"] for row in api) == ids and {row["tag"] for row in api} == {"hat"}
+    pending_images(40, start=10)
+    with CaptureQueriesContext(connection) as more:
+        admin_client.get("/suggestions/", {"tag": "smi"})
+    assert len(more) == few
