@@ -115,8 +115,12 @@ scars, nails, animal ears, horns, wings, tails, halos: 01_Body_Physique.
 - Mouth set (open mouth, closed mouth, :d, tongue out), eye opening (closed eyes, one eye closed), blush, tears, \
 sweatdrop: 11_Expression. Eye colour, pupils, eyebrows, teeth, fangs, lips, makeup, mole under eye: 03_Body_Face.
 - Pairings (hetero, yuri, couple) and no humans: 00_Subject_Count. Swimwear, underwear, pantyshot: 06_Attire_Inner.
-- Animals, held props (umbrella, phone, cup, book), flowers, petals, furniture (bed, chair, pillow): 13_Object. \
-Trees, grass, water, windows, curtains, on bed: 14_Setting.
+- Animals and creatures (cat, bird, bug, robot), held props (umbrella, phone, cup, bottle, book), separate \
+plants and items (flower, leaf, petals, feathers), furniture (bed, chair, pillow): 13_Object. Trees, grass, \
+water, fire, windows, curtains, on bed: 14_Setting.
+- Nipples, genitals, anus, pubic hair, erection, cameltoe: 04_Body_Genitalia. Sexual fluids, groping, touching \
+another's breast, bdsm: 12_Sexual_Act.
+- Anything written in the image (signature, watermark, artist name, dated, speech bubble): 20_Meta_Text.
 - Drawn symbols and light (heart, star, sparkle, glowing, shadow, sunlight, blurry background): 18_Style_Tech. \
 Layout (border, multiple views, pov, portrait): 15_Framing. Format (comic, monochrome, greyscale, sketch, chibi): \
 17_Style_Art. Censorship, virtual youtuber, parody, cover: 19_Meta_Attributes."""
