@@ -11,6 +11,7 @@ from suggestions.models import MLModelVersion, TagSuggestion, UnmappedTag
 from suggestions.tasks import start_backlog
 from tagsite.api import JobSerializer
 from tagsite.models import Image
+from tagsite.pagination import CappedCursorPagination
 from tagsite.review.api import CanReview
 
 
@@ -68,11 +69,19 @@ class DecisionResultSerializer(serializers.Serializer):
     rejected = serializers.IntegerField()
 
 
+class QueuePagination(CappedCursorPagination):
+    """The queue's order (oldest image first, each image's tags by category and confidence) in keyset pages:
+    `?cursor=` links by image id, so page 900 reads what page 1 does instead of skipping rows with OFFSET."""
+
+    ordering = ("image_id", "category", "-confidence", "id")
+
+
 class TagSuggestionViewSet(viewsets.ReadOnlyModelViewSet):
     """Tag suggestions: the review queue (oldest image first) and decisions on one or many, through the review
     core (`/api/review/tagsuggestion/` is the generic form)."""
 
     serializer_class = TagSuggestionSerializer
+    pagination_class = QueuePagination
     review_kind = "tagsuggestion"
 
     def get_permissions(self):
@@ -89,7 +98,7 @@ class TagSuggestionViewSet(viewsets.ReadOnlyModelViewSet):
         _, suggestions = services.review_queue(**filters)
         if image is not None:
             suggestions = suggestions.filter(image_id=image)
-        return suggestions.order_by("image_id", "category", "-confidence")
+        return suggestions  # QueuePagination orders them
 
     @extend_schema(parameters=[QueueQuerySerializer])
     def list(self, request, *args, **kwargs):

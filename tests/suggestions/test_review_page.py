@@ -111,3 +111,25 @@ def test_the_tag_filter_matches_a_tag_or_label_prefix_with_ids_resolved_first(ad
     with CaptureQueriesContext(connection) as more:
         admin_client.get("/suggestions/", {"tag": "smi"})
     assert len(more) == few
+
+
+@pytest.mark.django_db
+def test_the_queue_api_pages_by_cursor_in_queue_order_without_offset(admin_client):
+    """`/api/suggestions/` keeps the queue's order (oldest image first, by category and confidence) across keyset
+    pages: every pending suggestion once, a later page in as many queries as the first and no OFFSET."""
+    pending_images(40)  # 80 suggestions: two pages of 50
+    expected = list(
+        TagSuggestion.objects.filter(status="pending")
+        .order_by("image_id", "category", "-confidence", "id")
+        .values_list("pk", flat=True)
+    )
+    seen, url, costs = [], "/api/suggestions/", []
+    while url:
+        with CaptureQueriesContext(connection) as captured:
+            data = admin_client.get(url).json()
+        costs.append(len(captured))
+        assert not any(" OFFSET " in query["sql"] for query in captured.captured_queries)
+        assert data["count"] == 80 and not data["count_capped"]
+        seen += [row["id"] for row in data["results"]]
+        url = data["next"]
+    assert seen == expected and len(costs) == 2 and costs[0] == costs[1]
