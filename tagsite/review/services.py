@@ -13,13 +13,13 @@ from django.utils import timezone
 
 from tagsite.models import AutoApproveRule, Decision, Producer, Proposal
 from tagsite.review import ReviewKind, get_kind
+from tagsite.services.lists import COUNT_CAP, capped_count, count_label  # hub counts stop at the cap: "1,000+"
 
 log = logging.getLogger(__name__)
 Status = Proposal.Status
 # Sent after a decide call's transaction commits, with the kind's name, the ids it changed, the status, user, rule.
 decided = Signal()
 DEADLOCK_RETRIES = 3
-COUNT_CAP = 1000  # pending counts on the hub stop here ("1,000+"): never a full count over a big table
 
 
 @dataclass
@@ -170,16 +170,9 @@ def proposals(
     return queryset
 
 
-def capped_count(queryset: QuerySet, cap: int = COUNT_CAP) -> tuple[int, bool]:
-    """(count, capped): counts at most `cap` + 1 rows, so a million pending rows cost as little as a thousand."""
-    count = queryset.order_by()[: cap + 1].count()
-    return min(count, cap), count > cap
-
-
 def capped_label(queryset: QuerySet, cap: int = COUNT_CAP) -> str:
     """A capped count as people read it: "12", or "1,000+" past the cap."""
-    count, capped = capped_count(queryset, cap)
-    return f"{count:,}{'+' if capped else ''}"
+    return count_label(*capped_count(queryset, cap))
 
 
 @dataclass
