@@ -9,7 +9,7 @@ from suggestions.models import (
     TagSuggestion,
     UnmappedTag,
 )
-from tagsite.admin import LargeListAdmin, thumbnail_html
+from tagsite.admin import LargeListAdmin, ReadOnlyAdmin, thumbnail_html
 
 
 class ReviewActions:
@@ -17,19 +17,6 @@ class ReviewActions:
 
     def has_review_permission(self, request):
         return request.user.has_perm("suggestions.review_tagsuggestion")
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records the pipeline writes: to look at, never to edit by hand."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(MLModelVersion)

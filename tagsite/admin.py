@@ -26,9 +26,20 @@ from tagsite.services.lists import CappedPaginator, tag_ids_by_prefix
 def thumbnail_html(image: Image, size: int = 64) -> str:
     if not image.thumbnail:
         return "-"
-    return format_html(
-        '<img src="{}" style="max-width:{}px;max-height:{}px" alt="">', image.thumbnail_url, size, size
-    )
+    return format_html('<img src="{}" style="max-width:{}px;max-height:{}px" alt="">', image.thumbnail_url, size, size)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records the pipeline writes: to look at, never to edit by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class LargeListAdmin(admin.ModelAdmin):
@@ -356,19 +367,10 @@ class AutoApproveRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(Decision)
-class DecisionAdmin(LargeListAdmin):
+class DecisionAdmin(LargeListAdmin, ReadOnlyAdmin):
     """The audit of every decision on every kind: never edited or deleted."""
 
     list_display = ["created_at", "kind", "object_id", "previous", "status", "applied", "user", "via", "rule"]
     list_filter = ["kind", "status", "applied", "via"]
     list_select_related = ["user", "rule"]
     search_fields = ["user__username", "=object_id"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
