@@ -304,7 +304,9 @@ class Producer(models.Model):
         ]
 
     def __str__(self) -> str:
-        return " ".join(part for part in (self.name, self.version, self.prompt_version and f"prompt {self.prompt_version}") if part)
+        return " ".join(
+            part for part in (self.name, self.version, self.prompt_version and f"prompt {self.prompt_version}") if part
+        )
 
 
 class Proposal(models.Model):
@@ -381,7 +383,9 @@ class Decision(models.Model):
     status = models.CharField(max_length=16, choices=Proposal.Status.choices, help_text="Status asked for.")
     applied = models.BooleanField(help_text="False: the proposal was already in that state (nothing changed).")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    via = models.CharField(max_length=16, choices=Proposal.Via.choices, blank=True, help_text="Empty: from before the audit.")
+    via = models.CharField(
+        max_length=16, choices=Proposal.Via.choices, blank=True, help_text="Empty: from before the audit."
+    )
     rule = models.ForeignKey(
         AutoApproveRule, null=True, blank=True, on_delete=models.PROTECT, help_text="The rule that auto-approved it."
     )
