@@ -33,7 +33,7 @@ def review_queue(request):
     after, before = page_key(request.GET.get("after")), page_key(request.GET.get("before"))
     page = keyset_page(images, 12, after=after, before=before, oldest_first=True)
     by_image: dict[int, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    rows = suggestions.filter(image__in=[image.pk for image in page]).order_by("-confidence")
+    rows = suggestions.filter(image__in=[image.pk for image in page]).order_by("-confidence", "pk")
     for pk, image_id, category, status, confidence, label, name, display, model, version in rows.values_list(
         "pk", "image_id", "category", "status", "confidence", "external_tag", "tag__name", "tag__display_name",
         "model_version__name", "model_version__version",

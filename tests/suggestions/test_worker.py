@@ -44,8 +44,9 @@ def test_upload_worker_suggests_and_a_moderator_reviews_in_the_browser(
     card.locator(".suggestion.approved", has_text="long hair").wait_for()
     card.locator(".suggestion", has_text="hatsune miku").locator("button.reject").click()
     card.locator(".suggestion.rejected", has_text="hatsune miku").wait_for()
-    page.keyboard.press("3")  # the third tag: characters come first, then general by confidence
-    card.locator(".suggestion.approved").nth(1).wait_for()
+    short_hair = card.locator(".suggestion", has_text="short hair")
+    page.keyboard.press(short_hair.locator("kbd.key").text_content())  # the key number shown beside the tag
+    card.locator(".suggestion.approved", has_text="short hair").wait_for()
     screenshot(page, "review")
 
     link = ImageTag.objects.get(image_id=image_id, tag__name="long_hair")
