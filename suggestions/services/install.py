@@ -1,11 +1,10 @@
 """Installing taggers: a model folder (or a Hugging Face download) copied in, its graph and labels checked."""
 
 import csv
-import hashlib
 import os
 import shutil
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from suggestions.models import (
 )
 from tagsite.ai.onnx import read_input_shape
 from tagsite.models import Tag
+from tagsite.services.ingest import file_sha256
 
 MODEL_FILE = "model.onnx"
 LABEL_FILES = ("selected_tags.csv", "labels.csv")
@@ -103,14 +103,6 @@ def checked_thresholds(thresholds) -> dict[str, float]:
     except ValidationError as exc:
         raise ModelInstallError(" ".join(exc.messages)) from exc
     return thresholds
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(partial(handle.read, 1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_graph_shape(path: Path) -> tuple[int, int | None, int | None]:

@@ -162,6 +162,15 @@ def check_import_folder(path: str, roots: Iterable[str] | None = None) -> str:
     return path
 
 
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file read in 1 MiB blocks (an image's identity; a model file's check)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def describe_os_error(exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return "symlink loop"

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from tagsite import features, metadata
 from tagsite.models import Image
+from tagsite.services.ingest import file_sha256
 from tagsite.services.jobs import JobProgress, describe_error
 from tagsite.services.tags import normalize_tag_name
 
@@ -242,14 +243,6 @@ def choose_target(real: str, options: WriteOptions) -> tuple[str, bool]:
         why = "the file is read-only" if in_place else "ExifTool cannot write this format in place"
         raise ValueError(f"{why} and sidecars are off (TAGSITE_METADATA_SIDECARS)")
     return sidecar_path(real), True
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def changed_since_import(image: Image, real: str) -> tuple[str, tuple[int, float]]:
