@@ -21,7 +21,7 @@ from suggestions.services.review import Candidate, create_suggestions
 from tagsite.ai.onnx import load_pixels, load_tagger, predict_files
 from tagsite.models import Image, ImageStage, Tag
 from tagsite.services.ingest import record_stage, record_stages
-from tagsite.services.jobs import JobProgress
+from tagsite.services.jobs import JobProgress, summarize_counts
 
 RATING = Tag.DanbooruCategory.RATING
 STAGE = "suggest"
@@ -103,7 +103,7 @@ def tag_backlog(
         counts = suggest_tags(model, images, batch_size=batch_size, progress=progress, dry_run=dry_run)
         for key, value in counts.items():
             progress.count(key, value)
-    progress.job.message = ", ".join(f"{value} {key}" for key, value in progress.job.counts.items())
+    progress.job.message = summarize_counts(progress.job.counts)
     return progress.job.counts
 
 

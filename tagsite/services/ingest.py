@@ -22,7 +22,7 @@ from django.dispatch import Signal
 
 from tagsite import imaging, metadata
 from tagsite.models import Image, ImageStage, ImageTag
-from tagsite.services.jobs import JobProgress
+from tagsite.services.jobs import JobProgress, summarize_counts
 from tagsite.services.tags import add_tags
 
 logger = logging.getLogger(__name__)
@@ -322,7 +322,7 @@ def import_folder(
     counts["missing"] = missing.update(status=Image.Status.MISSING, error="file not found at the last scan")
     if progress:
         progress.job.counts.update(counts)
-        progress.job.message = ", ".join(f"{value} {key}" for key, value in counts.items() if value)
+        progress.job.message = summarize_counts(counts)
         progress.save(force=True)
     return counts
 

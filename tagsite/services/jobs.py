@@ -29,6 +29,11 @@ class JobCancelled(Exception):
     """Raised at the next item once a moderator has cancelled the running job."""
 
 
+def summarize_counts(counts: dict[str, int]) -> str:
+    """A job's counts as people read them: "12 new, 3 failed" (zeros left out)."""
+    return ", ".join(f"{value} {key}" for key, value in counts.items() if value)
+
+
 def create_job(kind: str, params: dict | None = None, user=None) -> Job:
     return Job.objects.create(kind=kind, params=params or {}, created_by=user)
 
@@ -277,7 +282,7 @@ def _add_share(job_id: int, items: int, tally: Job, advice: str) -> None:
             job.counts[key] = job.counts.get(key, 0) + value
         job.errors += tally.errors[: max(MAX_RECORDED_ERRORS - len(job.errors), 0)]
         job.error_count += tally.error_count
-        job.message = ", ".join(f"{value} {key}" for key, value in job.counts.items() if value)
+        job.message = summarize_counts(job.counts)
         if job.total is not None and job.current >= job.total:
             job.status, job.finished_at = outcome(job), timezone.now()
             job.advice = advice if job.status != Job.Status.SUCCEEDED else ""

@@ -1,6 +1,6 @@
 """Long lists at scale: capped counts and keyset pages, so no request counts or skips a million rows."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -27,7 +27,6 @@ class KeysetPage:
     items: list
     next_after: int | None = None
     previous_before: int | None = None
-    extra: dict = field(default_factory=dict)
 
     def __iter__(self):
         return iter(self.items)

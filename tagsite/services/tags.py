@@ -2,7 +2,7 @@
 
 import re
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -169,7 +169,7 @@ def tag_images(taggings: Iterable[Tagging], *, source: str, user=None) -> int:
             ],
         )
         added = [tag for tag, inserted in cursor.fetchall() if inserted]  # xmax = 0: a new row, not an upgrade
-    shift_usage_counts(_count(added))
+    shift_usage_counts(Counter(added))
     return len(added)
 
 
@@ -222,7 +222,7 @@ def untag_images(removals: Iterable[tuple[int, int]], *, keep: dict[int, set[int
         "DELETE FROM tagsite_imagetag USING {pairs} WHERE tagsite_imagetag.image_id = p.image_id "
         "AND tagsite_imagetag.tag_id = p.tag_id RETURNING tagsite_imagetag.tag_id",
     )
-    shift_usage_counts({tag: -n for tag, n in _count(removed).items()})
+    shift_usage_counts({tag: -n for tag, n in Counter(removed).items()})
     return len(removed)
 
 
@@ -234,13 +234,6 @@ def _update_pairs(pairs: list[tuple[int, int]], sql: str) -> list[int]:
             [[image for image, _ in pairs], [tag for _, tag in pairs]],
         )
         return [tag for (tag,) in cursor.fetchall()] if cursor.description else []
-
-
-def _count(tag_ids: Iterable[int]) -> dict[int, int]:
-    counts: dict[int, int] = defaultdict(int)
-    for tag_id in tag_ids:
-        counts[tag_id] += 1
-    return counts
 
 
 def shift_usage_counts(deltas: dict[int, int]) -> None:

@@ -2,6 +2,7 @@ from django.core.management.base import CommandError
 
 from suggestions.services.oneshot import RULE_NAME, tag_and_write
 from tagsite.management.schema import SchemaCommand
+from tagsite.services.jobs import summarize_counts
 
 
 class Command(SchemaCommand):
@@ -33,6 +34,6 @@ class Command(SchemaCommand):
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(self.style.SUCCESS(", ".join(f"{value} {key}" for key, value in counts.items())))
+        self.stdout.write(self.style.SUCCESS(summarize_counts(counts) or "nothing to do"))
         for line in failures:
             self.stdout.write(f"  {line}")

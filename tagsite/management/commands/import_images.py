@@ -2,7 +2,7 @@ from django.core.management.base import CommandError
 
 from tagsite.management.schema import SchemaCommand
 from tagsite.services.ingest import ImportRefused, import_folder
-from tagsite.services.jobs import create_job, run_job
+from tagsite.services.jobs import create_job, run_job, summarize_counts
 from tagsite.tasks import IMPORT_ADVICE
 
 
@@ -26,7 +26,7 @@ class Command(SchemaCommand):
                 counts = import_folder(path, progress, extension_list)
         except ImportRefused as exc:
             raise CommandError(str(exc)) from exc
-        summary = ", ".join(f"{value} {key}" for key, value in counts.items() if value) or "nothing to do"
+        summary = summarize_counts(counts) or "nothing to do"
         self.stdout.write(self.style.SUCCESS(f"Job #{job.pk}: {summary}"))
         for error in job.errors:
             self.stdout.write(f"  {error['item']!r}: {error['error']}")

@@ -1,7 +1,7 @@
 from django.core.management.base import CommandError
 
 from tagsite.management.schema import SchemaCommand
-from tagsite.services.jobs import create_job, run_job
+from tagsite.services.jobs import create_job, run_job, summarize_counts
 from tagsite.services.writeback import APPEND, REPLACE, WRITE_ADVICE, audit_folder, run_write_job
 
 
@@ -50,7 +50,7 @@ class Command(SchemaCommand):
         show = self.show_diff if options["dry_run"] else None
         with run_job(job, progress_bar=bar, description="write metadata", advice=WRITE_ADVICE) as progress:
             counts = run_write_job(job, progress, on_result=show)
-        summary = ", ".join(f"{value} {key}" for key, value in counts.items() if value) or "nothing to do"
+        summary = summarize_counts(counts) or "nothing to do"
         self.stdout.write(self.style.SUCCESS(f"Job #{job.pk}: {summary}"))
         for error in job.errors:
             self.stdout.write(f"  {error['item']}: {error['error']}")
