@@ -11,6 +11,12 @@ from tagsite.models import Proposal
 from tagsite.review import ReviewKind
 
 
+def current_categories(proposals: list[CategoryProposal]) -> dict[int, int]:
+    """Tag id -> category id now, for the proposals' tags."""
+    tag_ids = {p.tag_id for p in proposals}
+    return dict(TagCategory.objects.filter(tag_id__in=tag_ids).values_list("tag_id", "category_id"))
+
+
 class CategoryProposals(ReviewKind):
     model = CategoryProposal
     label = "category proposals"
@@ -20,9 +26,7 @@ class CategoryProposals(ReviewKind):
     decided_fields = ("previous_category",)
 
     def apply(self, proposals: list[CategoryProposal], user) -> None:
-        before = dict(
-            TagCategory.objects.filter(tag_id__in={p.tag_id for p in proposals}).values_list("tag_id", "category_id")
-        )
+        before = current_categories(proposals)
         by_category = defaultdict(list)
         for proposal in proposals:
             proposal.previous_category_id = before.get(proposal.tag_id)
@@ -32,9 +36,7 @@ class CategoryProposals(ReviewKind):
 
     def revert(self, proposals: list[CategoryProposal], user) -> None:
         """A tag moved on since (by hand or by another proposal) keeps where it is now."""
-        now = dict(
-            TagCategory.objects.filter(tag_id__in={p.tag_id for p in proposals}).values_list("tag_id", "category_id")
-        )
+        now = current_categories(proposals)
         by_previous = defaultdict(list)
         for proposal in proposals:
             if now.get(proposal.tag_id) == proposal.category_id:
@@ -67,7 +69,7 @@ class CategoryProposals(ReviewKind):
         """The page lists tags with a pending proposal (its `proposal` state) but has no producer filter: one
         producer's pending proposals are the review API's listing."""
         if producer is not None:
-            return reverse("api-review", args=[self.name]) + f"?status=pending&producer={producer.pk}"
+            return self.api_url(producer)
         return reverse(self.screen) + "?state=proposal"
 
     def describe(self, proposal: CategoryProposal) -> dict:

@@ -55,6 +55,10 @@ class ReviewKind:
         """The kind's review screen (filtered to one producer's proposals), else its API listing."""
         if self.screen:
             return reverse(self.screen) + (f"?producer={producer.pk}" if producer else "")
+        return self.api_url(producer)
+
+    def api_url(self, producer: Producer | None = None) -> str:
+        """The review API's listing of pending proposals (of one producer)."""
         return (
             reverse("api-review", args=[self.name])
             + "?status=pending"
@@ -105,10 +109,3 @@ def permissions() -> list[str]:
         meta = kind.model._meta
         found += [kind.permission, f"{meta.app_label}.view_{meta.model_name}"]
     return found
-
-
-def kind_for_model(model: type) -> ReviewKind:
-    for kind in all_kinds():
-        if kind.model is model:
-            return kind
-    raise UnknownKind(f"{model.__name__} is not a registered review kind")
