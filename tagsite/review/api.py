@@ -9,10 +9,10 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tagsite.models import Producer, Proposal, Tag
+from tagsite.models import Producer, Proposal
 from tagsite.review import ReviewKind, UnknownKind, get_kind
 from tagsite.review import services as review
-from tagsite.services.tags import resolve_names
+from tagsite.services.tags import tag_ids
 
 
 def kind_or_404(name: str) -> ReviewKind:
@@ -150,11 +150,10 @@ class ReviewList(APIView):
             if value.isascii() and value.isdigit():
                 found[name] = int(value)
             elif name == "tag":
-                canonical = resolve_names([value]).get(value)
-                pk = Tag.objects.filter(name=canonical).values_list("pk", flat=True).first() if canonical else None
-                if pk is None:
+                ids = tag_ids([value])
+                if not ids:
                     return None
-                found[name] = pk
+                found[name] = ids[0]
             else:
                 raise serializers.ValidationError({name: ["An id."]})
         return found

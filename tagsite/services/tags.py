@@ -381,11 +381,11 @@ def search_images(
         else:
             carrying = ImageTag.objects.filter(tag_id__in=ids).values("image_id").annotate(n=Count("tag_id"))
             images = images.filter(pk__in=carrying.filter(n=len(ids)).values("image_id"))
-    excluded = _tag_ids(none_of)
+    excluded = tag_ids(none_of)
     if excluded:
         images = images.exclude(Exists(ImageTag.objects.filter(image_id=OuterRef("pk"), tag_id__in=excluded)))
     if any_of:
-        alternatives = _tag_ids(any_of)
+        alternatives = tag_ids(any_of)
         if not alternatives:
             return images.none()  # none of the alternatives exists
         images = images.filter(Exists(ImageTag.objects.filter(image_id=OuterRef("pk"), tag_id__in=alternatives)))
@@ -395,7 +395,7 @@ def search_images(
 EXISTS_TERMS = 8
 
 
-def _tag_ids(raw_names: Iterable[str]) -> list[int]:
+def tag_ids(raw_names: Iterable[str]) -> list[int]:
     """Ids of the existing tags these names resolve to (aliases applied)."""
     names = set(resolve_names(raw_names).values())
     return list(Tag.objects.filter(name__in=names).values_list("pk", flat=True)) if names else []
