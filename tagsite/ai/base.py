@@ -147,6 +147,43 @@ def parse_and_validate(text: str, schema: dict) -> Any:
     except (TypeError, ValueError) as exc:
         raise LLMInvalidOutput(f"answer is not valid JSON: {exc}", raw=text or "") from exc
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda error: error.path)
+@dataclass(frozen=True)
+class DetectedFace:
+    """A face in an image: its box `(x, y, width, height)` in the image's pixels, the detector's confidence
+    (0-1) and its five landmarks `(x, y)` (eyes, nose, mouth corners) when the detector gives them."""
+
+    box: tuple[int, int, int, int]
+    confidence: float
+    landmarks: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def area(self) -> int:
+        return self.box[2] * self.box[3]
+
+
+class FaceDetector(Capability, ABC, interface=True):
+    """A local face detector."""
+
+    name: str
+    version: str
+
+    @abstractmethod
+    def detect(self, rgb: np.ndarray) -> list[DetectedFace]:
+        """The faces in an `[H, W, 3]` uint8 RGB image, largest first."""
+
+
+class ImageClassifier(Capability, ABC, interface=True):
+    """A local classifier of image crops into fixed labels: crops in, `[n, labels]` probabilities out."""
+
+    name: str
+    version: str
+    labels: tuple[str, ...]
+
+    @abstractmethod
+    def classify(self, crops: list) -> np.ndarray:
+        """Probabilities (rows sum to 1, columns in `labels` order) for a list of PIL image crops."""
+
+
     if errors:
         where = "/".join(str(part) for part in errors[0].absolute_path) or "(root)"
         raise LLMInvalidOutput(f"answer does not match the schema at {where}: {errors[0].message}", data, text)

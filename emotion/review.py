@@ -1,0 +1,60 @@
+"""Emotion labels as a review kind: approving may tag the image `emotion:<label>` (TAGSITE_EMOTION_IMAGE_TAGS);
+taking the approval back removes that tag unless another approved face of the image keeps it."""
+
+from collections import defaultdict
+
+from django.conf import settings
+
+from emotion.models import EmotionProposal
+from tagsite.models import ImageTag, Proposal
+from tagsite.review import ReviewKind
+from tagsite.services.tags import Tagging, get_or_create_tags, tag_images, untag_images
+
+TAG_PREFIX = "emotion:"
+
+
+def label_tags(proposals: list[EmotionProposal]) -> dict[str, int]:
+    """Tag id per label name, for the labels of these proposals (tags made on first use)."""
+    names = {TAG_PREFIX + p.label.name for p in proposals}
+    return {name.removeprefix(TAG_PREFIX): tag.pk for name, tag in get_or_create_tags(names).items()}
+
+
+class EmotionLabels(ReviewKind):
+    model = EmotionProposal
+    label = "emotion labels"
+    screen = "emotion-review"
+    related = ("image", "label", "face")
+    subject_fields = ("image", "label")
+
+    def apply(self, proposals: list[EmotionProposal], user) -> None:
+        if not settings.EMOTION_IMAGE_TAGS:
+            return
+        tags = label_tags(proposals)
+        taggings = [Tagging(p.image_id, tags[p.label.name], str(p.producer)) for p in proposals]
+        tag_images(taggings, source=ImageTag.Source.MODEL, user=user)
+
+    def revert(self, proposals: list[EmotionProposal], user) -> None:
+        if not settings.EMOTION_IMAGE_TAGS:
+            return
+        tags = label_tags(proposals)
+        keep: dict[int, set[int]] = defaultdict(set)
+        others = (
+            EmotionProposal.objects.filter(image_id__in={p.image_id for p in proposals}, status__in=Proposal.APPLIED)
+            .exclude(pk__in=[p.pk for p in proposals])
+            .values_list("image_id", "label__name")
+        )
+        for image_id, name in others:
+            if name in tags:
+                keep[image_id].add(tags[name])
+        untag_images([(p.image_id, tags[p.label.name]) for p in proposals], keep=keep)
+
+    def describe(self, proposal: EmotionProposal) -> dict:
+        face = proposal.face
+        return {
+            "image": proposal.image_id,
+            "path": proposal.image.path,
+            "label": proposal.label.name,
+            "proposed_label": proposal.proposed_label.name if proposal.proposed_label_id != proposal.label_id else "",
+            "face": {"index": face.index, "box": list(face.box), "detection_confidence": face.detection_confidence},
+            "probabilities": face.probabilities,
+        }

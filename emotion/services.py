@@ -1,0 +1,527 @@
+"""Emotion labels per face: read images with a labeller (local detector + classifier, or a chat model on each
+face crop), store faces and proposals, export seed 004's CSV.
+
+A labeller only reads (`read(path) -> Reading`), in threads; the run stores each image's reading in one
+transaction with its `ImageEmotion` row, so a rerun or a redelivered task never labels an image twice.
+"""
+
+import csv
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import connections, transaction
+from PIL import Image as PILImage
+
+from emotion.models import EmotionLabel, EmotionProposal, EmotionSynonym, Face, ImageEmotion
+from tagsite import imaging
+from tagsite.ai.base import (
+    ChatBackend,
+    DetectedFace,
+    FaceDetector,
+    ImageClassifier,
+    LLMError,
+    LLMInvalidOutput,
+    LLMModelNotFound,
+    LLMQuotaExhausted,
+)
+from tagsite.ai.registry import client_for, resolve_role
+from tagsite.models import Image, ImageStage, Job, Producer, Proposal
+from tagsite.review.services import auto_approve
+from tagsite.services.ingest import record_stage
+from tagsite.services.jobs import JobProgress, describe_error
+
+log = logging.getLogger(__name__)
+
+KIND = "emotion"
+STAGE = "emotion"
+LABELS = ("happy", "surprise", "angry", "disgust", "fear", "neutral", "sad")  # seed 004's list
+CSV_COLUMNS = ("filename", "path", "emotion", "confidence")  # seed 004's CSV, in this order
+DECODE_SIZE = 960  # JPEGs decode at the smallest DCT scale still this large: the detector's own limit
+CURRENT_GEMINI_MODEL = "gemini-2.5-flash"
+PROMPT_VERSION = "emotion-v1"
+SYSTEM_PROMPT = (
+    "You are an expert annotator of facial expressions for a training data set. Look at the face in the image "
+    "and answer with exactly one emotion from this list: happy, surprise, angry, disgust, fear, neutral, sad. "
+    "A calm or serious face is neutral. Give your confidence from 0 to 1. Answer in JSON."
+)
+USER_PROMPT = "Which emotion does this face show?"
+REASK_PROMPT = (
+    "Your last answer {word!r} is not on the list. Answer again with exactly one of: happy, surprise, angry, "
+    "disgust, fear, neutral, sad."
+)
+
+
+def answer_schema(labels: Iterable[str] = LABELS) -> dict:
+    return {
+        "type": "object",
+        "properties": {
+            "emotion": {"type": "string", "enum": list(labels)},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+        "required": ["emotion", "confidence"],
+        "additionalProperties": False,
+    }
+
+
+class RunStopped(LLMError):
+    """A condition that would fail every further image (quota, a retired model): the run stops here."""
+
+
+@dataclass
+class Vocabulary:
+    """The labels (with their floors) and synonyms, read once per run from the tables admin edits."""
+
+    floors: dict[str, float]
+    synonyms: dict[str, str]
+
+    @classmethod
+    def load(cls) -> "Vocabulary":
+        return cls(
+            dict(EmotionLabel.objects.values_list("name", "min_confidence")),
+            dict(EmotionSynonym.objects.values_list("word", "label__name")),
+        )
+
+    def resolve(self, word: str) -> str | None:
+        """A label for a word, directly or through a synonym; None: not an emotion label (rejected)."""
+        word = " ".join(str(word).strip().strip(".!\"'").lower().split())
+        if word in self.floors:
+            return word
+        return self.synonyms.get(word)
+
+
+@dataclass
+class FaceReading:
+    face: DetectedFace
+    label: str | None = None  # None: no proposal (see note)
+    confidence: float = 0.0
+    probabilities: dict[str, float] = field(default_factory=dict)
+    answer: str = ""  # a chat model's own word when a synonym mapped it
+    note: str = ""
+
+
+@dataclass
+class Reading:
+    """What a labeller made of one file: its faces (none: "no face"), or the error that stopped it."""
+
+    faces: list[FaceReading] = field(default_factory=list)
+    error: str = ""
+    size: tuple[int, int] = (0, 0)
+
+
+def crop_box(box: tuple[int, int, int, int], width: int, height: int, margin: float) -> tuple[int, int, int, int]:
+    """A square around the face, `margin` of its size added on each side, inside the image: the framing of
+    FER2013's faces, which the classifier was trained on."""
+    x, y, w, h = box
+    half = max(w, h) * (1 + 2 * margin) / 2
+    cx, cy = x + w / 2, y + h / 2
+    left, top = max(0, round(cx - half)), max(0, round(cy - half))
+    return left, top, min(width, round(cx + half)), min(height, round(cy + half))
+
+
+def face_crop(image: PILImage.Image, box: tuple[int, int, int, int], margin: float | None = None) -> PILImage.Image:
+    margin = settings.EMOTION_FACE_MARGIN if margin is None else margin
+    return image.crop(crop_box(box, image.width, image.height, margin))
+
+
+def decode(path: str) -> tuple[PILImage.Image, float]:
+    """The image upright (EXIF orientation applied), RGB, JPEGs reduced by DCT scaling, and the factor from its
+    pixels to the full-size image's (boxes are stored in full-size pixels)."""
+    decoded = imaging.open_image(path, max_pixels=settings.MAX_IMAGE_PIXELS, draft_size=DECODE_SIZE)
+    return decoded.image, decoded.width / decoded.image.width
+
+
+def scaled(face: DetectedFace, factor: float) -> DetectedFace:
+    if factor == 1:
+        return face
+    box = tuple(round(value * factor) for value in face.box)
+    points = tuple((round(x * factor), round(y * factor)) for x, y in face.landmarks)
+    return DetectedFace(box, face.confidence, points)
+
+
+class Labeller:
+    """Reads one file into a Reading; `producer()` says who the proposals are from."""
+
+    detector: FaceDetector
+    max_faces: int
+
+    def producer(self) -> Producer:
+        raise NotImplementedError
+
+    def label_faces(
+        self, image: PILImage.Image, faces: list[DetectedFace], vocabulary: Vocabulary
+    ) -> list[FaceReading]:
+        raise NotImplementedError
+
+    def read(self, path: str, vocabulary: Vocabulary) -> Reading:
+        try:
+            image, factor = decode(path)
+        except (imaging.ImageDecodeError, OSError) as exc:
+            return Reading(error=describe_error(exc))
+        faces = self.detector.detect(np.asarray(image))[: self.max_faces]
+        readings = self.label_faces(image, faces, vocabulary) if faces else []
+        for reading in readings:
+            reading.face = scaled(reading.face, factor)
+        return Reading(readings, size=(round(image.width * factor), round(image.height * factor)))
+
+
+class LocalLabeller(Labeller):
+    """yuface finds the faces, fer's mini-Xception (ONNX) gives each the seven probabilities; the best label is
+    proposed when it reaches the label's floor."""
+
+    def __init__(self, detector: FaceDetector, classifier: ImageClassifier, max_faces: int | None = None):
+        self.detector, self.classifier = detector, classifier
+        self.max_faces = max_faces or settings.EMOTION_MAX_FACES
+
+    def producer(self) -> Producer:
+        producer, _ = Producer.objects.get_or_create(
+            kind=Producer.Kind.CLASSIFIER,
+            name=f"{self.detector.name}+{self.classifier.name}",
+            version=f"{self.detector.version}+{self.classifier.version}",
+            prompt_version="",
+            defaults={"model_file": str(getattr(self.classifier, "path", ""))},
+        )
+        return producer
+
+    def label_faces(self, image, faces, vocabulary):
+        rows = self.classifier.classify([face_crop(image, face.box) for face in faces])
+        readings = []
+        for face, row in zip(faces, rows, strict=True):
+            probabilities = {name: round(float(p), 6) for name, p in zip(self.classifier.labels, row, strict=True)}
+            best = max(probabilities, key=probabilities.get)
+            reading = FaceReading(face, probabilities=probabilities, confidence=probabilities[best])
+            floor = vocabulary.floors.get(best)
+            if floor is None:
+                reading.note = f"{best!r} is not an emotion label here"
+            elif reading.confidence < floor:
+                reading.note = f"{best} {reading.confidence:.2f} is under its floor {floor:.2f}"
+            else:
+                reading.label = best
+            readings.append(reading)
+        return readings
+
+
+class ChatLabeller(Labeller):
+    """A vision chat model (OpenAI-compatible or Gemini) labels each face crop: a JSON schema enum of the
+    labels plus a confidence; an off-list word goes through the synonyms, else the face is asked once more,
+    then recorded as failed. A quota used up for the day or a retired model stops the run."""
+
+    def __init__(self, client: ChatBackend, detector: FaceDetector, max_faces: int | None = None):
+        self.client, self.detector = client, detector
+        self.max_faces = max_faces or settings.EMOTION_MAX_FACES
+
+    def producer(self) -> Producer:
+        from categorization.services import chat_producer  # the one way a chat model's producer is recorded
+
+        config = self.client.config
+        return chat_producer(config.model, PROMPT_VERSION, config.name)
+
+    def label_faces(self, image, faces, vocabulary):
+        return [self.ask(face_crop(image, face.box), face, vocabulary) for face in faces]
+
+    def ask(self, crop: PILImage.Image, face: DetectedFace, vocabulary: Vocabulary) -> FaceReading:
+        schema = answer_schema(vocabulary.floors)  # the label table's names, in its order
+        prompt, words = USER_PROMPT, []
+        for _ in range(2):
+            try:
+                answer = self.ask_once(prompt, schema, crop)
+            except LLMInvalidOutput as exc:
+                data = exc.data if isinstance(exc.data, dict) else {}
+                word = str(data.get("emotion", "")) if data else ""
+                label = vocabulary.resolve(word) if word else None
+                if label is not None:
+                    confidence = data.get("confidence")
+                    confidence = float(confidence) if isinstance(confidence, int | float) else 0.5
+                    return self.reading(face, label, min(max(confidence, 0.0), 1.0), word)
+                words.append(word or f"({exc})")
+                prompt = USER_PROMPT + "\n" + REASK_PROMPT.format(word=word or "unreadable")
+                continue
+            return self.reading(face, answer["emotion"], float(answer["confidence"]), "")
+        return FaceReading(face, note="rejected answers: " + "; ".join(words))
+
+    def ask_once(self, prompt: str, schema: dict, crop: PILImage.Image) -> dict:
+        try:
+            return self.client.chat_json(SYSTEM_PROMPT, prompt, schema, name="emotion", images=[crop])
+        except LLMModelNotFound as exc:
+            config = self.client.config
+            hint = ""
+            if config.kind == "gemini":
+                hint = f" Set the emotion role's model to a current one, e.g. {CURRENT_GEMINI_MODEL}."
+            raise RunStopped(
+                f"the emotion role's model {config.model!r} is not served (retired or misspelt): {exc}.{hint}"
+            ) from exc
+        except LLMQuotaExhausted as exc:
+            raise RunStopped(f"{exc}. The run stopped; start it again after the quota resets.") from exc
+
+    @staticmethod
+    def reading(face: DetectedFace, label: str, confidence: float, word: str) -> FaceReading:
+        return FaceReading(face, label=label, confidence=confidence, probabilities={label: confidence}, answer=word)
+
+
+def local_labeller() -> LocalLabeller:
+    from tagsite.ai.fer_onnx import load_classifier
+    from tagsite.ai.libfacedetection import YuFaceDetector
+
+    return LocalLabeller(
+        YuFaceDetector(min_confidence=settings.EMOTION_MIN_FACE_CONFIDENCE),
+        load_classifier(settings.SUGGESTIONS_MODELS_DIR),
+    )
+
+
+def chat_labeller(client: ChatBackend) -> ChatLabeller:
+    from tagsite.ai.libfacedetection import YuFaceDetector
+
+    return ChatLabeller(client, YuFaceDetector(min_confidence=settings.EMOTION_MIN_FACE_CONFIDENCE))
+
+
+# Storing
+
+
+@transaction.atomic
+def store(image: Image, producer: Producer, reading: Reading, job: Job | None = None) -> ImageEmotion:
+    """One image's reading: the run row, its faces and their proposals (pending; auto-approve rules apply).
+    A failed earlier run of this producer is replaced; a finished one is kept (nothing is labelled twice)."""
+    ImageEmotion.objects.filter(image=image, producer=producer, outcome=ImageEmotion.Outcome.FAILED).delete()
+    labels = {label.name: label for label in EmotionLabel.objects.all()}
+    if reading.error:
+        outcome, detail = ImageEmotion.Outcome.FAILED, reading.error
+    elif not reading.faces:
+        outcome, detail = ImageEmotion.Outcome.NO_FACE, ""
+    else:
+        outcome = ImageEmotion.Outcome.LABELLED
+        detail = "; ".join(f"face {i}: {face.note}" for i, face in enumerate(reading.faces) if face.note)
+    run, created = ImageEmotion.objects.get_or_create(
+        image=image, producer=producer, defaults={"outcome": outcome, "detail": detail, "job": job}
+    )
+    if not created:
+        return run
+    proposals = []
+    for index, found in enumerate(reading.faces):
+        x, y, w, h = found.face.box
+        face = Face.objects.create(
+            run=run, image=image, index=index, x=x, y=y, width=w, height=h,
+            detection_confidence=found.face.confidence, probabilities=found.probabilities, note=found.note[:255],
+        )  # fmt: skip
+        if found.label is not None:
+            label = labels[found.label]
+            proposals.append(
+                EmotionProposal(
+                    face=face, image=image, label=label, proposed_label=label, answer=found.answer[:64],
+                    confidence=found.confidence, producer=producer, job=job,
+                )
+            )  # fmt: skip
+    EmotionProposal.objects.bulk_create(proposals)
+    if proposals:
+        auto_approve(KIND, EmotionProposal.objects.filter(pk__in=[p.pk for p in proposals]))
+    stage = ImageStage.Status.FAILED if reading.error else ImageStage.Status.DONE
+    record_stage(image, STAGE, stage, reading.error)
+    return run
+
+
+@dataclass
+class Summary:
+    images: int = 0
+    labelled: int = 0
+    no_face: int = 0
+    failed: int = 0
+    faces: int = 0
+    proposals: int = 0
+    stopped: str = ""
+
+    def line(self) -> str:
+        text = (
+            f"{self.images} images: {self.labelled} labelled, {self.no_face} without a face, {self.failed} failed; "
+            f"{self.faces} faces, {self.proposals} proposals"
+        )
+        return text + (f". Stopped: {self.stopped}" if self.stopped else "")
+
+
+def read_all(
+    labeller: Labeller, items: list, path_of: Callable[[object], str], threads: int
+) -> Iterator[tuple[object, Reading]]:
+    """Readings in completion order from `threads` reader threads; a RunStopped ends the run (raised here once
+    the readers have stopped), any other error becomes that item's failed reading."""
+    vocabulary = Vocabulary.load()
+    work: queue.Queue = queue.Queue()
+    for item in items:
+        work.put(item)
+    done: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    item = work.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    done.put((item, labeller.read(path_of(item), vocabulary)))
+                except RunStopped as exc:
+                    stop.set()
+                    done.put((item, exc))
+                except Exception as exc:  # noqa: BLE001 - one image must not stop the run
+                    log.exception("emotion: reading %s failed", path_of(item))
+                    done.put((item, Reading(error=describe_error(exc))))
+        finally:
+            connections.close_all()  # the request slots' connection of this thread
+
+    workers = [threading.Thread(target=reader, daemon=True) for _ in range(max(1, min(threads, len(items))))]
+    for worker in workers:
+        worker.start()
+    stopped = None
+    try:
+        for _ in range(len(items)):
+            item, result = done.get()
+            if isinstance(result, RunStopped):
+                stopped = result
+                break
+            yield item, result
+    finally:
+        stop.set()
+        with work.mutex:
+            work.queue.clear()
+        for worker in workers:
+            worker.join()
+    if stopped is not None:
+        raise stopped
+
+
+def label_images(
+    labeller: Labeller,
+    images: list[Image],
+    *,
+    threads: int,
+    job: Job | None = None,
+    progress: JobProgress | None = None,
+) -> Summary:
+    """Label images this labeller's producer has not labelled yet; each stored as it comes. Stops early, with
+    the reason in the summary, when a quota or a retired model would fail every further image."""
+    producer = labeller.producer()
+    done = set(
+        ImageEmotion.objects.filter(image__in=images, producer=producer)
+        .exclude(outcome=ImageEmotion.Outcome.FAILED)
+        .values_list("image_id", flat=True)
+    )
+    todo = [image for image in images if image.pk not in done]
+    summary = Summary()
+    if progress:
+        progress.set_total(len(todo))
+    try:
+        for image, reading in read_all(labeller, todo, lambda image: image.path, threads):
+            run = store(image, producer, reading, job)
+            faces = len(reading.faces)
+            summary.images += 1
+            summary.faces += faces
+            summary.proposals += sum(1 for face in reading.faces if face.label)
+            setattr(summary, run.outcome, getattr(summary, run.outcome) + 1)
+            if progress:
+                if reading.error:
+                    progress.error(image.path, reading.error)
+                progress.advance(**{"failed" if reading.error else run.outcome: 1})
+    except RunStopped as exc:
+        summary.stopped = str(exc)
+        if progress:
+            progress.job.message = summary.line()
+        raise
+    if progress:
+        progress.job.message = summary.line()
+    return summary
+
+
+def read_files(labeller: Labeller, paths: list[str], *, threads: int) -> Iterator[tuple[str, Reading]]:
+    """Readings of files without storing anything (a dry run on a folder)."""
+    yield from read_all(labeller, paths, str, threads)
+
+
+# Review actions and export
+
+
+def relabel(proposal_ids: Iterable[int], label_name: str) -> int:
+    """Change the label of pending proposals (a moderator's correction before approving); returns how many."""
+    label = EmotionLabel.objects.get(name=label_name)
+    return EmotionProposal.objects.filter(pk__in=list(proposal_ids), status=Proposal.Status.PENDING).update(label=label)
+
+
+def image_labels(only_approved: bool = True, image_ids: Iterable[int] | None = None) -> list[EmotionProposal]:
+    """One proposal per image, the largest labelled face's (the newest when several runs labelled it):
+    approved ones only, or every one not rejected."""
+    statuses = list(Proposal.APPLIED) if only_approved else [*Proposal.APPLIED, Proposal.Status.PENDING]
+    proposals = EmotionProposal.objects.filter(status__in=statuses).select_related("image", "label", "face")
+    if image_ids is not None:
+        proposals = proposals.filter(image_id__in=list(image_ids))
+    chosen: dict[int, EmotionProposal] = {}
+    for proposal in proposals.order_by("image_id", "face__index", "-id").iterator(chunk_size=2000):
+        chosen.setdefault(proposal.image_id, proposal)
+    return sorted(chosen.values(), key=lambda p: p.image.path)
+
+
+def csv_rows(proposals: Iterable[EmotionProposal]) -> Iterator[list[str]]:
+    yield list(CSV_COLUMNS)
+    for proposal in proposals:
+        path = proposal.image.path
+        yield [os.path.basename(path), path, proposal.label.name, f"{proposal.confidence:.4f}"]
+
+
+def write_csv(path: str | Path, proposals: Iterable[EmotionProposal]) -> int:
+    """Seed 004's CSV (`filename,path,emotion,confidence`), written to a temporary file and renamed over."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    rows = 0
+    with temporary.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        for row in csv_rows(proposals):
+            writer.writerow(row)
+            rows += 1
+    os.replace(temporary, path)
+    return rows - 1  # without the header
+
+
+# Runs: what tasks and commands call
+
+
+BACKENDS = ("local", "llm")
+
+
+@contextmanager
+def open_labeller(backend: str, role: str = KIND) -> Iterator[tuple[Labeller, int, dict]]:
+    """The labeller of a backend, how many images it reads at once, and what a job says about it: `local` on
+    every core, `llm` (the role's endpoint, OpenAI-compatible or Gemini) at the endpoint's slots."""
+    if backend == "local":
+        yield local_labeller(), os.cpu_count() or 2, {"backend": "local"}
+    elif backend == "llm":
+        config = resolve_role(role)
+        with client_for(config) as client:
+            yield chat_labeller(client), max(1, config.max_parallel), {"backend": "llm", **config.described()}
+    else:
+        raise ValueError(f"unknown emotion backend {backend!r}: one of {', '.join(BACKENDS)}")
+
+
+def select_images(folder: str | None = None, image_ids: Iterable[int] | None = None, limit: int | None = None):
+    """Readable library images (under a folder, or these ids), in path order."""
+    images = Image.objects.filter(status=Image.Status.OK)
+    if folder:
+        images = images.filter(path__startswith=os.path.abspath(folder).rstrip("/") + "/")
+    if image_ids is not None:
+        images = images.filter(pk__in=list(image_ids))
+    images = images.order_by("path")
+    return list(images[:limit] if limit else images)
+
+
+def run(job: Job, progress: JobProgress) -> Summary:
+    """The run a job's params describe: `backend`, optional `folder`, `image_ids`, `limit`, `role`."""
+    params = job.params
+    images = select_images(params.get("folder"), params.get("image_ids"), params.get("limit"))
+    with open_labeller(params.get("backend") or settings.EMOTION_BACKEND, params.get("role", KIND)) as opened:
+        labeller, threads, described = opened
+        job.params = {**params, **described}
+        job.save(update_fields=["params"])
+        return label_images(labeller, images, threads=threads, job=job, progress=progress)
