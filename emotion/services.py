@@ -9,6 +9,7 @@ import csv
 import logging
 import os
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -505,21 +506,38 @@ def open_labeller(backend: str, role: str = KIND) -> Iterator[tuple[Labeller, in
         raise ValueError(f"unknown emotion backend {backend!r}: one of {', '.join(BACKENDS)}")
 
 
-def select_images(folder: str | None = None, image_ids: Iterable[int] | None = None, limit: int | None = None):
+def select_images(
+    folder: str | None = None, image_ids: Iterable[int] | None = None, limit: int | None = None, recursive: bool = True
+) -> list[Image]:
     """Readable library images (under a folder, or these ids), in path order."""
     images = Image.objects.filter(status=Image.Status.OK)
     if folder:
-        images = images.filter(path__startswith=os.path.abspath(folder).rstrip("/") + "/")
+        prefix = os.path.abspath(folder).rstrip("/") + "/"
+        images = images.filter(path__startswith=prefix)
+        if not recursive:
+            images = images.exclude(path__regex=r"^" + re.escape(prefix) + r".*/")
     if image_ids is not None:
         images = images.filter(pk__in=list(image_ids))
     images = images.order_by("path")
     return list(images[:limit] if limit else images)
 
 
+def image_files(folder: str, recursive: bool = True) -> list[str]:
+    """Image files of a folder as an import would pick them (a dry run reads them where they are)."""
+    wanted = tuple(ext.lower() for ext in settings.IMAGE_EXTENSIONS)
+    found = []
+    for root, folders, files in os.walk(folder):
+        folders[:] = sorted(name for name in folders if not name.startswith(".")) if recursive else []
+        found += [os.path.join(root, name) for name in sorted(files) if name.lower().endswith(wanted)]
+    return found
+
+
 def run(job: Job, progress: JobProgress) -> Summary:
     """The run a job's params describe: `backend`, optional `folder`, `image_ids`, `limit`, `role`."""
     params = job.params
-    images = select_images(params.get("folder"), params.get("image_ids"), params.get("limit"))
+    images = select_images(
+        params.get("folder"), params.get("image_ids"), params.get("limit"), params.get("recursive", True)
+    )
     with open_labeller(params.get("backend") or settings.EMOTION_BACKEND, params.get("role", KIND)) as opened:
         labeller, threads, described = opened
         job.params = {**params, **described}
