@@ -31,23 +31,24 @@ def exiftool_path() -> str:
     return path
 
 
-def _helper(kind: str = "reader") -> exiftool.ExifToolHelper:
-    """One long-running exiftool per thread and kind: starting Perl per file would dominate the cost.
+def _helper() -> exiftool.ExifToolHelper:
+    """One long-running exiftool per thread, for reading and writing: starting Perl costs about 170 ms of CPU,
+    more than writing a file does.
 
     `-m` ignores minor errors, so a file with more than 1000 keywords gives all of them, not the first 1000.
-    The reader uses `-n` (raw values); the writer does not, so `CodedCharacterSet=UTF8` is converted.
+    Reads add `-n` (raw values); writes add `-charset iptc=utf8` instead, so `CodedCharacterSet=UTF8` is converted.
     """
-    helper = getattr(_local, kind, None)
+    helper = getattr(_local, "exiftool", None)
     if helper is None or not helper.running:
-        raw = ["-n"] if kind == "reader" else ["-charset", "iptc=utf8"]
-        helper = exiftool.ExifToolHelper(
-            executable=exiftool_path(), common_args=["-G1", *raw, "-m", "-charset", "utf8"]
-        )
+        helper = exiftool.ExifToolHelper(executable=exiftool_path(), common_args=["-G1", "-m", "-charset", "utf8"])
         helper.set_json_loads(_text_helper_loads)
-        helper.check_execute = kind == "reader"  # the writer reads every command's errors itself
         helper.run()
-        setattr(_local, kind, helper)
+        _local.exiftool = helper
     return helper
+
+
+READ = ["-n"]
+WRITE = ["-charset", "iptc=utf8"]
 
 
 def _safe_names(paths: list[str], workdir: Path) -> dict[str, str]:
@@ -111,7 +112,7 @@ def read_keywords(paths: list[str]) -> dict[str, list[str]]:
 
 def _read(names: list[str]) -> dict[str, list[str]]:
     found = {}
-    for record in _helper().get_tags(names, list(KEYWORD_TAGS)):
+    for record in _helper().get_tags(names, list(KEYWORD_TAGS), params=READ):
         keywords: list[str] = []
         for tag in KEYWORD_TAGS:
             value = record.get(tag)
@@ -176,7 +177,7 @@ def read_fields(paths: list[str]) -> dict[str, dict[str, list[str]]]:
         names = _safe_names(paths, Path(workdir))
         helper = _helper()
         found: dict[str, dict[str, list[str]]] = {}
-        fast = ["-fast2"]  # these fields sit before the image data: no scan for trailers, no maker notes
+        fast = ["-fast2", *READ]  # these fields sit before the image data: no scan for trailers, no maker notes
         try:
             records = helper.get_tags(list(names.values()), list(READ_FIELDS), params=fast)
         except Exception:  # noqa: BLE001 - one unreadable file: read the others one by one
@@ -215,7 +216,7 @@ def write(commands: list[WriteCommand]) -> list[str]:
         return []
     params: list[str] = []
     for index, command in enumerate(commands):
-        params += ["-echo2", f"@@tagsite {index}@@"]  # to stderr before the command runs
+        params += [*WRITE, "-echo2", f"@@tagsite {index}@@"]  # to stderr before the command runs
         if _needs_utf8_iptc(command.values):
             params.append("-IPTC:CodedCharacterSet=UTF8")
         for field, values in command.values.items():
@@ -226,9 +227,11 @@ def write(commands: list[WriteCommand]) -> list[str]:
             params.append(_argument_path(command.source))
         if index < len(commands) - 1:
             params.append("-execute")
-    helper = _helper("writer")
+    helper = _helper()
     try:
         helper.execute(*params)
+    except exiftool.exceptions.ExifToolExecuteError:
+        pass  # a command failed: its message is in stderr, read below
     except Exception as exc:  # noqa: BLE001 - a dead ExifTool fails every command of the round trip
         stop()
         return [f"ExifTool stopped: {exc or type(exc).__name__}"] * len(commands)
@@ -265,12 +268,11 @@ def _split_errors(stderr: str, count: int) -> list[str]:
 
 
 def stop() -> None:
-    """End this thread's ExifTool processes (after one died mid-batch: the next call starts a fresh one)."""
-    for kind in ("reader", "writer"):
-        helper = getattr(_local, kind, None)
-        if helper is not None:
-            try:
-                helper.terminate()
-            except Exception:  # noqa: BLE001 - already dead
-                logger.debug("ExifTool %s was already gone", kind)
-        setattr(_local, kind, None)
+    """End this thread's ExifTool (after one died mid-batch: the next call starts a fresh one)."""
+    helper = getattr(_local, "exiftool", None)
+    if helper is not None:
+        try:
+            helper.terminate()
+        except Exception:  # noqa: BLE001 - already dead
+            logger.debug("ExifTool was already gone")
+    _local.exiftool = None

@@ -7,6 +7,7 @@ see a changed file). A file another program changed since import is refused. Wor
 round trip writes a batch and one reads it back, on every core.
 """
 
+import functools
 import hashlib
 import json
 import logging
@@ -20,7 +21,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from django.conf import settings
@@ -91,7 +92,7 @@ class FileResult:
 
     def audit(self) -> dict:
         internal = ("temporary", "sha256", "checked", "comment_is_ours")
-        record = {key: value for key, value in asdict(self).items() if key not in internal}
+        record = {item.name: getattr(self, item.name) for item in fields(self) if item.name not in internal}
         record["changes"] = {name: {"before": old, "after": new} for name, (old, new) in self.diff().items()}
         return record
 
@@ -106,7 +107,9 @@ def tag_label(name: str, display_name: str) -> str:
 
 
 def held_fields(image_ids: Iterable[int]) -> dict[int, dict[str, list[str]]]:
-    """Per image, what tagsite holds to write: its tags (every ImageTag is approved data) and their parents."""
+    """Per image, what tagsite holds to write: its tags (every ImageTag is approved data) and their parents, and its
+    approved title and description (the caption where it has no description). Texts are held only when there are
+    some, so images without texts keep the fingerprint they were written with."""
     rows = Image.tags.through.objects.filter(image_id__in=list(image_ids)).values_list(
         "image_id", "tag_id", "tag__name", "tag__display_name"
     )
@@ -121,6 +124,13 @@ def held_fields(image_ids: Iterable[int]) -> dict[int, dict[str, list[str]]]:
             KEYWORDS: [label for _, label in tags],
             HIERARCHY: [f"{parents[tag_id]}|{label.replace('|', '/')}" for tag_id, label in tags if tag_id in parents],
         }
+    for image_id, title, caption, description in Image.objects.filter(pk__in=list(held)).values_list(
+        "pk", "title", "caption", "description"
+    ):
+        if title:
+            held[image_id][TITLE] = [title]
+        if description or caption:
+            held[image_id][DESCRIPTION] = [description or caption]
     return held
 
 
@@ -154,8 +164,10 @@ def all_dirty_ids(chunk: int = 2000) -> list[int]:
 # From what the file has and what tagsite holds to what the file will have
 
 
+@functools.lru_cache(maxsize=65536)
 def key(value: str) -> str:
-    """Two keywords are the same when tagsite would read them as the same tag (case, `_`, spaces)."""
+    """Two keywords are the same when tagsite would read them as the same tag (case, `_`, spaces). Cached: a run
+    compares the same few thousand keywords for every file, several times each."""
     return normalize_tag_name(value) or value.casefold()
 
 
@@ -247,8 +259,11 @@ def choose_target(real: str, options: WriteOptions) -> tuple[str, bool]:
 
 def changed_since_import(image: Image, real: str) -> tuple[str, tuple[int, float]]:
     """Why the file is not the one tagsite imported (size, content), or '', and its (size, mtime) as checked.
-    A file only touched (new mtime, same bytes) is still the one imported."""
+    Size and mtime as recorded mean the file is unchanged, as a rescan judges it; only a file whose mtime moved is
+    hashed: one only touched (new mtime, same bytes) is still the one imported."""
     info = os.stat(real)
+    if (info.st_size, info.st_mtime) == (image.size, image.mtime):
+        return "", (info.st_size, info.st_mtime)
     if info.st_size != image.size or file_sha256(real) != image.sha256:
         return "changed by another program since it was imported; import it again, then write", (0, 0.0)
     return "", (info.st_size, info.st_mtime)
