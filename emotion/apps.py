@@ -7,8 +7,8 @@ class EmotionConfig(AppConfig):
     # What the core learns from this app (tagsite/features.py): the local backend is ONNX inference (`gpu`), the
     # others are chat calls (`llm`).
     task_routes = {
-        "emotion.tasks.label_images_local": {"queue": "gpu"},
-        "emotion.tasks.label_images_llm": {"queue": "llm"},
+        "emotion.tasks.label_images_local": {"queue": "gpu"},  # exact names win over patterns
+        "emotion.tasks.*": {"queue": "llm"},
     }
     llm_roles = {"emotion": "chat"}
 

@@ -28,6 +28,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("tagsite.review.urls")),
     path("", include("categorization.urls")),
+    path("", include("emotion.urls")),
     path("admin/", admin.site.urls),
     path("", include("suggestions.urls")),
     path("metadata/write/", writeback_web.write_page, name="metadata-write"),

@@ -2,6 +2,7 @@
 grace_hopper.jpg, and the face_recognition 1.3.0 sdist's test photos. Their archives are fetched from PyPI with
 pip once (no dependencies, nothing installed) and the photos kept under var/test-data/emotion/."""
 
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -83,3 +84,15 @@ def labeller():
 def labels(db):
     """The labels and synonyms of the data migration (a transactional test elsewhere may have flushed them)."""
     import_module("emotion.migrations.0002_labels_and_synonyms").add(apps, None)
+
+
+@pytest.fixture
+def folder(photos, tmp_path, labels):
+    """A library folder: a smile, a face-free photo, two faces, a file that is no image, one in a subfolder."""
+    library = tmp_path / "faces"
+    (library / "more").mkdir(parents=True)
+    for name in ("astronaut.png", "coffee.png", "two_faces.jpg"):
+        shutil.copy(photos / name, library / name)
+    shutil.copy(photos / "obama.jpg", library / "more" / "obama.jpg")
+    (library / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    return library

@@ -2,7 +2,6 @@
 
 import csv
 import io
-import shutil
 
 import pytest
 from django.core.management import call_command
@@ -14,18 +13,6 @@ from tagsite.models import Decision, Image, ImageStage, Proposal
 from tagsite.review.services import decide
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def folder(photos, tmp_path, labels):
-    """A library folder: a smile, a face-free photo, two faces, a file that is no image, one in a subfolder."""
-    library = tmp_path / "faces"
-    (library / "more").mkdir(parents=True)
-    for name in ("astronaut.png", "coffee.png", "two_faces.jpg"):
-        shutil.copy(photos / name, library / name)
-    shutil.copy(photos / "obama.jpg", library / "more" / "obama.jpg")
-    (library / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
-    return library
 
 
 def read_csv(path) -> list[dict]:

@@ -1,0 +1,93 @@
+"""The emotion API: the CSV download, relabelling and its permission, a run through a real Celery worker, and the
+generic review API on the emotion kind."""
+
+import csv
+import io
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from emotion.models import EmotionProposal, ImageEmotion
+from tagsite.celery import app
+from tagsite.models import Job
+from tagsite.services.accounts import ensure_moderators_group
+from tests.conftest import wait_for
+
+
+def queue_of(task_name: str) -> str:
+    return app.amqp.router.route({}, task_name)["queue"].name
+
+
+def test_the_local_backend_runs_on_the_gpu_queue_and_chat_backends_on_llm():
+    assert queue_of("emotion.tasks.label_images_local") == "gpu"
+    assert queue_of("emotion.tasks.label_images_llm") == "llm"
+
+
+@pytest.fixture
+def client(django_user_model):
+    user = django_user_model.objects.create_user("mod", password="pw", is_staff=True)
+    ensure_moderators_group()
+    user.groups.add(Group.objects.get(name="moderators"))
+    api = APIClient()
+    api.force_authenticate(user)
+    return api
+
+
+@pytest.mark.django_db
+def test_export_csv_relabel_and_the_review_api(client, folder, django_user_model):
+    call_command("auto_tag_images", str(folder), stdout=io.StringIO(), verbosity=0)
+    answer = client.get("/api/emotions/export.csv?all=1")
+    assert answer.status_code == 200 and answer["Content-Type"].startswith("text/csv")
+    assert 'filename="llm_labels.csv"' in answer["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(answer.content.decode())))
+    assert rows[0] == ["filename", "path", "emotion", "confidence"] and len(rows) == 4
+    assert list(csv.reader(io.StringIO(client.get("/api/emotions/export.csv").content.decode()))) == [rows[0]]
+
+    astronaut = EmotionProposal.objects.get(image__path__endswith="astronaut.png")
+    answer = client.post(
+        "/api/emotions/relabel/", {"ids": [astronaut.pk], "label": "surprise", "approve": True}, format="json"
+    )
+    assert answer.status_code == 200 and answer.json()["relabelled"] == 1 and answer.json()["changed"] == [astronaut.pk]
+    assert (
+        client.post("/api/emotions/relabel/", {"ids": [astronaut.pk], "label": "bored"}, format="json").status_code
+        == 400
+    )
+
+    listing = client.get("/api/review/emotion/?status=approved").json()["results"]
+    assert [row["subject"]["label"] for row in listing] == ["surprise"]
+    assert listing[0]["subject"]["proposed_label"] == "happy" and len(listing[0]["subject"]["face"]["box"]) == 4
+    assert set(listing[0]["subject"]["probabilities"]) == {
+        "angry",
+        "disgust",
+        "fear",
+        "happy",
+        "sad",
+        "surprise",
+        "neutral",
+    }
+    back = client.post("/api/review/emotion/decide/", {"ids": [astronaut.pk], "status": "pending"}, format="json")
+    assert back.json()["changed"] == [astronaut.pk]
+
+    onlooker = django_user_model.objects.create_user("look", is_staff=True)
+    onlooker.user_permissions.add(Permission.objects.get(codename="view_emotionproposal"))
+    looker = APIClient()
+    looker.force_authenticate(onlooker)
+    assert looker.get("/api/emotions/export.csv").status_code == 200
+    refused = looker.post("/api/emotions/relabel/", {"ids": [astronaut.pk], "label": "sad"}, format="json")
+    assert refused.status_code == 403 and "emotion.review_emotion" in refused.json()["detail"]
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_run_through_the_worker_labels_library_images(celery_worker, client, folder):
+    call_command("import_images", str(folder), stdout=io.StringIO(), verbosity=0)
+    answer = client.post("/api/emotions/run/", {"backend": "local"}, format="json")
+    assert answer.status_code == 202
+    job = Job.objects.get(pk=answer.json()["id"])
+    wait_for(lambda: Job.objects.get(pk=job.pk).finished, timeout=120)
+    job.refresh_from_db()
+    assert job.status == "succeeded", (job.message, job.errors)
+    assert job.counts == {"labelled": 3, "no_face": 1} and job.params["backend"] == "local"
+    assert ImageEmotion.objects.count() == 4 and EmotionProposal.objects.count() == 4
