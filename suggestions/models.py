@@ -1,4 +1,5 @@
-"""Tagger model versions, mappings of their labels to internal tags, suggestions and their review."""
+"""Tagger model versions, mappings of their labels to internal tags, suggestions and their review; the VLM
+stages' prompt profiles and text proposals."""
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -43,6 +44,7 @@ class MLModelVersion(models.Model):
     class Kind(models.TextChoices):
         WD14 = "wd14", "WD14 (Danbooru labels)"
         CUSTOM = "custom", "custom theme model"
+        VLM = "vlm", "VLM keywords (a chat model under a prompt profile; never runs as a tagger)"
 
     name = models.CharField(max_length=100)
     version = models.CharField(max_length=100)
@@ -87,7 +89,11 @@ class MLModelVersion(models.Model):
 
     def save(self, *args, **kwargs):
         """Every installed version is a producer: what its suggestions name as their source."""
-        if self.producer_id is None:
+        if self.producer_id is None and self.kind == self.Kind.VLM:  # version is the profile's `name-vN`
+            self.producer, _ = Producer.objects.get_or_create(
+                kind=Producer.Kind.CHAT, name=self.name, version="", prompt_version=self.version
+            )
+        elif self.producer_id is None:
             self.producer, _ = Producer.objects.get_or_create(
                 kind=Producer.Kind.ONNX_TAGGER, name=self.name, version=self.version, prompt_version=""
             )
@@ -209,3 +215,82 @@ class TagSuggestion(Proposal):
             versions = MLModelVersion.objects.values_list("producer_id", flat=True)
             self.producer_id = versions.get(pk=self.model_version_id)
         super().save(*args, **kwargs)
+
+
+TEXT_FIELDS = ("title", "caption", "description")
+STAGES = ("title", "caption", "keywords", "description")
+PROFILE_PROMPTS = ("title_prompt", "caption_prompt", "keywords_prompt", "description_prompt")
+PROFILE_VERSIONED = (*PROFILE_PROMPTS, "max_keywords", "caption_max_chars", "description_max_chars", "language", "tone")
+
+
+class PromptProfile(models.Model):
+    """The four stage instructions, keyword limit, language and tone for one catalogue style (travel, studio, ...).
+
+    Versioned: any change to what the model is asked bumps `version`, and `name-vN` is part of the producer, so
+    proposals made under an older wording stay told apart from newer ones.
+    """
+
+    name = models.SlugField(max_length=24, unique=True)
+    version = models.PositiveIntegerField(default=1, editable=False)
+    description = models.CharField(max_length=255, blank=True, help_text="What the profile is for.")
+    title_prompt = models.TextField()
+    caption_prompt = models.TextField()
+    keywords_prompt = models.TextField()
+    description_prompt = models.TextField()
+    max_keywords = models.PositiveSmallIntegerField(default=15)
+    caption_max_chars = models.PositiveIntegerField(default=300)
+    description_max_chars = models.PositiveIntegerField(default=1200)
+    language = models.CharField(max_length=16, default="en", help_text="ISO 639-1 code of the answers' language.")
+    tone = models.CharField(max_length=100, blank=True, help_text="e.g. neutral, warm, technical.")
+    builtin = models.BooleanField(default=False, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.label
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            before = PromptProfile.objects.filter(pk=self.pk).values(*PROFILE_VERSIONED).first()
+            if before and any(before[key] != getattr(self, key) for key in PROFILE_VERSIONED):
+                self.version += 1
+        super().save(*args, **kwargs)
+
+    @property
+    def label(self) -> str:
+        """What producers record as the prompt version."""
+        return f"{self.name}-v{self.version}"
+
+
+class TextProposal(Proposal):
+    """A title, caption or description a VLM proposes for an image; approval stores it on the image (and the text
+    it replaced here, so taking the approval back restores that)."""
+
+    class Field(models.TextChoices):
+        TITLE = "title", "title"
+        CAPTION = "caption", "caption"
+        DESCRIPTION = "description", "description"
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="text_proposals")
+    field = models.CharField(max_length=16, choices=Field.choices)
+    text = models.TextField(help_text="What approval stores (the model's answer, or a moderator's edit of it).")
+    model_text = models.TextField(help_text="The model's own answer.")
+    previous_text = models.TextField(blank=True, help_text="The image's text before the approval.")
+
+    class Meta:
+        ordering = ["image", "field", "-id"]
+        permissions = [("review_textproposal", "Can approve, edit or reject proposed titles, captions, descriptions")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["image", "field", "producer"], condition=Q(status="pending"), name="unique_pending_text"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["producer", "id"], condition=Q(status="pending"), name="text_pending_producer"),
+            models.Index(fields=["image", "field", "status"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image_id}:{self.field} ({self.status})"

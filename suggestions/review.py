@@ -1,13 +1,14 @@
 """Tag suggestions as a review kind: approving tags the image (with what the tag implies), taking the
-approval back removes exactly what it added."""
+approval back removes exactly what it added. Text proposals (VLM titles, captions, descriptions): approving
+stores the text on the image, taking it back restores the text it replaced."""
 
 from collections import defaultdict
 from urllib.parse import urlencode
 
 from django.urls import reverse
 
-from suggestions.models import TagSuggestion
-from tagsite.models import ImageTag, Proposal
+from suggestions.models import TagSuggestion, TextProposal
+from tagsite.models import Image, ImageTag, Proposal
 from tagsite.review import ReviewKind
 from tagsite.services.tags import Tagging, tag_images, untag_images
 
@@ -46,3 +47,54 @@ class TagSuggestions(ReviewKind):
             "external_tag": proposal.external_tag,
             "model_version": proposal.model_version_id,
         }
+
+
+class TextProposals(ReviewKind):
+    model = TextProposal
+    label = "titles, captions and descriptions"
+    screen = "suggestions-texts"
+    related = ("image",)
+    subject_fields = ("image",)
+    decided_fields = ("previous_text",)
+
+    def apply(self, proposals: list[TextProposal], user) -> None:
+        """The image's text becomes the proposal's; a later approval of the same field wins (id order)."""
+        images = Image.objects.in_bulk({p.image_id for p in proposals})
+        for proposal in proposals:
+            image = images[proposal.image_id]
+            proposal.previous_text = getattr(image, proposal.field)
+            setattr(image, proposal.field, proposal.text)
+        Image.objects.bulk_update(images.values(), ["title", "caption", "description"])
+
+    def revert(self, proposals: list[TextProposal], user) -> None:
+        """Only while the image still holds this proposal's text (a person or a later approval may have moved on)."""
+        images = Image.objects.in_bulk({p.image_id for p in proposals})
+        for proposal in proposals:
+            image = images[proposal.image_id]
+            if getattr(image, proposal.field) == proposal.text:
+                setattr(image, proposal.field, proposal.previous_text)
+        Image.objects.bulk_update(images.values(), ["title", "caption", "description"])
+
+    def refuse(self, proposals: list[TextProposal], status: str) -> dict[int, str]:
+        """One pending proposal per image, field and producer: a decided one waits while its producer has a newer
+        pending one."""
+        if status != Proposal.Status.PENDING:
+            return {}
+        keys = {(p.image_id, p.field, p.producer_id) for p in proposals}
+        pending = {
+            (image_id, name, producer_id): pk
+            for pk, image_id, name, producer_id in TextProposal.objects.filter(
+                image_id__in={key[0] for key in keys}, status=Proposal.Status.PENDING
+            ).values_list("pk", "image_id", "field", "producer_id")
+        }
+        refused = {}
+        for proposal in proposals:
+            key = (proposal.image_id, proposal.field, proposal.producer_id)
+            if key in pending and pending[key] != proposal.pk:
+                refused[proposal.pk] = f"a newer {proposal.field} (#{pending[key]}) is pending: decide that one first"
+            else:
+                pending[key] = proposal.pk
+        return refused
+
+    def describe(self, proposal: TextProposal) -> dict:
+        return {"image": proposal.image_id, "field": proposal.field, "text": proposal.text}

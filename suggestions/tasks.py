@@ -1,4 +1,5 @@
-"""Celery tasks of the suggestions app: thin callers of the services. `infer_*` run on the `gpu` queue."""
+"""Celery tasks of the suggestions app: thin callers of the services. `infer_*` run on the `gpu` queue,
+`describe_*` on the `llm` queue."""
 
 from collections.abc import Iterable
 from functools import partial
@@ -9,6 +10,7 @@ from django.db import transaction
 
 from suggestions import services
 from suggestions.models import MLModelVersion
+from suggestions.services.describe import DescribeOptions, run_describe_job
 from tagsite.models import Image, Job
 from tagsite.services.jobs import add_to_rolling_job, job_task, job_to_run, run_job_share, start_job
 
@@ -64,3 +66,21 @@ def start_backlog(model: MLModelVersion | None, limit: int | None, user=None) ->
         "limit": limit,
     }
     return start_job("suggest_tags", infer_backlog, params, user)
+
+
+DESCRIBE_ADVICE = (
+    "The images listed got no answer for some stages (the reason is given for each); their other stages were "
+    "stored for review. Check the endpoint with `manage.py llm_check`, then run again: done stages are skipped."
+)
+
+
+@job_task(advice=DESCRIBE_ADVICE)
+def describe_run(job, progress) -> None:
+    """The VLM stages over the job's images (`llm` queue); the audit goes to the job's folder."""
+    run_describe_job(job, progress)
+
+
+def start_describe(image_ids: list[int], options: dict, user=None) -> Job:
+    """Queue a describe run (pages and API alike); bad options are refused at once."""
+    DescribeOptions(**options)
+    return start_job("describe_images", describe_run, {"image_ids": list(image_ids), "options": options}, user)

@@ -1,10 +1,16 @@
 """The library: images, tags, aliases, implications, per-stage status and job records."""
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector
 from django.db import models
 from django.db.models import F, Q
 
 from tagsite.features import llm_role_choices
+
+# The approved texts as one tsvector ('simple': no stemming, any language); searches must use the same expression
+# so the planner uses the GIN index.
+TEXT_SEARCH_VECTOR = SearchVector("title", "caption", "description", config="simple")
 
 
 class Tag(models.Model):
@@ -102,6 +108,10 @@ class Image(models.Model):
     sidecars = models.JSONField(
         default=dict, blank=True, help_text="Its XMP sidecars' [size, mtime] when last read: a rescan compares them."
     )
+    # Approved texts (VLM stages after review, or typed by a person): written to the files, searched in full text.
+    title = models.CharField(max_length=255, blank=True)
+    caption = models.TextField(blank=True)
+    description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -110,6 +120,7 @@ class Image(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["sha256"], condition=Q(status="ok"), name="unique_ok_image_content"),
         ]
+        indexes = [GinIndex(TEXT_SEARCH_VECTOR, name="image_text_search")]
         permissions = [("write_metadata", "Can write approved tags into image files")]
 
     def __str__(self) -> str:

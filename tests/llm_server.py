@@ -14,7 +14,9 @@ quota_daily, rate_minute, 500, missing_item. Gemini requests reach `chat_rule` i
 (system and user messages, `response_format.json_schema.schema`), so one rule answers both servers.
 """
 
+import base64
 import hashlib
+import io
 import json
 import re
 import threading
@@ -24,7 +26,11 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from PIL import Image as PILImage
+from PIL import ImageStat
+
 OFF_ENUM = "99_Not_A_Category"
+PROBE_MARK = "Structured-output probe"  # tagsite.ai.openai_compat's
 
 
 def first_enum(schema: dict) -> list[str]:
@@ -51,8 +57,19 @@ def schema_answer(schema: dict) -> Any:
     return {"array": [], "string": "test", "number": 0.5, "integer": 0, "boolean": True}.get(kind)
 
 
+def request_schema(body: dict) -> dict:
+    """The schema a request asks for, in any of the three dialects: `json_schema`, `json_object` with a `schema`,
+    or (neither) the system prompt's last line."""
+    form = body.get("response_format") or {}
+    if form.get("type") == "json_schema":
+        return form["json_schema"]["schema"]
+    if form.get("type") == "json_object" and "schema" in form:
+        return form["schema"]
+    return json.loads(body["messages"][0]["content"].rsplit("\n", 1)[-1])
+
+
 def default_rule(body: dict) -> Any:
-    return schema_answer(body["response_format"]["json_schema"]["schema"])
+    return schema_answer(request_schema(body))
 
 
 def categorize_rule(lookup: Callable[[str], str | None] = lambda name: None) -> Callable[[dict], Any]:
@@ -62,7 +79,7 @@ def categorize_rule(lookup: Callable[[str], str | None] = lambda name: None) -> 
     Other requests get the schema's simplest answer (the preflight's round trip)."""
 
     def rule(body: dict) -> Any:
-        schema = body["response_format"]["json_schema"]["schema"]
+        schema = request_schema(body)
         codes = first_enum(schema)
         keys = schema.get("properties", {})
         prompt = user_text(body)
@@ -80,6 +97,43 @@ def categorize_rule(lookup: Callable[[str], str | None] = lambda name: None) -> 
         }
 
     return rule
+
+
+def request_images(body: dict) -> list:
+    """The images of a chat request (data URLs in `image_url` parts), decoded."""
+    content = body["messages"][-1]["content"] if body.get("messages") else ""
+    parts = content if isinstance(content, list) else []
+    urls = [part["image_url"]["url"] for part in parts if part.get("type") == "image_url"]
+    return [PILImage.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) for url in urls]
+
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 180, 30), "blue": (30, 30, 220), "yellow": (230, 220, 30),
+           "white": (245, 245, 245), "black": (10, 10, 10), "grey": (128, 128, 128)}  # fmt: skip
+
+
+def colour_name(image) -> str:
+    """The named colour nearest the image's mean pixel."""
+    mean = ImageStat.Stat(image.convert("RGB")).mean
+    return min(COLOURS, key=lambda name: sum((a - b) ** 2 for a, b in zip(COLOURS[name], mean, strict=True)))
+
+
+def colour_rule(body: dict) -> Any:
+    """Answer a VLM request from the image's mean colour: every string property says the colour (padded to its
+    minLength, cut to its maxLength), every list holds it. So a test sees which image went to which request."""
+    images = request_images(body)
+    if not images:  # a preflight's round trip
+        return default_rule(body)
+    colour = colour_name(images[0])
+    schema = request_schema(body)
+    answer = {}
+    for key, prop in schema.get("properties", {}).items():
+        if prop.get("type") == "array":
+            answer[key] = [colour, f"{colour} picture"][: prop.get("maxItems", 2)]
+        else:
+            text = f"A {colour} picture" if key != "filename" else f"{colour} picture"
+            text = text.ljust(prop.get("minLength", 0), ".")
+            answer[key] = text[: prop.get("maxLength", len(text))]
+    return answer
 
 
 def user_text(body: dict) -> str:
@@ -113,6 +167,11 @@ class _Server:
         self.chat_rule: Callable[[dict], Any] = default_rule
         self.faults: deque[str] = deque()
         self.requests: list[tuple[str, dict]] = []
+        # Structured output it takes (OpenAI-compatible): "json_schema" (LM Studio), "json_object" (llama-cpp-python:
+        # json_schema is an HTTP 500, json_object with a schema works) or "none" (any response_format is a 400).
+        self.dialect = "json_schema"
+        self.images: list = []  # per chat request that carried images: the first one, decoded
+        self.probes: list[tuple[str, dict]] = []
         self.lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
@@ -150,9 +209,10 @@ class _Server:
         self.stop()
 
     def serve(self, handler: "_Handler", path: str, body: dict) -> None:
-        with self.lock:
-            self.requests.append((path, body))
-            fault = self.faults.popleft() if self.faults and path != "models" else None
+        probe = PROBE_MARK in user_text(body) if body.get("messages") else False
+        with self.lock:  # the client's structured-output probe is kept apart: it takes no fault, counts no request
+            (self.probes if probe else self.requests).append((path, body))
+            fault = self.faults.popleft() if self.faults and path != "models" and not probe else None
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -227,9 +287,17 @@ class OpenAITestServer(_Server):
             if fault == "missing_item":
                 data.pop()
             return handler.send_json(200, {"object": "list", "data": data, "model": body.get("model")})
-        if body.get("response_format", {}).get("type") not in (None, "json_schema", "text"):
-            return handler.send_json(400, {"error": {"message": "'response_format.type' must be 'json_schema'"}})
-        text = json.dumps(apply_fault(self.chat_rule(body), fault))
+        form = (body.get("response_format") or {}).get("type")
+        if self.dialect == "json_object" and form == "json_schema":
+            message = "1 validation error: response_format.type Input should be 'text' or 'json_object'"
+            return handler.send_json(500, {"error": {"message": message}})
+        if form not in (None, "text", {"json_schema": "json_schema", "json_object": "json_object"}.get(self.dialect)):
+            return handler.send_json(400, {"error": {"message": f"'response_format.type' {form!r} is not supported"}})
+        if images := request_images(body):
+            with self.lock:
+                self.images.append(images[0])
+        rule = default_rule if PROBE_MARK in user_text(body) else self.chat_rule  # a test's rule answers its requests
+        text = json.dumps(apply_fault(rule(body), fault))
         finish = "stop"
         if fault == "invalid_json":
             text = "Sure! Here are the categories: {items: [oops"

@@ -200,29 +200,37 @@ def _store(model: MLModelVersion, results: list[Result], job_id: int | None) -> 
     for rating, image_ids in by_rating.items():
         if rating:
             Image.objects.filter(pk__in=image_ids).update(rating=rating)
-    mapped, held = resolve_labels(model, [c for r in results for c in r.candidates])
+    stored, held = propose_labels(model, [(r.image, r.candidates) for r in results], job_id)
+    record_stages(STAGE, [(r.image, ImageStage.Status.DONE, "") for r in results])
+    return stored, held, len(results)
+
+
+def propose_labels(
+    model: MLModelVersion, results: list[tuple[Image, list[Candidate]]], job_id: int | None
+) -> tuple[int, int]:
+    """Labels per image through the mappings (aliases and implications applied) into pending suggestions, or held
+    on the unmapped worklist: taggers' labels and VLM keywords alike. Returns (suggestions stored, held)."""
+    mapped, held = resolve_labels(model, [c for _, candidates in results for c in candidates])
     per_image: dict[Image, dict[Tag, Candidate]] = {}
     held_rows = []
-    for result in results:
-        per_image[result.image] = {}
-        for candidate in result.candidates:
+    for image, candidates in results:
+        per_image[image] = {}
+        for candidate in candidates:
             if candidate.label in held:
                 held_rows.append(
                     HeldPrediction(
                         unmapped=held[candidate.label],
-                        image=result.image,
+                        image=image,
                         model_version=model,
                         confidence=candidate.confidence,
                     )
                 )
             elif (target := mapped.get(candidate.label)) is not None:
                 tag, factor = target
-                best = per_image[result.image].get(tag)
+                best = per_image[image].get(tag)
                 if best is None or best.confidence < candidate.confidence * factor:
-                    per_image[result.image][tag] = Candidate(
+                    per_image[image][tag] = Candidate(
                         candidate.label, candidate.category, candidate.confidence * factor
                     )
     HeldPrediction.objects.bulk_create(held_rows, ignore_conflicts=True)
-    stored = create_suggestions(model, per_image, job_id=job_id)
-    record_stages(STAGE, [(r.image, ImageStage.Status.DONE, "") for r in results])
-    return stored, len(held_rows), len(results)
+    return create_suggestions(model, per_image, job_id=job_id), len(held_rows)

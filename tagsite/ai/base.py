@@ -33,6 +33,7 @@ class EndpointConfig:
     max_parallel: int = 4
     temperature: float = 0.1
     max_tokens: int = 4096
+    top_p: float | None = None  # None: the server's default
 
     def described(self) -> dict[str, str]:
         """What a job's parameters say about the endpoint it ran on (never the key)."""
@@ -110,10 +111,20 @@ class EndpointBackend(Capability, ABC, interface=True):
         self.close()
 
 
+# How a server is told the answer's JSON schema, strictest first: the server constrains the answer to it, the
+# server is told it with a looser JSON mode, or only the prompt says it (the answer is validated in every case).
+STRUCTURED_OUTPUTS = ("json_schema", "json_object", "schema_in_prompt")
+
+
 class ChatBackend(EndpointBackend, interface=True):
     @abstractmethod
     def chat_json(self, system: str, user: str, schema: dict, *, name: str = "answer", images: Iterable = ()) -> Any:
-        """Ask for a JSON answer constrained by `schema` (images: paths or PIL images); return it validated."""
+        """Ask for a JSON answer constrained by `schema` (images: paths, PIL images or prepared JPEG bytes); return
+        it validated."""
+
+    def structured_output(self) -> str:
+        """Which of STRUCTURED_OUTPUTS the endpoint takes; backends whose API has one schema mode say `json_schema`."""
+        return STRUCTURED_OUTPUTS[0]
 
 
 class EmbeddingBackend(EndpointBackend, interface=True):

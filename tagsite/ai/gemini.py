@@ -105,12 +105,16 @@ class GeminiClient(ChatBackend, EmbeddingBackend):
     def chat_json(self, system: str, user: str, schema: dict, *, name: str = "answer", images: Iterable = ()) -> Any:
         parts: list = [types.Part.from_text(text=user)]
         parts += [
-            types.Part.from_bytes(data=jpeg_bytes(image, self.image_long_side), mime_type="image/jpeg")
+            types.Part.from_bytes(
+                data=image if isinstance(image, bytes) else jpeg_bytes(image, self.image_long_side),
+                mime_type="image/jpeg",
+            )
             for image in images
         ]
         config = types.GenerateContentConfig(
             system_instruction=system,
             temperature=self.config.temperature,
+            top_p=self.config.top_p,
             max_output_tokens=self.config.max_tokens,
             response_mime_type="application/json",
             response_json_schema=schema,

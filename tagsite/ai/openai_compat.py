@@ -1,15 +1,20 @@
 """OpenAI-compatible chat and embeddings over httpx (LM Studio, Ollama, vLLM, LMDeploy, OpenAI).
 
-Local servers differ in what they accept; `response_format={"type": "json_schema"}` is the one
-structured-output form they all take (LM Studio rejects `json_object`), and answers are validated
-here anyway because small models still stray from the schema.
+Local servers differ in what they accept: LM Studio takes only `response_format={"type": "json_schema"}`,
+llama.cpp's Python server rejects that (HTTP 500) and takes `{"type": "json_object", "schema": ...}`, some
+take neither. The client probes each endpoint once (`structured_output`, cached per server and model), uses
+the strictest form it takes, else puts the schema in the prompt; answers are validated here anyway because
+small models still stray from the schema.
 """
 
 import base64
 import email.utils
 import io
+import json
 import logging
 import random
+import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -20,6 +25,7 @@ import httpx
 from PIL import Image, ImageOps
 
 from tagsite.ai.base import (
+    STRUCTURED_OUTPUTS,
     ChatBackend,
     EmbeddingBackend,
     EndpointConfig,
@@ -34,6 +40,38 @@ from tagsite.ai.base import (
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+JSON_SCHEMA, JSON_OBJECT, SCHEMA_IN_PROMPT = STRUCTURED_OUTPUTS
+PROMPT_SCHEMA_LEAD = "Answer with one JSON value and nothing else. It must match this JSON schema:"
+PROBE_MARK = "Structured-output probe"  # how a test server tells the probe from a stage's requests
+PROBE_SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
+    "required": ["answer"],
+    "additionalProperties": False,
+}
+_dialects: dict[tuple[str, str], str] = {}  # (base URL, model) -> the structured output it takes
+_dialects_lock = threading.Lock()
+_probe_lock = threading.Lock()
+
+
+def forget_structured_outputs() -> None:
+    """Probe every endpoint again (a server was swapped or reconfigured behind the same URL)."""
+    with _dialects_lock:
+        _dialects.clear()
+
+
+def response_format(dialect: str, name: str, schema: dict) -> dict | None:
+    if dialect == JSON_SCHEMA:
+        return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
+    if dialect == JSON_OBJECT:
+        return {"type": "json_object", "schema": schema}
+    return None
+
+
+def strip_fences(text: str) -> str:
+    """A model told the schema in the prompt may wrap its JSON in a Markdown code fence."""
+    match = re.fullmatch(r"\s*```(?:json)?\s*(.*?)\s*```\s*", text or "", flags=re.DOTALL)
+    return match.group(1) if match else text
 
 
 def jpeg_bytes(image: str | Path | Image.Image, long_side: int = 1280, quality: int = 90) -> bytes:
@@ -50,9 +88,11 @@ def jpeg_bytes(image: str | Path | Image.Image, long_side: int = 1280, quality: 
     return buffer.getvalue()
 
 
-def image_data_url(image: str | Path | Image.Image, long_side: int = 1280) -> str:
-    """How OpenAI-compatible servers take an image: a base64 JPEG data URL."""
-    return "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(image, long_side)).decode("ascii")
+def image_data_url(image: str | Path | Image.Image | bytes, long_side: int = 1280) -> str:
+    """How OpenAI-compatible servers take an image: a base64 JPEG data URL (bytes: a JPEG already prepared, so
+    the stages of one image encode it once)."""
+    data = image if isinstance(image, bytes) else jpeg_bytes(image, long_side)
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -114,13 +154,19 @@ class OpenAICompatClient(ChatBackend, EmbeddingBackend):
                 {"type": "image_url", "image_url": {"url": image_data_url(image, self.image_long_side)}}
                 for image in images
             ]
+        dialect = self.structured_output()
+        if dialect == SCHEMA_IN_PROMPT:
+            system = f"{system}\n\n{PROMPT_SCHEMA_LEAD}\n{json.dumps(schema)}"
         body = {
             "model": self.config.model,
             "messages": [{"role": "system", "content": system}, {"role": "user", "content": content}],
             "temperature": self.config.temperature,
             "max_tokens": self.config.max_tokens,
-            "response_format": {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}},
         }
+        if self.config.top_p is not None:
+            body["top_p"] = self.config.top_p
+        if (form := response_format(dialect, name, schema)) is not None:
+            body["response_format"] = form
         payload = self._request("POST", "chat/completions", json=body).json()
         try:
             choice = payload["choices"][0]
@@ -131,7 +177,66 @@ class OpenAICompatClient(ChatBackend, EmbeddingBackend):
             raise LLMTruncated(
                 f"answer cut off at max_tokens={self.config.max_tokens} (finish_reason=length)", raw=text or ""
             )
-        return parse_and_validate(text, schema)
+        return parse_and_validate(strip_fences(text) if dialect == SCHEMA_IN_PROMPT else text, schema)
+
+    def structured_output(self) -> str:
+        """The strictest structured output the endpoint takes, probed once per server and model: `json_schema`,
+        else `json_object` with the schema, else the schema in the prompt (answers are validated either way)."""
+        key = (self.config.base_url.rstrip("/"), self.config.model)
+        with _dialects_lock:
+            if key in _dialects:
+                return _dialects[key]
+        with _probe_lock:  # threads starting together probe once
+            if key in _dialects:
+                return _dialects[key]
+            found = SCHEMA_IN_PROMPT
+            for dialect in (JSON_SCHEMA, JSON_OBJECT):
+                refusal = self._refusal(dialect)
+                if not refusal:
+                    found = dialect
+                    break
+                logger.info(
+                    "%s (%s) refuses response_format %s: %s", self.config.name, self.config.model, dialect, refusal
+                )
+            with _dialects_lock:
+                _dialects[key] = found
+        return found
+
+    def _refusal(self, dialect: str) -> str:
+        """Why the server refuses a tiny request in this dialect ("" when it answers). A 500 is asked twice (it is
+        how llama-cpp-python refuses `json_schema`, and also what a passing fault looks like); a server that is
+        down or keeps answering 429/503 raises, so nothing is cached from it."""
+        body = {
+            "model": self.config.model,
+            "messages": [
+                {"role": "system", "content": "Answer in JSON."},
+                {"role": "user", "content": f"{PROBE_MARK}: is the sky blue on a clear day? Answer yes or no."},
+            ],
+            "max_tokens": 32,
+            "temperature": 0,
+            "response_format": response_format(dialect, "probe", PROBE_SCHEMA),
+        }
+        problem = ""
+        attempts = max(self.attempts, 2)
+        for attempt in range(1, attempts + 1):
+            if attempt > 1:
+                time.sleep(random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (attempt - 2))))
+            try:
+                with self.slot():
+                    response = self.http.post("chat/completions", json=body)
+            except httpx.TransportError as exc:
+                problem = f"cannot connect to {self.config.base_url}: {exc}"
+                continue
+            if response.status_code < 400:
+                return ""
+            problem = f"HTTP {response.status_code}: {response.text[:200]}"
+            if response.status_code == 404:
+                raise LLMModelNotFound(f"{self.config.base_url} answered 404 for model {self.config.model!r}")
+            if response.status_code not in RETRYABLE_STATUS or (response.status_code == 500 and attempt >= 2):
+                return problem
+        raise LLMUnavailable(
+            f"{self.config.name}: {problem} while probing structured output (after {attempts} attempts)"
+        )
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         payload = self._request("POST", "embeddings", json={"model": self.config.model, "input": texts}).json()

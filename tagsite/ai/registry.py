@@ -133,10 +133,12 @@ def check_endpoint(config: EndpointConfig, role: str = "") -> list[Check]:
                 answer = client.chat_json(
                     "Answer in JSON.", "Is the sky blue on a clear day? Answer yes or no.", CHECK_SCHEMA, name="check"
                 )
-                checks.append(Check("structured output", True, f"json_schema round trip answered {answer['answer']!r}"))
+                form = client.structured_output()
+                checks.append(Check("structured output", True, f"{form} round trip answered {answer['answer']!r}"))
         except LLMError as exc:
             step = "embedding" if capability == "embed" else "structured output"
-            checks.append(Check(step, False, f"{exc}. Use a model/server that supports response_format json_schema."))
+            fix = "Use a model/server that answers JSON (json_schema or json_object)."
+            checks.append(Check(step, False, f"{exc}. {fix}"))
         return checks
     finally:
         client.close()

@@ -107,7 +107,9 @@ def tag_label(name: str, display_name: str) -> str:
 
 
 def held_fields(image_ids: Iterable[int]) -> dict[int, dict[str, list[str]]]:
-    """Per image, what tagsite holds to write: its tags (every ImageTag is approved data) and their parents."""
+    """Per image, what tagsite holds to write: its tags (every ImageTag is approved data) and their parents, and its
+    approved title and description (the caption where it has no description). Texts are held only when there are
+    some, so images without texts keep the fingerprint they were written with."""
     rows = Image.tags.through.objects.filter(image_id__in=list(image_ids)).values_list(
         "image_id", "tag_id", "tag__name", "tag__display_name"
     )
@@ -122,6 +124,13 @@ def held_fields(image_ids: Iterable[int]) -> dict[int, dict[str, list[str]]]:
             KEYWORDS: [label for _, label in tags],
             HIERARCHY: [f"{parents[tag_id]}|{label.replace('|', '/')}" for tag_id, label in tags if tag_id in parents],
         }
+    for image_id, title, caption, description in Image.objects.filter(pk__in=list(held)).values_list(
+        "pk", "title", "caption", "description"
+    ):
+        if title:
+            held[image_id][TITLE] = [title]
+        if description or caption:
+            held[image_id][DESCRIPTION] = [description or caption]
     return held
 
 

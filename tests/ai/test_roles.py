@@ -34,7 +34,10 @@ def sent_images(kind: str, body: dict) -> list[str]:
 
 
 def test_the_apps_declare_chat_and_embedding_roles():
-    assert llm_roles() == {"categorize": "chat", "emotion": "chat", "embed": "embed"}
+    assert llm_roles() == {
+        "categorize": "chat", "emotion": "chat", "embed": "embed",
+        "title": "chat", "caption": "chat", "keywords": "chat", "description": "chat",
+    }  # fmt: skip
 
 
 @pytest.mark.django_db

@@ -1,0 +1,78 @@
+"""`describe_images` (seed 003's run): folders in, proposals (or, with --auto-approve, written files) and the audit
+out; preflight first."""
+
+import json
+import subprocess
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from suggestions.models import TextProposal
+from tagsite.models import AutoApproveRule, Decision, Image, Job
+from tests.factories import make_jpeg
+from tests.llm_server import OpenAITestServer, colour_rule
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def vlm():
+    with OpenAITestServer(models=["vlm"]) as server:
+        server.chat_rule = colour_rule
+        yield server
+
+
+def test_proposals_wait_for_review_and_the_audit_is_written(vlm, tmp_path, capsys):
+    (tmp_path / "a" / "sub").mkdir(parents=True)
+    make_jpeg(tmp_path / "a" / "red.jpg", color=(220, 30, 30))
+    make_jpeg(tmp_path / "a" / "sub" / "blue.jpg", color=(30, 30, 220))
+    out = tmp_path / "out.jsonl"
+    call_command(
+        "describe_images", "--input-dir", str(tmp_path / "a"), "--base-url", vlm.url, "--model", "vlm",
+        "--prompt-profile", "travel", "--output-jsonl", str(out), "--summary", str(tmp_path / "summary.md"),
+    )  # fmt: skip
+    assert TextProposal.objects.filter(status="pending").count() == 3  # not recursive: red.jpg only
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["path"].rsplit("/", 1)[1], r["status"], r["metadata"]) for r in records] == [
+        ("red.jpg", "described", "awaiting review")
+    ]
+    assert records[0]["stages"]["caption"]["answer"].startswith("A red picture")
+    summary = (tmp_path / "summary.md").read_text()
+    assert "profile travel-v1" in summary and "| caption | 1 | 0 | 0 |" in summary and "## Highlights" in summary
+    job = Job.objects.get(kind="describe_images")
+    assert job.status == "succeeded" and (tmp_path / "out.jsonl").exists()
+    assert "caption" in capsys.readouterr().out
+    call_command("describe_images", "--input-dir", str(tmp_path / "a"), "--recursive", "--base-url", vlm.url,
+                 "--model", "vlm", "--prompt-profile", "travel")  # fmt: skip
+    assert TextProposal.objects.count() == 6  # blue.jpg now; red.jpg's stages were done
+
+
+def test_auto_approve_writes_the_files_through_the_writer(vlm, tmp_path):
+    make_jpeg(tmp_path / "green.jpg", color=(30, 180, 30))
+    call_command("describe_images", "--input-dir", str(tmp_path), "--base-url", vlm.url, "--model", "vlm",
+                 "--auto-approve", "--skip-preflight")  # fmt: skip
+    image = Image.objects.get()
+    assert image.title.startswith("A green picture") and image.caption and image.description
+    assert AutoApproveRule.objects.get(name="describe_images").active is False
+    assert Decision.objects.filter(rule__name="describe_images").count() == 3
+    found = subprocess.run(
+        ["exiftool", "-j", "-XMP-dc:Title", "-XMP-dc:Subject", str(tmp_path / "green.jpg")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    fields = json.loads(found.stdout)[0]
+    assert fields["Title"].startswith("A green picture") and "green" in fields["Subject"]
+
+
+def test_preflight_stops_a_run_against_a_server_that_is_down(tmp_path):
+    make_jpeg(tmp_path / "red.jpg")
+    with pytest.raises(CommandError, match="preflight failed"):
+        call_command("describe_images", "--input-dir", str(tmp_path), "--base-url", "http://127.0.0.1:9/v1",
+                     "--model", "vlm")  # fmt: skip
+    assert not TextProposal.objects.exists()
+
+
+def test_an_unknown_profile_or_stage_is_a_usage_error(vlm, tmp_path):
+    with pytest.raises(CommandError, match="no prompt profile 'nope'"):
+        call_command("describe_images", "--input-dir", str(tmp_path), "--prompt-profile", "nope")
+    with pytest.raises(CommandError, match="unknown stage 'mood'"):
+        call_command("describe_images", "--input-dir", str(tmp_path), "--stages", "caption,mood")
