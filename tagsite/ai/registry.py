@@ -14,6 +14,7 @@ from functools import partial
 from django.utils.module_loading import import_string
 
 from tagsite.ai.base import CAPABILITIES, EndpointBackend, EndpointConfig, LLMError
+from tagsite.ai.local_embeddings import CONFIG as LOCAL_EMBEDDINGS
 from tagsite.ai.slots import endpoint_slot
 from tagsite.features import llm_roles
 from tagsite.models import LLMEndpoint, LLMRole
@@ -21,7 +22,11 @@ from tagsite.models import LLMEndpoint, LLMRole
 BACKENDS = {
     LLMEndpoint.Kind.OPENAI: "tagsite.ai.openai_compat.OpenAICompatClient",
     LLMEndpoint.Kind.GEMINI: "tagsite.ai.gemini.GeminiClient",
+    "local": "tagsite.ai.local_embeddings.LocalMiniLM",  # no server: the offline default of `embed` roles
 }
+# What a role uses when neither a registry row nor the environment names an endpoint, by capability: embeddings
+# work offline out of the box (chat has no local default: it needs a server).
+OFFLINE_DEFAULTS = {"embed": LOCAL_EMBEDDINGS}
 OVERRIDES = {"URL": "base_url", "MODEL": "model", "KIND": "kind", "MAX_PARALLEL": "max_parallel", "TIMEOUT": "timeout"}
 CHECK_SCHEMA = {
     "type": "object",
@@ -60,6 +65,8 @@ def resolve_role(role: str) -> EndpointConfig:
         config = endpoint_config(row.endpoint, row.model)
     elif os.environ.get(prefix + "URL") or os.environ.get(prefix + "KIND"):
         config = EndpointConfig(name=f"env-{role}")
+    elif roles[role] in OFFLINE_DEFAULTS:
+        config = OFFLINE_DEFAULTS[roles[role]]
     else:
         raise LLMError(f"no endpoint for role {role!r}: add an LLM role in admin or set {prefix}URL")
     changes = {field: os.environ[prefix + key] for key, field in OVERRIDES.items() if os.environ.get(prefix + key)}

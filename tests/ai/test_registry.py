@@ -58,9 +58,11 @@ def test_api_key_is_read_from_the_named_variable_and_never_stored(local, monkeyp
 def test_unknown_or_unconfigured_roles_say_what_to_do(local):
     with pytest.raises(LLMError, match="unknown role 'painting'"):
         resolve_role("painting")
-    LLMRole.objects.filter(role="embed").delete()
-    with pytest.raises(LLMError, match="set TAGSITE_LLM_EMBED_URL"):
-        resolve_role("embed")
+    LLMRole.objects.filter(role="categorize").delete()
+    with pytest.raises(LLMError, match="set TAGSITE_LLM_CATEGORIZE_URL"):
+        resolve_role("categorize")
+    LLMRole.objects.filter(role="embed").delete()  # embeddings fall back to the offline local model
+    assert resolve_role("embed").kind == "local"
 
 
 @pytest.mark.django_db
@@ -107,5 +109,5 @@ def test_a_role_is_refused_an_endpoint_whose_backend_lacks_its_capability(monkey
     assert isinstance(client_for(config, "chat"), ChatOnly)
     with pytest.raises(LLMError, match="lab: a chatonly endpoint offers no embed"):
         client_for(config, "embed")
-    with pytest.raises(LLMError, match="unknown endpoint kind 'anthropic'; kinds are openai, gemini, chatonly"):
+    with pytest.raises(LLMError, match="unknown endpoint kind 'anthropic'; kinds are openai, gemini, local, chatonly"):
         client_for(replace(config, kind="anthropic"))

@@ -1,0 +1,528 @@
+"""Tag embeddings (compute, store, index, look up), near-duplicate clusters, merge proposals and merges."""
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.db import connection, transaction
+from django.db.models import Q
+
+from dedupe.clustering import Cluster, TagInfo, cluster_tags, lexical_key
+from dedupe.models import EmbeddingSpace, MergeMember, MergeProposal, MustNotMerge, TagEmbedding
+from tagsite.ai.base import EmbeddingBackend, EndpointConfig, LLMError
+from tagsite.models import Image, ImageTag, Job, Producer, Proposal, Tag, TagAlias
+from tagsite.services import tags as tag_service
+from tagsite.services.jobs import JobProgress
+
+log = logging.getLogger(__name__)
+RECIPE = "v1"  # underscores to spaces, the display name, the space's prefix
+DEFAULT_THRESHOLD = 0.85  # seed 001's default
+RECOMMENDED_THRESHOLD = 0.9  # MiniLM: lexical keys find the easy half, this band the rest with few siblings
+NEIGHBOURS = 10  # nearest neighbours read per tag from the index
+REVIEW_BAND = 0.1  # near tags down to threshold - band are shown beside a cluster (excluded, to add by hand)
+CHUNK = 1024  # texts embedded and stored per transaction (a killed run keeps every finished chunk)
+
+
+def embedding_text(display_name: str, prefix: str = "") -> str:
+    """The text a tag is embedded from: `prefix` + its display name with underscores as spaces."""
+    return prefix + display_name.replace("_", " ")
+
+
+def space_for(client: EmbeddingBackend, prefix: str = "", activate: bool = False) -> EmbeddingSpace:
+    """The space of this model and recipe (created with its dimensions on first use); the first one is active."""
+    config: EndpointConfig = client.config
+    producer, _ = Producer.objects.get_or_create(
+        kind=Producer.Kind.EMBEDDING, name=config.model or config.name, version="", prompt_version=_recipe(prefix)
+    )
+    space = EmbeddingSpace.objects.filter(producer=producer).first()
+    if space is None:
+        dimensions = len(client.embed([embedding_text("test", prefix)])[0])
+        space = EmbeddingSpace.objects.create(
+            producer=producer, prefix=prefix, dimensions=dimensions, endpoint=config.described()
+        )
+    if activate or not EmbeddingSpace.objects.filter(active=True).exists():
+        activate_space(space)
+    return space
+
+
+def _recipe(prefix: str) -> str:
+    return f"{RECIPE} {prefix.strip()}".strip()[:32]
+
+
+@transaction.atomic
+def activate_space(space: EmbeddingSpace) -> None:
+    EmbeddingSpace.objects.filter(active=True).exclude(pk=space.pk).update(active=False)
+    EmbeddingSpace.objects.filter(pk=space.pk).update(active=True)
+    space.active = True
+
+
+def active_space() -> EmbeddingSpace | None:
+    return EmbeddingSpace.objects.select_related("producer").filter(active=True).first()
+
+
+def embed_array(client: EmbeddingBackend, texts: list[str]) -> np.ndarray:
+    """Unit float32 vectors: the local model gives an array; a server's lists are converted and normalised."""
+    if hasattr(client, "embed_array"):
+        return client.embed_array(texts)
+    vectors = np.asarray(client.embed(texts), dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def stale_tags(space: EmbeddingSpace, tag_ids: Iterable[int] | None = None) -> list[tuple[int, str]]:
+    """(tag id, text) of tags without a vector in the space, or whose text changed since (a renamed tag)."""
+    tags = Tag.objects.all() if tag_ids is None else Tag.objects.filter(pk__in=list(tag_ids))
+    stored = dict(TagEmbedding.objects.filter(space=space).values_list("tag_id", "text").iterator(chunk_size=20000))
+    wanted = []
+    for pk, display_name in tags.order_by("-usage_count", "pk").values_list("pk", "display_name").iterator(20000):
+        text = embedding_text(display_name, space.prefix)
+        if stored.get(pk) != text:
+            wanted.append((pk, text))
+    return wanted
+
+
+def embed_tags(
+    client: EmbeddingBackend,
+    space: EmbeddingSpace,
+    *,
+    batch_size: int = 64,
+    limit: int | None = None,
+    tag_ids: Iterable[int] | None = None,
+    progress: JobProgress | None = None,
+) -> dict[str, int]:
+    """Embed what is missing or stale in the space, most used tags first, a chunk per transaction (resumable:
+    a rerun does only what is left), then make sure the space's HNSW index exists."""
+    todo = stale_tags(space, tag_ids)[:limit] if limit else stale_tags(space, tag_ids)
+    if progress is not None:
+        progress.set_total(len(todo))
+    counts = {"embedded": 0}
+    started = time.monotonic()
+    for start in range(0, len(todo), max(CHUNK, batch_size)):
+        chunk = todo[start : start + max(CHUNK, batch_size)]
+        texts = [text for _, text in chunk]
+        vectors = np.concatenate(
+            [embed_array(client, texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+        )
+        store_vectors(space, [pk for pk, _ in chunk], texts, vectors)
+        counts["embedded"] += len(chunk)
+        if progress is not None:
+            progress.advance(len(chunk), embedded=len(chunk))
+    seconds = time.monotonic() - started
+    if counts["embedded"]:
+        log.info("embedded %d tags in %.1fs (%.0f tags/s)", counts["embedded"], seconds, counts["embedded"] / seconds)
+    ensure_index(space)
+    return counts
+
+
+def store_vectors(space: EmbeddingSpace, tag_ids: list[int], texts: list[str], vectors: np.ndarray) -> None:
+    """Upsert one chunk in one statement (the vectors travel as pgvector's text form)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO dedupe_tagembedding (space_id, tag_id, text, embedding, updated_at) "
+            "SELECT %s, t.tag_id, t.text, t.embedding::vector, now() "
+            "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS t(tag_id, text, embedding) "
+            "WHERE EXISTS (SELECT 1 FROM tagsite_tag WHERE id = t.tag_id) "  # a tag deleted meanwhile is skipped
+            "ON CONFLICT (space_id, tag_id) DO UPDATE SET text = EXCLUDED.text, embedding = EXCLUDED.embedding, "
+            "updated_at = EXCLUDED.updated_at",
+            [space.pk, tag_ids, texts, [_literal(v) for v in vectors]],
+        )
+
+
+def _literal(vector: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.6g}" for x in vector.tolist()) + "]"
+
+
+def _column(space: EmbeddingSpace) -> str:
+    """The indexed expression: queries must spell it the same way for PostgreSQL to use the index."""
+    return f"(embedding::vector({int(space.dimensions)}))"
+
+
+def ensure_index(space: EmbeddingSpace) -> None:
+    """The space's HNSW cosine index (a partial expression index: one per space, each of its own dimension)."""
+    with connection.cursor() as cursor:
+        if connection.in_atomic_block:  # deferred foreign-key checks of this transaction's inserts block an index
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("SET maintenance_work_mem = '512MB'")
+        cursor.execute(
+            f"CREATE INDEX IF NOT EXISTS {space.index_name} ON dedupe_tagembedding "
+            f"USING hnsw ({_column(space)} vector_cosine_ops) WHERE space_id = {int(space.pk)}"
+        )
+        cursor.execute("RESET maintenance_work_mem")
+
+
+def vectors_for(space: EmbeddingSpace, tag_ids: list[int]) -> np.ndarray:
+    """Stored unit vectors, rows in the ids' order (every id must have one)."""
+    rows = dict(
+        TagEmbedding.objects.filter(space=space, tag_id__in=tag_ids).values_list("tag_id", "embedding").iterator(5000)
+    )
+    return np.stack([np.asarray(rows[pk], dtype=np.float32) for pk in tag_ids])
+
+
+@dataclass
+class Similar:
+    tag: Tag
+    similarity: float
+
+
+def similar_to_vector(space: EmbeddingSpace, vector, k: int = 10, exclude: Iterable[int] = ()) -> list[Similar]:
+    """The k nearest tags of the space by cosine, from its HNSW index."""
+    exclude = list(exclude)
+    column = _column(space)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT tag_id, 1 - ({column} <=> %s::vector) FROM dedupe_tagembedding "  # noqa: S608 - our own column
+            f"WHERE space_id = %s AND NOT (tag_id = ANY(%s)) ORDER BY {column} <=> %s::vector LIMIT %s",
+            [_literal(np.asarray(vector)), space.pk, exclude, _literal(np.asarray(vector)), k],
+        )
+        rows = cursor.fetchall()
+    tags = Tag.objects.in_bulk([pk for pk, _ in rows])
+    return [Similar(tags[pk], float(sim)) for pk, sim in rows if pk in tags]
+
+
+def similar_tags(tag: Tag, k: int = 10, space: EmbeddingSpace | None = None) -> list[Similar]:
+    """Tags nearest to `tag` in the active space; a tag not embedded yet is embedded now when the space is the
+    local model (milliseconds), otherwise it has no neighbours until `embed_tags` runs."""
+    space = space or active_space()
+    if space is None:
+        return []
+    vector = TagEmbedding.objects.filter(space=space, tag=tag).values_list("embedding", flat=True).first()
+    if vector is None:
+        client = local_client_for(space)
+        if client is None:
+            return []
+        vector = embed_array(client, [embedding_text(tag.display_name, space.prefix)])[0]
+    return similar_to_vector(space, vector, k, exclude=[tag.pk])
+
+
+def similar_to_text(text: str, k: int = 5, space: EmbeddingSpace | None = None) -> list[Similar]:
+    """Tags nearest to a typed text (autocomplete's "did you mean"), for the local model only (no server call
+    per keystroke)."""
+    space = space or active_space()
+    client = local_client_for(space) if space else None
+    if client is None or not text.strip():
+        return []
+    return similar_to_vector(space, embed_array(client, [embedding_text(text, space.prefix)])[0], k)
+
+
+def local_client_for(space: EmbeddingSpace) -> EmbeddingBackend | None:
+    from tagsite.ai.local_embeddings import LocalMiniLM
+
+    if space.endpoint.get("kind") != "local":
+        return None
+    return LocalMiniLM()
+
+
+def neighbour_pairs(
+    space: EmbeddingSpace, min_similarity: float, k: int = NEIGHBOURS, tag_ids: list[int] | None = None
+) -> list[tuple[int, int, float]]:
+    """(a, b, similarity) with a < b for each tag's k nearest neighbours at or above `min_similarity`: one
+    statement walking the HNSW index once per tag (LATERAL), never an n x n matrix."""
+    dims = int(space.dimensions)
+    a, b = f"(a.embedding::vector({dims}))", f"(b.embedding::vector({dims}))"
+    scope = "AND a.tag_id = ANY(%s)" if tag_ids is not None else ""
+    params = [space.pk, k, space.pk] + ([tag_ids] if tag_ids is not None else [])
+    found: dict[tuple[int, int], float] = {}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL hnsw.ef_search = {max(40, 2 * k)}")
+        cursor.execute(
+            f"SELECT a.tag_id, n.tag_id, n.sim FROM dedupe_tagembedding a CROSS JOIN LATERAL ("  # noqa: S608
+            f"SELECT b.tag_id, 1 - ({b} <=> {a}) AS sim FROM dedupe_tagembedding b WHERE b.space_id = %s "
+            f"ORDER BY {b} <=> {a} LIMIT %s) n WHERE a.space_id = %s {scope}",
+            params,
+        )
+        for left, right, sim in cursor.fetchall():
+            if left != right and sim >= min_similarity:
+                key = (min(left, right), max(left, right))
+                found[key] = max(found.get(key, 0.0), float(sim))
+    return [(a, b, sim) for (a, b), sim in found.items()]
+
+
+def scope_tag_ids(folder: str) -> list[int]:
+    """Tags of the images under a folder (seed 001's one argument)."""
+    root = str(Path(folder).resolve()).rstrip("/") + "/"
+    images = Image.objects.filter(path__startswith=root)
+    return list(ImageTag.objects.filter(image__in=images).values_list("tag_id", flat=True).distinct())
+
+
+def blocked_pairs() -> set[tuple[int, int]]:
+    return {(min(a, b), max(a, b)) for a, b in MustNotMerge.objects.values_list("tag_a_id", "tag_b_id")}
+
+
+def alias_keys() -> dict[str, int]:
+    """Lexical key of every alias name -> the tag it names: a tag written like a known alias joins its target."""
+    return {lexical_key(name): tag_id for name, tag_id in TagAlias.objects.values_list("antecedent", "tag_id")}
+
+
+def find_clusters(
+    space: EmbeddingSpace,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    min_cluster_size: int = 2,
+    tag_ids: list[int] | None = None,
+    k: int = NEIGHBOURS,
+) -> list[Cluster]:
+    """Clusters over the space's tags (or the scoped ones), guarded; see dedupe.clustering."""
+    tags = Tag.objects.filter(embeddings__space=space)
+    if tag_ids is not None:
+        tags = tags.filter(pk__in=tag_ids)
+    infos = [
+        TagInfo(pk, name, usage, category)
+        for pk, name, usage, category in tags.values_list("pk", "name", "usage_count", "danbooru_category").iterator(
+            20000
+        )
+    ]
+    pairs = neighbour_pairs(space, threshold - REVIEW_BAND, k, tag_ids)
+    return cluster_tags(
+        infos,
+        pairs,
+        lambda ids: vectors_for(space, ids),
+        threshold=threshold,
+        alias_targets=alias_keys(),
+        blocked=blocked_pairs(),
+        min_cluster_size=min_cluster_size,
+    )
+
+
+def affected_files(cluster: Cluster, limit: int = 20) -> dict[str, list[str]]:
+    """Per non-representative member, up to `limit` file paths that carry it (seed 001's report)."""
+    ids = [t.id for t in cluster.members if t.id != cluster.representative.id]
+    found: dict[str, list[str]] = defaultdict(list)
+    names = {t.id: t.name for t in cluster.members}
+    for tag_id, path in ImageTag.objects.filter(tag_id__in=ids).values_list("tag_id", "image__path")[: limit * 10]:
+        if len(found[names[tag_id]]) < limit:
+            found[names[tag_id]].append(path)
+    return dict(found)
+
+
+def report(clusters: list[Cluster], *, threshold: float, space: EmbeddingSpace, seconds: float, files: bool) -> dict:
+    """Seed 001's `tag_deduplication_report_embedding.json`: clusters with members, frequencies, similarity to
+    the representative, and the files a merge would rewrite."""
+    return {
+        "model": str(space.producer),
+        "similarity_threshold": threshold,
+        "seconds": round(seconds, 2),
+        "clusters_found": len(clusters),
+        "tags_merged": sum(len(c.members) - 1 for c in clusters),
+        "clusters": [
+            {
+                "representative": c.representative.name,
+                "confidence": round(c.confidence, 4),
+                "members": [
+                    {
+                        "tag": t.name,
+                        "frequency": t.usage_count,
+                        "similarity": round(c.similarity[t.id], 4),
+                        "reason": c.reasons[t.id],
+                    }
+                    for t in c.members
+                ],
+                "not_included": [{"tag": t.name, "similarity": round(sim, 4)} for t, sim in c.excluded],
+                **({"affected_files": affected_files(c)} if files else {}),
+            }
+            for c in clusters
+        ],
+    }
+
+
+# Proposals and merges
+
+
+def pending_member_tags() -> set[int]:
+    return set(
+        MergeMember.objects.filter(proposal__status=Proposal.Status.PENDING, included=True).values_list(
+            "tag_id", flat=True
+        )
+    )
+
+
+@transaction.atomic
+def propose(clusters: list[Cluster], producer: Producer, job: Job | None = None) -> list[MergeProposal]:
+    """One pending MergeProposal per cluster; a cluster that shares a tag with a pending proposal waits for it."""
+    busy = pending_member_tags()
+    created = []
+    for cluster in clusters:
+        ids = {t.id for t in cluster.members}
+        if ids & busy:
+            continue
+        busy |= ids
+        proposal = MergeProposal.objects.create(
+            producer=producer,
+            job=job,
+            confidence=cluster.confidence,
+            representative_id=cluster.representative.id,
+            representative_name=cluster.representative.name,
+            excluded=[{"tag": t.id, "name": t.name, "similarity": round(sim, 4)} for t, sim in cluster.excluded],
+        )
+        MergeMember.objects.bulk_create(
+            [
+                MergeMember(
+                    proposal=proposal,
+                    tag_id=t.id,
+                    name=t.name,
+                    usage_count=t.usage_count,
+                    danbooru_category=t.danbooru_category,
+                    similarity=cluster.similarity[t.id],
+                    reason=cluster.reasons[t.id],
+                )
+                for t in cluster.members
+            ]
+        )
+        created.append(proposal)
+    from tagsite.review.services import auto_approve
+
+    if created:
+        auto_approve("mergeproposal", MergeProposal.objects.filter(pk__in=[p.pk for p in created]))
+    return created
+
+
+def keep_apart(tag_a: int, tag_b: int, user=None) -> None:
+    """Remember that two tags must never be proposed together again."""
+    a, b = min(tag_a, tag_b), max(tag_a, tag_b)
+    if a != b and not MustNotMerge.objects.filter(Q(tag_a=a, tag_b=b) | Q(tag_a=b, tag_b=a)).exists():
+        MustNotMerge.objects.create(tag_a_id=a, tag_b_id=b, created_by=user)
+
+
+class MergeError(ValueError):
+    """An edit of a proposal that cannot be made (not pending, not a member); the message says why."""
+
+
+@transaction.atomic
+def set_representative(proposal: MergeProposal, tag_id: int) -> None:
+    """A moderator's choice of the tag the others become (a member that is still included)."""
+    proposal = MergeProposal.objects.select_for_update().get(pk=proposal.pk)
+    if proposal.status != Proposal.Status.PENDING:
+        raise MergeError("only a pending proposal can be edited")
+    member = proposal.members.filter(tag_id=tag_id, included=True).first()
+    if member is None:
+        raise MergeError("the representative must be an included member of the cluster")
+    proposal.representative_id, proposal.representative_name = tag_id, member.name
+    proposal.save(update_fields=["representative", "representative_name"])
+
+
+@transaction.atomic
+def drop_member(proposal: MergeProposal, tag_id: int, user=None) -> None:
+    """Leave a member out of the merge; it is remembered as must-not-merge with every other member."""
+    proposal = MergeProposal.objects.select_for_update().get(pk=proposal.pk)
+    if proposal.status != Proposal.Status.PENDING:
+        raise MergeError("only a pending proposal can be edited")
+    if tag_id == proposal.representative_id:
+        raise MergeError("choose another representative before dropping this one")
+    if not proposal.members.filter(tag_id=tag_id, included=True).exists():
+        raise MergeError("not an included member of this proposal")
+    proposal.members.filter(tag_id=tag_id).update(included=False)
+    for other in proposal.members.filter(included=True).values_list("tag_id", flat=True):
+        if other is not None:
+            keep_apart(tag_id, other, user)
+
+
+@transaction.atomic
+def add_member(proposal: MergeProposal, tag_id: int) -> None:
+    """Add a tag (one of the near tags left out, or any) to a pending proposal."""
+    proposal = MergeProposal.objects.select_for_update().get(pk=proposal.pk)
+    if proposal.status != Proposal.Status.PENDING:
+        raise MergeError("only a pending proposal can be edited")
+    tag = Tag.objects.get(pk=tag_id)
+    similarity = next((e["similarity"] for e in proposal.excluded if e["tag"] == tag_id), 0.0)
+    MergeMember.objects.update_or_create(
+        proposal=proposal,
+        name=tag.name,
+        defaults={
+            "tag": tag,
+            "usage_count": tag.usage_count,
+            "danbooru_category": tag.danbooru_category,
+            "similarity": similarity,
+            "reason": "human",
+            "included": True,
+        },
+    )
+
+
+def apply_merges(proposals: list[MergeProposal], user) -> list[int]:
+    """Each included member becomes an alias of the representative (tagsite's Danbooru rules: images, suggestions,
+    mappings, categories, proposals follow in bulk SQL); what was taken away is kept in `undo`. Returns the ids of
+    the images whose tags changed (dirty for the metadata writer)."""
+    touched: set[int] = set()
+    for proposal in proposals:
+        target = proposal.representative
+        if target is None:
+            raise MergeError(f"proposal #{proposal.pk}: its representative tag no longer exists")
+        members = list(
+            Tag.objects.filter(merge_memberships__proposal=proposal, merge_memberships__included=True).exclude(
+                pk=target.pk
+            )
+        )
+        target_images = set(ImageTag.objects.filter(tag=target).values_list("image_id", flat=True))
+        undo = {"target": target.name, "target_images": sorted(target_images), "members": []}
+        for tag in members:
+            links = list(ImageTag.objects.filter(tag=tag).values_list("image_id", "source"))
+            undo["members"].append(
+                {
+                    "name": tag.name,
+                    "display_name": tag.display_name,
+                    "danbooru_category": tag.danbooru_category,
+                    "images": links,
+                    "aliases": list(TagAlias.objects.filter(tag=tag).values_list("antecedent", flat=True)),
+                }
+            )
+            touched.update(image_id for image_id, _ in links)
+            tag_service.create_alias(tag.name, target.name, user)
+        proposal.undo = undo
+    return sorted(touched)
+
+
+def revert_merges(proposals: list[MergeProposal], user) -> list[int]:
+    """Undo from the audit: each member tag comes back with its name, category, images and aliases; the
+    representative leaves the images that had it only through the merge. Returns the images touched."""
+    touched: set[int] = set()
+    for proposal in proposals:
+        undo = proposal.undo or {}
+        target = Tag.objects.filter(name=undo.get("target")).first()
+        before = set(undo.get("target_images", ()))
+        for member in undo.get("members", ()):
+            TagAlias.objects.filter(antecedent=member["name"]).delete()
+            tag, _ = Tag.objects.get_or_create(
+                name=member["name"],
+                defaults={"display_name": member["display_name"], "danbooru_category": member["danbooru_category"]},
+            )
+            TagAlias.objects.filter(antecedent__in=member["aliases"]).update(tag=tag)
+            ImageTag.objects.bulk_create(
+                [ImageTag(image_id=image_id, tag=tag, source=source) for image_id, source in member["images"]],
+                ignore_conflicts=True,
+            )
+            MergeMember.objects.filter(proposal=proposal, name=tag.name).update(tag=tag)
+            images = {image_id for image_id, _ in member["images"]}
+            if target is not None:
+                ImageTag.objects.filter(tag=target, image_id__in=images - before).delete()
+            touched |= images
+            tag_service.refresh_usage_counts([tag.pk])
+        if target is not None:
+            tag_service.refresh_usage_counts([target.pk])
+        proposal.undo = {}
+    return sorted(touched)
+
+
+def reject_pairs(proposals: list[MergeProposal], user) -> None:
+    """A rejected cluster: its representative and each member are remembered as must-not-merge."""
+    for proposal in proposals:
+        ids = [pk for pk in proposal.members.filter(included=True).values_list("tag_id", flat=True) if pk]
+        for other in ids:
+            if proposal.representative_id and other != proposal.representative_id:
+                keep_apart(proposal.representative_id, other, user)
+
+
+def client_for_options(url: str = "", model: str = "", kind: str = "") -> EmbeddingBackend:
+    """The embedder seed 001's options name (`--embedding-url`, `--embedding-model`), else the `embed` role's."""
+    from tagsite.ai.registry import client_for, client_for_role
+
+    if url:
+        base = url.rstrip("/")
+        base = base if base.endswith("/v1") else base + "/v1"
+        return client_for(
+            EndpointConfig(name="embedding-url", kind=kind or "openai", base_url=base, model=model), "embed"
+        )
+    if model:
+        raise LLMError("--embedding-model needs --embedding-url (or set the embed role's model in admin)")
+    return client_for_role("embed")
