@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
+from django.db import connection, transaction
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, UniqueConstraint
 from django.db.models.functions import Coalesce
 
 from tagsite.models import Image, ImageTag, Tag, TagAlias, TagImplication
@@ -288,40 +288,73 @@ def create_alias(antecedent_raw: str, target_raw: str, user=None) -> TagAlias:
     return alias
 
 
-def merge_tags(old: Tag, target: Tag) -> None:
+def merge_tags(old: Tag, target: Tag) -> dict[str, int]:
     """Move everything of `old` onto `target`, then delete `old`.
 
-    Other apps' rows that point at the tag (mappings, suggestions with their review audit, category
-    proposals) move too; one that would duplicate a row the target already has goes with `old`.
+    Image links move in one INSERT ... SELECT (an image that has both keeps one link, a given source winning
+    over implied). Other apps' rows that point at the tag (mappings, suggestions with their review audit,
+    category proposals, embeddings) move in one UPDATE per relation; a row that would duplicate one the
+    target already has under a unique constraint is deleted, and counted. Returns those counts per model.
     """
-    moved = [
-        ImageTag(image_id=link.image_id, tag=target, source=link.source, added_by_id=link.added_by_id)
-        for link in ImageTag.objects.filter(tag=old)
-    ]
-    ImageTag.objects.bulk_create(moved, ignore_conflicts=True)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO tagsite_imagetag (image_id, tag_id, source, model_name, added_by_id, created_at) "
+            "SELECT image_id, %s, source, model_name, added_by_id, created_at FROM tagsite_imagetag "
+            "WHERE tag_id = %s ORDER BY image_id "
+            "ON CONFLICT (image_id, tag_id) DO UPDATE SET source = EXCLUDED.source, model_name = EXCLUDED.model_name, "
+            "added_by_id = EXCLUDED.added_by_id WHERE tagsite_imagetag.source = 'implied' "
+            "AND EXCLUDED.source <> 'implied'",
+            [target.pk, old.pk],
+        )
     for implication in TagImplication.objects.filter(antecedent=old).exclude(consequent=target):
         TagImplication.objects.get_or_create(antecedent=target, consequent=implication.consequent)
     for implication in TagImplication.objects.filter(consequent=old).exclude(antecedent=target):
         TagImplication.objects.get_or_create(antecedent=implication.antecedent, consequent=target)
     TagAlias.objects.filter(tag=old).update(tag=target)
-    _repoint_references(old, target)
+    dropped = _repoint_references(old, target)
     old.delete()
     refresh_usage_counts([target.pk])
+    return dropped
 
 
-def _repoint_references(old: Tag, target: Tag) -> None:
+def _repoint_references(old: Tag, target: Tag) -> dict[str, int]:
+    """One UPDATE per relation to Tag: rows that would break one of their model's unique constraints (the
+    target already has the equivalent row) stay behind and are deleted, counted per model, never skipped."""
     handled = {ImageTag, TagAlias, TagImplication}
+    dropped: dict[str, int] = {}
     for relation in Tag._meta.related_objects:
-        if not relation.one_to_many or relation.related_model in handled:
+        if not relation.one_to_many and not relation.one_to_one or relation.related_model in handled:
             continue
-        field = relation.field.name
-        for row in relation.related_model.objects.filter(**{field: old}):
-            setattr(row, field, target)
-            try:
-                with transaction.atomic():
-                    row.save(update_fields=[field])
-            except IntegrityError:
-                pass  # the target already has its equivalent
+        model, field = relation.related_model, relation.field.name
+        rows = model._base_manager.filter(**{field: old})
+        for conflict in _unique_conflicts(model, field, target):
+            rows = rows.exclude(conflict)
+        rows.update(**{field: target})
+        leftover, _ = model._base_manager.filter(**{field: old}).delete()
+        if leftover:
+            dropped[model._meta.label] = leftover
+    return dropped
+
+
+def _unique_conflicts(model, field: str, target: Tag) -> list[Q]:
+    """For each unique constraint of `model` that includes `field`: rows that would collide with a row the
+    target already has (same other fields, both inside the constraint's condition)."""
+    found = []
+    uniques = [((field,), None)] if model._meta.get_field(field).unique else []
+    uniques += [
+        (tuple(c.fields), c.condition)
+        for c in model._meta.constraints
+        if isinstance(c, UniqueConstraint) and field in c.fields
+    ]
+    uniques += [(tuple(fields), None) for fields in model._meta.unique_together if field in fields]
+    for fields, condition in uniques:
+        twin = model._base_manager.filter(**{field: target}, **{f: OuterRef(f) for f in fields if f != field})
+        if condition is not None:
+            twin = twin.filter(condition)
+            found.append(condition & Q(Exists(twin)))
+        else:
+            found.append(Q(Exists(twin)))
+    return found
 
 
 @transaction.atomic
