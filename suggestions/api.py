@@ -1,17 +1,21 @@
-"""REST API of suggestions: the review queue, decisions (moderators only), model versions, the worklist."""
+"""REST API of suggestions: the review queue, decisions (moderators only), model versions, the worklist, and
+accepting (edited) VLM texts."""
 
+from django.db import transaction
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status, viewsets
+from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from suggestions import services
 from suggestions.filters import QueueQuerySerializer, WorklistFilterSerializer
-from suggestions.models import MLModelVersion, TagSuggestion, UnmappedTag
+from suggestions.models import MLModelVersion, TagSuggestion, TextProposal, UnmappedTag
 from suggestions.tasks import start_backlog
 from tagsite.api import JobSerializer
-from tagsite.models import Image
+from tagsite.models import Image, Proposal
 from tagsite.pagination import CappedCursorPagination
+from tagsite.review import services as review
 from tagsite.review.api import CanReview
 
 
@@ -197,3 +201,53 @@ class UnmappedTagViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(parameters=[WorklistFilterSerializer])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
+
+
+class TextEditSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    text = serializers.CharField(required=False, allow_blank=False, max_length=20_000, trim_whitespace=True)
+
+
+class TextAcceptSerializer(serializers.Serializer):
+    items = TextEditSerializer(many=True, allow_empty=False, max_length=1000)
+    via = serializers.ChoiceField(choices=VIA, default="api", help_text="Recorded in the audit.")
+
+
+class TextAccept(APIView):
+    """Accept titles, captions and descriptions, each as proposed or as edited (`text`): edit-and-accept in one
+    step. An edit changes only a pending proposal (the model's own answer stays in `model_text`); the decision
+    goes through the review core like every other."""
+
+    permission_classes = [permissions.IsAdminUser, CanReview]
+    review_kind = "textproposal"
+
+    @extend_schema(request=TextAcceptSerializer, responses=dict)
+    def post(self, request):
+        data = TextAcceptSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        edits = {item["id"]: " ".join(item["text"].split()) for item in data.validated_data["items"] if "text" in item}
+        too_long = TextProposal.objects.filter(pk__in=list(edits), field=TextProposal.Field.TITLE)
+        for pk in too_long.values_list("pk", flat=True):
+            if len(edits[pk]) > Image._meta.get_field("title").max_length:
+                return Response({"detail": f"title #{pk} is longer than 255 characters"}, status=400)
+        ids = [item["id"] for item in data.validated_data["items"]]
+        with transaction.atomic():
+            pending = TextProposal.objects.select_for_update().filter(
+                pk__in=list(edits), status=Proposal.Status.PENDING
+            )
+            for proposal in pending:
+                if proposal.text != edits[proposal.pk]:
+                    proposal.text = edits[proposal.pk]
+                    proposal.save(update_fields=["text"])
+            outcome = review.decide(
+                kind="textproposal", ids=ids, status=Proposal.Status.APPROVED, user=request.user,
+                via=data.validated_data["via"],
+            )  # fmt: skip
+        return Response(
+            {
+                "changed": outcome.changed,
+                "skipped": outcome.skipped,
+                "missing": outcome.missing,
+                "refused": {str(pk): why for pk, why in outcome.refused.items()},
+            }
+        )

@@ -12,5 +12,7 @@ urlpatterns = [
     path("suggestions/", views.review_queue, name="suggestions-review"),
     path("suggestions/unmapped/", views.unmapped, name="suggestions-unmapped"),
     path("suggestions/report/", views.report, name="suggestions-report"),
+    path("suggestions/texts/", views.text_review, name="suggestions-texts"),
+    path("api/text-proposals/accept/", api.TextAccept.as_view(), name="api-text-accept"),
     path("", include(router.urls)),
 ]

@@ -1,10 +1,11 @@
-"""Pages: the review queue, the unmapped-label worklist and the learning-from-review report."""
+"""Pages: the review queue, the unmapped-label worklist, the learning-from-review report and the VLM texts' review."""
 
 from collections import defaultdict
 
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.shortcuts import redirect, render
 
 from suggestions import services
@@ -16,9 +17,9 @@ from suggestions.filters import (
     error_lines,
     page_query,
 )
-from suggestions.models import MLModelVersion, TagSuggestion, UnmappedTag
+from suggestions.models import MLModelVersion, TagSuggestion, TextProposal, UnmappedTag
 from tagsite.access import require
-from tagsite.models import Tag
+from tagsite.models import Image, Tag
 from tagsite.services.lists import capped_count, count_label, keyset_page, page_key
 
 CATEGORY_ORDER = [Tag.DanbooruCategory.CHARACTER, Tag.DanbooruCategory.COPYRIGHT, Tag.DanbooruCategory.ARTIST]
@@ -154,3 +155,52 @@ def _chosen_thresholds(values: list[str]) -> dict[int, dict[str, float | None]]:
             raise ValueError(f"{value!r} is not model:threshold:label")  # a nan fails the range check too
         chosen[int(model_id)][label] = None if off else float(threshold)
     return chosen
+
+
+TEXT_REVIEW = "suggestions.review_textproposal"
+
+
+def text_review(request):
+    """The VLM stages' review screen: per image (large), each field's pending proposal editable in place, keyword
+    chips, "Apply metadata"; keyset pages of images with pending texts or VLM keywords (`?producer=` narrows)."""
+    texts = TextProposal.objects.filter(status=TextProposal.Status.PENDING)
+    keywords = TagSuggestion.objects.filter(
+        status=TagSuggestion.Status.PENDING, model_version__kind=MLModelVersion.Kind.VLM
+    )
+    if (producer := request.GET.get("producer", "")).isdigit():
+        texts, keywords = texts.filter(producer_id=producer), keywords.filter(producer_id=producer)
+    images = Image.objects.filter(Q(pk__in=texts.values("image_id")) | Q(pk__in=keywords.values("image_id")))
+    after, before = page_key(request.GET.get("after")), page_key(request.GET.get("before"))
+    page = keyset_page(images, 12, after=after, before=before, oldest_first=True)
+    ids = [image.pk for image in page]
+    by_image: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for proposal in texts.filter(image_id__in=ids).select_related("producer").order_by("pk"):
+        by_image[proposal.image_id][proposal.field].append(proposal)
+    chips: dict[int, list[dict]] = defaultdict(list)
+    rows = keywords.filter(image_id__in=ids).order_by("-confidence", "pk")
+    for pk, image_id, label, display, confidence in rows.values_list(
+        "pk", "image_id", "external_tag", "tag__display_name", "confidence"
+    ):
+        chips[image_id].append({"pk": pk, "label": label, "display": display, "confidence": confidence})
+    cards = [
+        {
+            "image": image,
+            "fields": [(name, getattr(image, name), by_image[image.pk][name]) for name in TextProposal.Field.values],
+            "keywords": chips[image.pk],
+        }
+        for image in page
+    ]
+    query = request.GET.copy()
+    for key in ("after", "before"):
+        query.pop(key, None)
+    return render(
+        request,
+        "suggestions/texts.html",
+        {
+            "cards": cards,
+            "page": page,
+            "query": query.urlencode(),
+            "can_review": request.user.has_perm(TEXT_REVIEW) and request.user.has_perm(REVIEW),
+            "can_write": request.user.has_perm("tagsite.write_metadata"),
+        },
+    )

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from tagsite.access import require
 from tagsite.models import Image, Job
+from tagsite.review.services import pending_about_image
 from tagsite.services.ingest import ImportRefused, check_import_folder
 from tagsite.services.jobs import request_cancel, start_job
 from tagsite.services.lists import capped_count, count_label, keyset_page, page_key, tag_names_by_image
@@ -57,7 +58,8 @@ def library(request):
 def image_detail(request, pk: int):
     image = get_object_or_404(Image.objects.prefetch_related("image_tags__tag", "stages"), pk=pk)
     metadata = comparison(image) if image.status == Image.Status.OK else None  # the file against tagsite
-    return render(request, "tagsite/image_detail.html", {"image": image, "metadata": metadata})
+    proposals = pending_about_image(image.pk, request.user)
+    return render(request, "tagsite/image_detail.html", {"image": image, "metadata": metadata, "proposals": proposals})
 
 
 def upload(request):

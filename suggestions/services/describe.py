@@ -25,6 +25,7 @@ from django.db import connections, transaction
 from django.db.models import QuerySet
 
 from suggestions.models import STAGES, TEXT_FIELDS, MLModelVersion, PromptProfile, TagSuggestion, TextProposal
+from suggestions.profiles import BUILTIN_PROFILES, ensure_builtin_profiles
 from suggestions.services.review import Candidate
 from suggestions.services.run import propose_labels
 from tagsite.ai.base import ChatBackend, EndpointConfig, LLMError, LLMInvalidOutput, LLMTruncated
@@ -151,6 +152,13 @@ def keyword_model(config: EndpointConfig, profile: PromptProfile) -> MLModelVers
     return version
 
 
+def get_profile(name: str) -> PromptProfile:
+    """A profile by name; a built-in one that was deleted comes back as shipped."""
+    if name in BUILTIN_PROFILES:
+        ensure_builtin_profiles()
+    return PromptProfile.objects.get(name=name)
+
+
 def max_keywords(profile: PromptProfile, options: DescribeOptions) -> int:
     return max(1, options.max_keywords or profile.max_keywords)
 
@@ -233,39 +241,61 @@ def shorten(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def ask_validated(
+    client: ChatBackend,
+    system: str,
+    prompt: str,
+    schema: dict,
+    image: bytes,
+    read: Callable[[dict], tuple[object, list[str], str]],
+    *,
+    name: str,
+    salvage: Callable[[object], tuple[object, list[str]] | None] = lambda data: None,
+) -> tuple[object, list[str], int]:
+    """Ask for a JSON answer about an image; `read(data)` gives (value, notes, problem). An answer that is not JSON,
+    off the schema, cut off, or has a problem is asked again once, saying what was wrong; `salvage(data)` may keep
+    a usable part of an off-schema answer. Returns (value, notes, attempts); raises StageFailed after two."""
+    problem = ""
+    for attempt in (1, 2):
+        asked = prompt if not problem else f"{prompt}\n\nYour last answer was not usable: {problem}. Answer again."
+        try:
+            data = client.chat_json(system, asked, schema, name=name, images=[image])
+        except LLMTruncated:
+            problem = "it was cut off at the token limit; answer shorter"
+            continue
+        except LLMInvalidOutput as exc:
+            if (kept := salvage(exc.data)) is not None:
+                return kept[0], kept[1], attempt
+            problem = shorten(str(exc))
+            continue
+        value, notes, problem = read(data)
+        if not problem:
+            return value, notes, attempt
+    raise StageFailed(f"{name}: {problem} (asked twice)")
+
+
 def ask_stage(
     client: ChatBackend, stage: str, image: bytes, profile: PromptProfile, limit: int, caption: str = ""
 ) -> StageResult:
-    """One stage of one image: asked, validated, re-asked once with what was wrong. Transport errors (after the
-    client's retries) and a second unusable answer raise."""
+    """One stage of one image. Transport errors (after the client's retries) and a second unusable answer raise."""
+
+    def salvage(data):  # e.g. 500 keywords: keep the first `limit`
+        if stage != "keywords" or not isinstance(data, dict):
+            return None
+        keywords, notes = clean_keywords(data.get("keywords"), limit)
+        return (keywords, notes) if keywords and not wrong_language(" ".join(keywords), profile.language) else None
+
     result = StageResult(stage, model=client.config.model)
-    schema = stage_schema(stage, profile, limit)
-    prompt = stage_prompt(stage, profile, limit, caption)
-    problem = ""
     started = time.monotonic()
     try:
-        for attempt in (1, 2):
-            result.attempts = attempt
-            asked = prompt if not problem else f"{prompt}\n\nYour last answer was not usable: {problem}. Answer again."
-            try:
-                data = client.chat_json(system_prompt(profile), asked, schema, name=stage, images=[image])
-            except LLMTruncated:
-                problem = "it was cut off at the token limit; answer shorter"
-                continue
-            except LLMInvalidOutput as exc:
-                if stage == "keywords" and isinstance(exc.data, dict):  # e.g. 500 keywords: keep the first `limit`
-                    keywords, notes = clean_keywords(exc.data.get("keywords"), limit)
-                    if keywords and not wrong_language(" ".join(keywords), profile.language):
-                        result.value, result.notes = keywords, notes
-                        return result
-                problem = shorten(str(exc))
-                continue
-            result.value, result.notes, problem = read_answer(stage, data, profile, limit)
-            if not problem:
-                return result
-        raise StageFailed(f"{stage}: {problem} (asked twice)")
+        result.value, result.notes, result.attempts = ask_validated(
+            client, system_prompt(profile), stage_prompt(stage, profile, limit, caption),
+            stage_schema(stage, profile, limit), image, lambda data: read_answer(stage, data, profile, limit),
+            name=stage, salvage=salvage,
+        )  # fmt: skip
     finally:
         result.seconds = time.monotonic() - started
+    return result
 
 
 # The run
@@ -341,7 +371,7 @@ def describe_images(
     """Run the stages over the images and store the answers as proposals (nothing with `dry_run`); with
     `auto_approve`, approve them by the `describe_images` rule and write the files (unless `write_metadata` is
     off). A JSONL record per image and a Markdown summary go to `audit_dir`."""
-    profile = PromptProfile.objects.get(name=options.profile)
+    profile = get_profile(options.profile)
     limit = max_keywords(profile, options)
     configs = {stage: stage_config(stage, options) for stage in options.stages}
     producers = {stage: text_producer(config, profile) for stage, config in configs.items() if stage in TEXT_FIELDS}

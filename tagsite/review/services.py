@@ -207,3 +207,26 @@ def _producers_with_pending(kind: ReviewKind) -> list[int]:
             [Status.PENDING],
         )
         return [pk for (pk,) in cursor.fetchall()]
+
+
+def pending_about_image(image_id: int, user, limit: int = 50) -> list[dict]:
+    """What waits for a human about one image, every kind that has an `image` (the image page lists them): kind,
+    producer, what it proposes, and the kind's screen."""
+    from tagsite.review import all_kinds
+    from tagsite.review.api import can_view
+
+    rows = []
+    for kind in all_kinds():
+        if "image" not in {f.name for f in kind.model._meta.get_fields()} or not can_view(user, kind):
+            continue
+        for proposal in kind.queryset().filter(image_id=image_id, status=Status.PENDING).order_by("pk")[:limit]:
+            what = {key: value for key, value in kind.describe(proposal).items() if key != "image"}
+            rows.append(
+                {
+                    "kind": kind.label or kind.name,
+                    "producer": str(proposal.producer),
+                    "what": ", ".join(f"{key} {value}" for key, value in what.items()),
+                    "url": kind.screen_url(),
+                }
+            )
+    return rows

@@ -76,3 +76,14 @@ def test_an_unknown_profile_or_stage_is_a_usage_error(vlm, tmp_path):
         call_command("describe_images", "--input-dir", str(tmp_path), "--prompt-profile", "nope")
     with pytest.raises(CommandError, match="unknown stage 'mood'"):
         call_command("describe_images", "--input-dir", str(tmp_path), "--stages", "caption,mood")
+
+
+def test_the_job_page_offers_the_runs_audit(vlm, tmp_path, admin_client):
+    make_jpeg(tmp_path / "red.jpg", color=(220, 30, 30))
+    call_command("describe_images", "--input-dir", str(tmp_path), "--base-url", vlm.url, "--model", "vlm",
+                 "--stages", "caption", "--skip-preflight")  # fmt: skip
+    job = Job.objects.get(kind="describe_images")
+    page = admin_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert "Audit of this run" in page and "summary.md" in page
+    jsonl = b"".join(admin_client.get(f"/jobs/{job.pk}/audit/audit.jsonl").streaming_content)
+    assert json.loads(jsonl)["stages"]["caption"]["answer"].startswith("A red picture")

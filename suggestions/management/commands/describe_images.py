@@ -7,7 +7,7 @@ from dataclasses import asdict
 from django.core.management.base import CommandError
 
 from suggestions.models import STAGES, PromptProfile
-from suggestions.services.describe import DescribeOptions, preflight, run_describe_job
+from suggestions.services.describe import DescribeOptions, get_profile, preflight, run_describe_job
 from suggestions.tasks import DESCRIBE_ADVICE
 from tagsite.ai.base import LLMError
 from tagsite.management.arguments import number_type
@@ -67,7 +67,9 @@ class Command(SchemaCommand):
         parser.add_argument("--skip-preflight", action="store_true", help="Do not check the endpoints first")
 
     def handle(self, *args, **o):
-        if not PromptProfile.objects.filter(name=o["prompt_profile"]).exists():
+        try:
+            get_profile(o["prompt_profile"])
+        except PromptProfile.DoesNotExist:
             names = ", ".join(PromptProfile.objects.values_list("name", flat=True))
             raise CommandError(f"no prompt profile {o['prompt_profile']!r} (profiles: {names})")
         try:
