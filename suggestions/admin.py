@@ -5,11 +5,14 @@ from suggestions.models import (
     HeldPrediction,
     ImageRun,
     MLModelVersion,
+    PromptProfile,
     TagMapping,
     TagSuggestion,
+    TextProposal,
     UnmappedTag,
 )
 from tagsite.admin import LargeListAdmin, ReadOnlyAdmin, thumbnail_html
+from tagsite.review import services as review
 
 
 class ReviewActions:
@@ -111,3 +114,47 @@ class ImageRunAdmin(LargeListAdmin, ReadOnlyAdmin):
     list_filter = ["model_version", "rating"]
     search_fields = ["image__path"]
     list_select_related = ["image", "model_version"]
+
+
+@admin.register(PromptProfile)
+class PromptProfileAdmin(admin.ModelAdmin):
+    """Profiles are edited and added here; a change to what the model is asked bumps the version (a new producer)."""
+
+    list_display = ["name", "version", "language", "tone", "max_keywords", "builtin", "updated_at"]
+    readonly_fields = ["version", "builtin", "updated_at"]
+    search_fields = ["name", "description"]
+
+
+@admin.register(TextProposal)
+class TextProposalAdmin(LargeListAdmin):
+    list_display = ["thumb", "field", "short_text", "producer", "status", "decided_by", "via"]
+    list_filter = ["status", "field", "producer"]
+    search_fields = ["text"]
+    ordering = ["-id"]
+    raw_id_fields = ["image"]
+    readonly_fields = [f.name for f in TextProposal._meta.fields]
+    actions = ["approve", "reject"]
+    list_select_related = ["image", "producer", "decided_by"]
+
+    @admin.display(description="image")
+    def thumb(self, proposal):
+        return thumbnail_html(proposal.image)
+
+    @admin.display(description="text")
+    def short_text(self, proposal):
+        return proposal.text if len(proposal.text) <= 120 else proposal.text[:119] + "…"
+
+    def has_review_permission(self, request):
+        return request.user.has_perm("suggestions.review_textproposal")
+
+    @admin.action(description="Approve (store on the images)", permissions=["review"])
+    def approve(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        outcome = review.decide(kind="textproposal", ids=ids, status="approved", user=request.user, via="admin")
+        self.message_user(request, f"{len(outcome)} approved")
+
+    @admin.action(description="Reject", permissions=["review"])
+    def reject(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        outcome = review.decide(kind="textproposal", ids=ids, status="rejected", user=request.user, via="admin")
+        self.message_user(request, f"{len(outcome)} rejected")

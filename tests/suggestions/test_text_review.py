@@ -61,3 +61,16 @@ def test_the_hub_links_the_screen_and_the_screen_lists_pending_texts(admin_clien
     page = admin_client.get(f"/suggestions/texts/?producer={proposals[0].producer_id}").content.decode()
     assert "model title" in page and "model caption" in page
     assert "Apply metadata" in page
+
+
+def test_profiles_and_text_proposals_in_admin(admin_client, proposals):
+    for url in ["/admin/suggestions/promptprofile/", "/admin/suggestions/textproposal/",
+                "/admin/suggestions/textproposal/?q=model", "/admin/suggestions/promptprofile/add/"]:  # fmt: skip
+        assert admin_client.get(url).status_code == 200, url
+    answer = admin_client.post(
+        "/admin/suggestions/textproposal/",
+        {"action": "approve", "_selected_action": [proposals[0].pk]},
+    )
+    assert answer.status_code == 302
+    proposals[0].image.refresh_from_db()
+    assert proposals[0].image.title == "model title"
