@@ -67,7 +67,7 @@ def vectors_for(rows: list[tuple[str, str, int, int]]) -> np.ndarray:
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
     path = CACHE / f"dedupe_minilm_{len(texts)}_{digest}.npy"
     if path.exists():
-        print(f"vectors: {path} (cached)")
+        print(f"vectors: {path} (cached)", flush=True)
         return np.load(path)
     started, cpu = time.perf_counter(), time.process_time()
     vectors = LocalMiniLM().embed_array(texts)
@@ -117,7 +117,6 @@ def in_child(function, *args):
     def run():
         import psutil
 
-        connection.close()  # the child opens its own database session
         base = psutil.Process().memory_info().rss
         started = time.perf_counter()
         result = function(*args)
@@ -125,6 +124,7 @@ def in_child(function, *args):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         queue.put((result, seconds, (peak - base) / 2**20))
 
+    connection.close()  # closed before the fork: the child opens its own session (closing a shared one kills both)
     child = context.Process(target=run)
     child.start()
     result = queue.get()

@@ -83,7 +83,7 @@ class MergeMember(models.Model):
     tag = models.ForeignKey(Tag, null=True, on_delete=models.SET_NULL, related_name="merge_memberships")
     name = models.CharField(max_length=255)
     usage_count = models.PositiveIntegerField(default=0)
-    danbooru_category = models.SmallIntegerField(default=0)
+    danbooru_category = models.SmallIntegerField(choices=Tag.DanbooruCategory.choices, default=0)
     similarity = models.FloatField(help_text="Cosine similarity to the representative (1 for itself).")
     reason = models.CharField(max_length=16, help_text="lexical, alias or embedding: what joined it.")
     included = models.BooleanField(default=True)

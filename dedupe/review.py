@@ -11,7 +11,7 @@ from tagsite.review import ReviewKind
 class MergeProposals(ReviewKind):
     model = MergeProposal
     label = "tag merges"
-    screen = ""
+    screen = "dedupe-review"
     related = ("representative",)
     subject_fields = ("representative",)
     decided_fields = ("undo",)

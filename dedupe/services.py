@@ -526,3 +526,21 @@ def client_for_options(url: str = "", model: str = "", kind: str = "") -> Embedd
     if model:
         raise LLMError("--embedding-model needs --embedding-url (or set the embed role's model in admin)")
     return client_for_role("embed")
+
+
+def thumbnails(tag_ids: Iterable[int], per_tag: int = 3) -> dict[int, list[Image]]:
+    """A few images per tag (newest first) for the merge screen, in one query."""
+    from django.db.models import F, Window
+    from django.db.models.functions import RowNumber
+
+    rows = (
+        ImageTag.objects.filter(tag_id__in=list(tag_ids))
+        .exclude(image__thumbnail="")
+        .annotate(n=Window(RowNumber(), partition_by=F("tag_id"), order_by=F("image_id").desc()))
+        .filter(n__lte=per_tag)
+        .select_related("image")
+    )
+    found: dict[int, list[Image]] = defaultdict(list)
+    for link in rows:
+        found[link.tag_id].append(link.image)
+    return dict(found)

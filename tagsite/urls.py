@@ -29,6 +29,7 @@ urlpatterns = [
     path("", include("tagsite.review.urls")),
     path("", include("categorization.urls")),
     path("", include("emotion.urls")),
+    path("", include("dedupe.urls")),  # before the router: /api/tags/<id>/similar/
     path("admin/", admin.site.urls),
     path("", include("suggestions.urls")),
     path("metadata/write/", writeback_web.write_page, name="metadata-write"),

@@ -27,7 +27,8 @@ def make_tags(*names: str, category: int = 0, usage: int = 0) -> list[Tag]:
         for n in names
     ]
     Tag.objects.bulk_create(tags, ignore_conflicts=True)
-    return list(Tag.objects.filter(name__in=[t.name for t in tags]))
+    found = {t.name: t for t in Tag.objects.filter(name__in=[t.name for t in tags])}
+    return [found[t.name] for t in tags]  # in the order given
 
 
 @pytest.fixture
