@@ -147,17 +147,6 @@ class ImageTagger(Capability, ABC, interface=True):
         """Probabilities for a batch of preprocessed images."""
 
 
-# The two capabilities a registry role can need, by the name apps declare them with (see tagsite.features).
-CAPABILITIES: dict[str, type[EndpointBackend]] = {"chat": ChatBackend, "embed": EmbeddingBackend}
-
-
-def parse_and_validate(text: str, schema: dict) -> Any:
-    """Parse a model's JSON answer and check it against the schema the request asked for."""
-    try:
-        data = json.loads(text)
-    except (TypeError, ValueError) as exc:
-        raise LLMInvalidOutput(f"answer is not valid JSON: {exc}", raw=text or "") from exc
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda error: error.path)
 @dataclass(frozen=True)
 class DetectedFace:
     """A face in an image: its box `(x, y, width, height)` in the image's pixels, the detector's confidence
@@ -195,6 +184,17 @@ class ImageClassifier(Capability, ABC, interface=True):
         """Probabilities (rows sum to 1, columns in `labels` order) for a list of PIL image crops."""
 
 
+# The two capabilities a registry role can need, by the name apps declare them with (see tagsite.features).
+CAPABILITIES: dict[str, type[EndpointBackend]] = {"chat": ChatBackend, "embed": EmbeddingBackend}
+
+
+def parse_and_validate(text: str, schema: dict) -> Any:
+    """Parse a model's JSON answer and check it against the schema the request asked for."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise LLMInvalidOutput(f"answer is not valid JSON: {exc}", raw=text or "") from exc
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda error: error.path)
     if errors:
         where = "/".join(str(part) for part in errors[0].absolute_path) or "(root)"
         raise LLMInvalidOutput(f"answer does not match the schema at {where}: {errors[0].message}", data, text)
