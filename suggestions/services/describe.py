@@ -393,8 +393,10 @@ def describe_images(
         stage: clients[(c.kind, c.base_url, c.model, c.api_key, c.timeout, c.max_tokens)]
         for stage, c in configs.items()
     }
-    slots = {c.base_url: c.max_parallel for c in configs.values()}  # one cap per server
-    workers = options.max_workers or max(1, sum(slots.values()))
+    # Twice the servers' slots: a thread preparing its next request or waiting out a Retry-After leaves its slot to
+    # another; the slots themselves (advisory locks) keep the requests in flight at the cap.
+    slots = {c.base_url: c.max_parallel for c in configs.values()}
+    workers = options.max_workers or max(1, 2 * sum(slots.values()))
     audit = DescribeAudit(audit_dir, options, profile) if audit_dir else None
     job_id = progress.job.pk if progress and progress.job.pk else None
     runner = Runner(stage_client, profile, limit, options.two_step, workers)
