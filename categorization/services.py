@@ -179,6 +179,7 @@ class Summary:
     failed: int = 0
     cached: int = 0
     requests: int = 0
+    first_pass: int = 0  # tags the kNN first pass answered (proposals of its own producer; not asked to the LLM)
     failures: list[Outcome] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -580,13 +581,18 @@ def categorize_uncategorized(
     request_size: int | None = None,
     auto_apply: bool | None = None,
     twice: bool = False,
+    first_pass: bool | None = None,
     progress: JobProgress | None = None,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
 ) -> Summary:
     """Seed 000's run: the `limit` (default: one batch of `batch_size`) most used uncategorised tags after
     `skip`, fetched `batch_size` at a time; answers become proposals, or categories with auto-apply.
     `twice`: ask each batch twice, shuffled, and leave disagreements to review. Degenerate answers (re-asked
-    smaller) are counted on the job and named in its message as a warning."""
+    smaller) are counted on the job and named in its message as a warning. `first_pass` (default: on once
+    tags are categorised here) lets the labelled neighbours' strong votes answer first (`categorization.knn`);
+    only the rest are asked."""
+    from categorization import knn
+
     auto_apply = settings.CATEGORIZE_AUTO_APPLY if auto_apply is None else auto_apply
     total = limit if limit is not None else batch_size
     prompt = Prompt.build()
@@ -595,6 +601,11 @@ def categorize_uncategorized(
     job = progress.job if progress else None
     if progress:
         progress.set_total(len(tags))
+    answered = []
+    if first_pass if first_pass is not None else knn.has_labelled_tags():
+        answered, tags = knn.first_pass(tags, job=job, dry_run=dry_run)
+        if progress and answered:
+            progress.advance(len(answered), knn=len(answered))
 
     def handle(outcomes: list[Outcome]) -> None:
         if not dry_run:
@@ -616,6 +627,7 @@ def categorize_uncategorized(
 
     size = request_size or settings.CATEGORIZE_REQUEST_SIZE
     summary = categorize(client, tags, request_size=size, prompt=prompt, twice=twice, on_outcomes=handle)
+    summary.first_pass = len(answered)
     if progress:
         if summary.warnings:
             progress.count("degenerate_answers", len(summary.warnings))
@@ -628,6 +640,8 @@ def summary_line(summary: Summary, dry_run: bool = False) -> str:
         f"processed {summary.processed}, successful {summary.successful}, failed {summary.failed}, "
         f"success rate {summary.success_rate:.1f}% ({summary.cached} cached, {summary.requests} requests)"
     )
+    if summary.first_pass:
+        line = f"{summary.first_pass} answered by the kNN first pass; LLM: {line}"
     if summary.warnings:
         line += f". Warning: {len(summary.warnings)} degenerate answer(s), asked again in smaller batches: "
         line += summary.warnings[0] + (" ..." if len(summary.warnings) > 1 else "")

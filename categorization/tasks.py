@@ -28,6 +28,7 @@ def categorize_tags_task(job, progress) -> None:
             dry_run=params.get("dry_run", False),
             request_size=params.get("request_size"),
             twice=params.get("twice", False),
+            first_pass={"knn": True, "none": False}.get(params.get("first_pass") or ""),
             progress=progress,
         )
 

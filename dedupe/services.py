@@ -544,3 +544,26 @@ def thumbnails(tag_ids: Iterable[int], per_tag: int = 3) -> dict[int, list[Image
     for link in rows:
         found[link.tag_id].append(link.image)
     return dict(found)
+
+
+def embed_names(names: list[str], space: EmbeddingSpace | None = None) -> np.ndarray:
+    """Unit vectors of tag names in the active space (rows in the names' order): a tag's stored vector where the
+    name is a tag that has one, the rest computed with the space's model (the local one, or the embed role's)."""
+    from tagsite.ai.registry import client_for_role
+
+    space = space or active_space()
+    if space is None:
+        raise LLMError("no tag embeddings yet: run `manage.py embed_tags` first")
+    stored = {
+        name: np.asarray(vector, dtype=np.float32)
+        for name, vector in TagEmbedding.objects.filter(space=space, tag__name__in=names).values_list(
+            "tag__name", "embedding"
+        )
+    }
+    missing = [name for name in dict.fromkeys(names) if name not in stored]
+    if missing:
+        client = local_client_for(space) or client_for_role("embed")
+        with client:
+            vectors = embed_array(client, [embedding_text(name, space.prefix) for name in missing])
+            stored.update(zip(missing, vectors, strict=True))
+    return np.stack([stored[name] for name in names]) if names else np.zeros((0, space.dimensions), np.float32)

@@ -36,6 +36,12 @@ class Command(SchemaCommand):
         parser.add_argument(
             "--twice", action="store_true", help="Ask each batch twice, shuffled; disagreements wait for review."
         )
+        parser.add_argument(
+            "--first-pass",
+            choices=["knn", "none"],
+            help="knn: tags whose labelled neighbours agree strongly get the kNN producer's proposal and are not "
+            "asked (the default once tags are categorised here); none: ask the LLM about every tag.",
+        )
 
     def handle(self, *args, **options):
         try:
@@ -57,8 +63,9 @@ class Command(SchemaCommand):
             if not check.ok:
                 raise CommandError(f"Failed to connect to LLM: {check.detail}")
 
-        keys = ("batch_size", "limit", "skip", "dry_run", "request_size", "role", "twice")
+        keys = ("batch_size", "limit", "skip", "dry_run", "request_size", "role", "twice", "first_pass")
         params = {**{key: options[key] for key in keys}, **config.described()}
+        first_pass = None if options["first_pass"] is None else options["first_pass"] == "knn"
         job = None if options["dry_run"] else create_job("categorize", params)  # a dry run leaves no Job either
         verbose = options["verbosity"] >= 2
         seen = 0
@@ -84,10 +91,13 @@ class Command(SchemaCommand):
                 dry_run=options["dry_run"],
                 request_size=options["request_size"],
                 twice=options["twice"],
+                first_pass=first_pass,
                 progress=progress,
                 on_outcome=show if verbose else lambda outcome: None,
             )
         self.stdout.write(f"\n{RULE}\nCategorization Complete\n{RULE}")
+        if summary.first_pass:
+            self.stdout.write(f"Answered by the kNN first pass: {summary.first_pass} (not asked)")
         self.stdout.write(f"Total processed: {summary.processed}")
         self.stdout.write(f"Successful: {summary.successful} ({summary.cached} from cache)")
         self.stdout.write(f"Failed: {summary.failed}")
