@@ -62,6 +62,7 @@ class ImageSerializer(serializers.ModelSerializer):
         fields = [
             "id", "path", "sha256", "size", "format", "width", "height", "orientation", "frames",
             "status", "error", "tags", "thumbnail_url", "file_url", "created_at", "updated_at",
+            "title", "caption", "description",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -121,6 +122,7 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
             )
         except tag_service.SearchError as exc:
             raise ValidationError({"q": [str(exc)]}) from exc
+        images = tag_service.search_text(images, params.get("text", ""))
         if self.action == "list":
             return images  # tag names come in one query per page (list)
         names = ImageTag.objects.select_related("tag").only("image", "tag__name")
@@ -132,6 +134,7 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
             OpenApiParameter("tags", OpenApiTypes.STR, description="All of these (comma-separated)"),
             OpenApiParameter("exclude", OpenApiTypes.STR, description="None of these"),
             OpenApiParameter("any", OpenApiTypes.STR, description="At least one of these"),
+            OpenApiParameter("text", OpenApiTypes.STR, description="Full text of titles, captions, descriptions"),
         ]
     )
     def list(self, request, *args, **kwargs):

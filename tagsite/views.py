@@ -17,7 +17,7 @@ from tagsite.review.services import pending_about_image
 from tagsite.services.ingest import ImportRefused, check_import_folder
 from tagsite.services.jobs import request_cancel, start_job
 from tagsite.services.lists import capped_count, count_label, keyset_page, page_key, tag_names_by_image
-from tagsite.services.tags import SearchError, parse_query, search_images
+from tagsite.services.tags import SearchError, parse_query, search_images, search_text
 from tagsite.services.writeback import audit_folder
 from tagsite.writeback_web import comparison
 
@@ -25,10 +25,11 @@ from tagsite.writeback_web import comparison
 def library(request):
     """Search images by tags: `blue_eyes -hat ~cat ~dog` (all of, none of, any of)."""
     query = request.GET.get("q", "").strip()
+    text = request.GET.get("text", "").strip()  # full text of the approved titles, captions, descriptions
     status = request.GET.get("status", "ok")
     all_of, none_of, any_of = parse_query(query)
     try:
-        images = search_images(all_of, none_of, any_of, status=status or None)
+        images = search_text(search_images(all_of, none_of, any_of, status=status or None), text)
         search_error = ""
     except SearchError as exc:
         images, search_error = Image.objects.none(), str(exc)
@@ -47,6 +48,7 @@ def library(request):
             "count": count_label(count, capped),
             "count_number": count,
             "query": query,
+            "text": text,
             "status": status,
             "statuses": Image.Status.choices,
             "search_error": search_error,

@@ -7,11 +7,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchQuery
 from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, UniqueConstraint
 from django.db.models.functions import Coalesce
 
-from tagsite.models import Image, ImageTag, Tag, TagAlias, TagImplication
+from tagsite.models import TEXT_SEARCH_VECTOR, Image, ImageTag, Tag, TagAlias, TagImplication
 
 MAX_NAME_LENGTH = 255
 _SEPARATORS = re.compile(r"[\s_\-]+")
@@ -426,6 +427,15 @@ def search_images(
 
 
 EXISTS_TERMS = 8
+
+
+def search_text(images: QuerySet[Image], text: str) -> QuerySet[Image]:
+    """Images whose approved title, caption or description match `text` in web-search syntax (words, "a phrase",
+    -not, or), through the GIN index on the same tsvector (`simple`: no stemming, any language)."""
+    if not text.strip():
+        return images
+    query = SearchQuery(text, config="simple", search_type="websearch")
+    return images.alias(text_vector=TEXT_SEARCH_VECTOR).filter(text_vector=query)
 
 
 def tag_ids(raw_names: Iterable[str]) -> list[int]:
