@@ -10,13 +10,16 @@ from rest_framework.views import APIView
 
 from suggestions import services
 from suggestions.filters import QueueQuerySerializer, WorklistFilterSerializer
-from suggestions.models import MLModelVersion, TagSuggestion, TextProposal, UnmappedTag
-from suggestions.tasks import start_backlog
+from suggestions.models import STAGES, MLModelVersion, PromptProfile, TagSuggestion, TextProposal, UnmappedTag
+from suggestions.services.describe import get_profile
+from suggestions.tasks import start_backlog, start_describe
 from tagsite.api import JobSerializer
 from tagsite.models import Image, Proposal
 from tagsite.pagination import CappedCursorPagination
 from tagsite.review import services as review
 from tagsite.review.api import CanReview
+from tagsite.services.writeback import select_images
+from tagsite.writeback_web import job_answer
 
 
 class TagSuggestionSerializer(serializers.ModelSerializer):
@@ -251,3 +254,38 @@ class TextAccept(APIView):
                 "refused": {str(pk): why for pk, why in outcome.refused.items()},
             }
         )
+
+
+class DescribeRequestSerializer(serializers.Serializer):
+    ids = serializers.ListField(child=serializers.IntegerField(), required=False, default=list, max_length=100_000)
+    query = serializers.CharField(required=False, default="", allow_blank=True, help_text="A library search")
+    folder = serializers.CharField(required=False, default="", allow_blank=True)
+    profile = serializers.SlugField(default="default")
+    stages = serializers.ListField(child=serializers.ChoiceField(STAGES), default=list(STAGES), allow_empty=False)
+    two_step = serializers.BooleanField(default=False)
+    overwrite = serializers.BooleanField(default=False)
+
+
+class DescribeStart(APIView):
+    """Queue a describe run (the VLM stages, `llm` queue) over ids, a library search or a folder; its answers wait
+    for review. Needs the text review permission (moderators)."""
+
+    permission_classes = [permissions.IsAdminUser, CanReview]
+    review_kind = "textproposal"
+
+    @extend_schema(request=DescribeRequestSerializer, responses={202: dict})
+    def post(self, request):
+        data = DescribeRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        try:
+            get_profile(values["profile"])
+        except PromptProfile.DoesNotExist:
+            return Response({"profile": [f"no prompt profile {values['profile']!r}"]}, status=400)
+        try:
+            ids = select_images(values["ids"], values["query"], values["folder"])
+        except ValueError as exc:
+            return Response({"detail": str(exc)}, status=400)
+        options = {key: values[key] for key in ("profile", "two_step", "overwrite")} | {"stages": values["stages"]}
+        job = start_describe(ids, options, request.user)
+        return Response(job_answer(job), status=status.HTTP_202_ACCEPTED)

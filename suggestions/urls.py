@@ -14,5 +14,6 @@ urlpatterns = [
     path("suggestions/report/", views.report, name="suggestions-report"),
     path("suggestions/texts/", views.text_review, name="suggestions-texts"),
     path("api/text-proposals/accept/", api.TextAccept.as_view(), name="api-text-accept"),
+    path("api/describe/", api.DescribeStart.as_view(), name="api-describe"),
     path("", include(router.urls)),
 ]
