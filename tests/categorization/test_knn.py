@@ -54,3 +54,22 @@ def test_without_labelled_tags_the_first_pass_is_off_by_default(llm):
     with client_for_role("categorize") as client:
         summary = categorize_uncategorized(client, limit=10)
     assert summary.first_pass == 0 and summary.processed == 1
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_tag_categorize_shows_similar_tags(staff_page, live_server):
+    from dedupe.services import embed_tags, space_for
+    from tagsite.ai.local_embeddings import LocalMiniLM
+    from tests.browser import screenshot
+
+    cat, _dog, _car = make_tags("cat", "kitten", "car")
+    space = space_for(LocalMiniLM())
+    embed_tags(LocalMiniLM(), space)
+    page = staff_page
+    page.goto(f"{live_server.url}/tag_categorize")
+    row = page.locator(f"tr[data-tag='{cat.name}']")
+    row.locator("details.similar summary").click()
+    page.wait_for_selector("tr[data-tag='cat'] .similar-list:has-text('kitten (')")
+    assert row.locator(".similar-list").inner_text().startswith("kitten (")
+    screenshot(page, "tag_categorize-similar")
