@@ -209,6 +209,22 @@ def main() -> None:
                 f"{size} | DBSCAN: n x n matrix {size * size * 8 / 2**30:.0f} GB | - | - | {tg_s:.2f} / {tg_mb:.0f} "
                 f"({len(guarded)} clusters) |"
             )
+        if large:
+            similar_latency(spaces[large[-1]], large[-1])
+
+
+def similar_latency(space: EmbeddingSpace, size: int, lookups: int = 200) -> None:
+    """`GET /api/tags/{id}/similar/?k=10`'s work (the HNSW query and the tags), for random tags of the space."""
+    ids = list(Tag.objects.filter(embeddings__space=space).values_list("pk", flat=True))
+    rng = np.random.default_rng(0)
+    tags = list(Tag.objects.filter(pk__in=rng.choice(ids, lookups, replace=False).tolist()))
+    times = []
+    for tag in tags:
+        started = time.perf_counter()
+        services.similar_tags(tag, 10, space)
+        times.append((time.perf_counter() - started) * 1000)
+    p50, p95 = np.percentile(times, [50, 95])
+    print(f"similar tags (k=10) at {size} tags: p50 {p50:.1f} ms, p95 {p95:.1f} ms over {lookups} lookups")
 
 
 if __name__ == "__main__":

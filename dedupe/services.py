@@ -1,9 +1,11 @@
 """Tag embeddings (compute, store, index, look up), near-duplicate clusters, merge proposals and merges."""
 
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,7 @@ DEFAULT_THRESHOLD = 0.85  # seed 001's default
 RECOMMENDED_THRESHOLD = 0.9  # MiniLM: lexical keys find the easy half, this band the rest with few siblings
 NEIGHBOURS = 10  # nearest neighbours read per tag from the index
 REVIEW_BAND = 0.1  # near tags down to threshold - band are shown beside a cluster (excluded, to add by hand)
+PARALLEL_TAGS = 5000  # tags per database session at least, when the neighbour search is split over the cores
 CHUNK = 1024  # texts embedded and stored per transaction (a killed run keeps every finished chunk)
 
 
@@ -219,12 +222,38 @@ def neighbour_pairs(
     space: EmbeddingSpace, min_similarity: float, k: int = NEIGHBOURS, tag_ids: list[int] | None = None
 ) -> list[tuple[int, int, float]]:
     """(a, b, similarity) with a < b for each tag's k nearest neighbours at or above `min_similarity`: one
-    statement walking the HNSW index once per tag (LATERAL), never an n x n matrix."""
+    statement walking the HNSW index once per tag (LATERAL), never an n x n matrix. Outside a transaction the
+    tags are split over one database session per core (an index walk is one backend's CPU), each in a thread."""
+    ids = tag_ids
+    if ids is None:
+        ids = list(TagEmbedding.objects.filter(space=space).order_by("tag_id").values_list("tag_id", flat=True))
+    workers = min(len(os.sched_getaffinity(0)), max(1, len(ids) // PARALLEL_TAGS))
+    if workers < 2 or connection.in_atomic_block:  # a test's transaction is invisible to other sessions
+        rows = _neighbour_rows(space, k, tag_ids)
+    else:
+        slices = [ids[i::workers] for i in range(workers)]
+        with ThreadPoolExecutor(workers) as pool:
+            rows = [row for part in pool.map(lambda part: _in_own_session(space, k, part), slices) for row in part]
+    found: dict[tuple[int, int], float] = {}
+    for left, right, sim in rows:
+        if left != right and sim >= min_similarity:
+            key = (min(left, right), max(left, right))
+            found[key] = max(found.get(key, 0.0), float(sim))
+    return [(a, b, sim) for (a, b), sim in found.items()]
+
+
+def _in_own_session(space: EmbeddingSpace, k: int, tag_ids: list[int]) -> list[tuple[int, int, float]]:
+    try:
+        return _neighbour_rows(space, k, tag_ids)
+    finally:
+        connection.close()  # this thread's own session
+
+
+def _neighbour_rows(space: EmbeddingSpace, k: int, tag_ids: list[int] | None) -> list[tuple[int, int, float]]:
     dims = int(space.dimensions)
     a, b = f"(a.embedding::vector({dims}))", f"(b.embedding::vector({dims}))"
     scope = "AND a.tag_id = ANY(%s)" if tag_ids is not None else ""
     params = [space.pk, k, space.pk] + ([tag_ids] if tag_ids is not None else [])
-    found: dict[tuple[int, int], float] = {}
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL hnsw.ef_search = {max(40, 2 * k)}")
         cursor.execute(
@@ -233,11 +262,7 @@ def neighbour_pairs(
             f"ORDER BY {b} <=> {a} LIMIT %s) n WHERE a.space_id = %s {scope}",
             params,
         )
-        for left, right, sim in cursor.fetchall():
-            if left != right and sim >= min_similarity:
-                key = (min(left, right), max(left, right))
-                found[key] = max(found.get(key, 0.0), float(sim))
-    return [(a, b, sim) for (a, b), sim in found.items()]
+        return cursor.fetchall()
 
 
 def scope_tag_ids(folder: str) -> list[int]:

@@ -22,6 +22,8 @@ def test_similar_tags(client, space):
     assert 0 < answer.json()[1]["similarity"] < answer.json()[0]["similarity"] < 1
     assert client.get(f"/api/tags/{cat.pk}/similar/", {"k": 0}).status_code == 400
     assert client.get("/api/tags/999999/similar/").status_code == 404
+    meant = client.get("/api/tags/did-you-mean/", {"q": "automobile", "k": 1}).json()
+    assert [row["name"] for row in meant] == ["car"]
     client.logout()
     assert client.get(f"/api/tags/{kitten.pk}/similar/").status_code == 403
 

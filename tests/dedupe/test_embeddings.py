@@ -71,3 +71,15 @@ def test_embed_tags_command(capsys):
     assert "Embedded 2 tags" in out and "2 tags have a vector in this space (active)" in out
     call_command("embed_tags")
     assert "Embedded 0 tags" in capsys.readouterr().out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_neighbour_search_split_over_sessions_finds_the_same_pairs(space, monkeypatch):
+    """Outside a transaction the tags are split over one database session per core (committed data only)."""
+    make_tags("cat", "kitten", "dog", "puppy", "car", "automobile", "red_hair", "crimson_hair")
+    embed_all(space)
+    alone = services.neighbour_pairs(space, 0.5)
+    monkeypatch.setattr(services, "PARALLEL_TAGS", 2)
+    monkeypatch.setattr(services.os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    split = services.neighbour_pairs(space, 0.5)
+    assert sorted(split) == sorted(alone) and len(alone) >= 3
