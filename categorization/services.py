@@ -31,6 +31,7 @@ from tagsite.ai.base import ChatBackend, LLMError, LLMInvalidOutput, LLMTruncate
 from tagsite.models import AutoApproveRule, Job, LLMEndpoint, Producer, Proposal, Tag
 from tagsite.review import services as review
 from tagsite.services.jobs import JobProgress, describe_error
+from tagsite.services.tags import tags_matching
 
 MAX_ATTEMPTS = 3
 NEIGHBOURS = 3  # labelled neighbours per tag: the prompt's examples and the kNN vote
@@ -663,7 +664,7 @@ def filter_tags(query: str = "", code: str = "", state: str = "all") -> QuerySet
         Prefetch("category_proposals", queryset=pending, to_attr="pending")
     )
     if query:
-        tags = tags.filter(Q(name__icontains=query) | Q(display_name__icontains=query))
+        tags = tags.filter(tags_matching(query))
     if code:
         tags = tags.filter(category_link__category__code=code)
     if state == "uncategorised":

@@ -2,9 +2,10 @@
 
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
-from django.contrib.postgres.search import SearchVector
+from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Replace
 
 from tagsite.features import llm_role_choices
 
@@ -27,6 +28,15 @@ class Tag(models.Model):
     danbooru_category = models.SmallIntegerField(choices=DanbooruCategory.choices, default=DanbooruCategory.GENERAL)
     usage_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The words of the name and display name (underscores split them), stored: a search by word beginnings reads
+    # its matches from the GIN index, and a most-used-first page filters rows without parsing each name again.
+    words = models.GeneratedField(
+        expression=SearchVector(
+            Replace("name", Value("_"), Value(" ")), Replace("display_name", Value("_"), Value(" ")), config="simple"
+        ),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
 
     class Meta:
         ordering = ["-usage_count", "name"]
@@ -34,6 +44,7 @@ class Tag(models.Model):
             models.Index(fields=["name"], name="tag_name_prefix", opclasses=["varchar_pattern_ops"]),
             # Tag lists, most used first (/tag_categorize, admin, API): a page is the index's first rows.
             models.Index(F("usage_count").desc(), "name", name="tag_usage_order"),
+            GinIndex(fields=["words"], name="tag_words"),
         ]
 
     def __str__(self) -> str:

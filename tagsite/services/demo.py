@@ -82,7 +82,7 @@ _OMIT = object()
 
 def _fill(model: type[models.Model], field: models.Field):
     """What a column gets when the seeder does not set it; _OMIT leaves it to the database."""
-    if field.primary_key and isinstance(field, models.AutoField):
+    if field.primary_key and isinstance(field, models.AutoField) or field.generated:
         return _OMIT
     if getattr(field, "db_default", models.NOT_PROVIDED) is not models.NOT_PROVIDED:
         return _OMIT

@@ -438,6 +438,20 @@ def search_text(images: QuerySet[Image], text: str) -> QuerySet[Image]:
     return images.alias(text_vector=TEXT_SEARCH_VECTOR).filter(text_vector=query)
 
 
+_WORD = re.compile(r"\w+")
+
+
+def tags_matching(query: str) -> Q:
+    """Tags with a word of their name or display name beginning with each word of `query` (`hair` finds long_hair,
+    `blue ey` blue_eyes), read from the stored `Tag.words` through its GIN index. A query without letters or digits
+    (`^_^`, `:d`) matches names containing it, a scan, but a rare one."""
+    words = _WORD.findall(query.replace("_", " "))
+    if not words:
+        return Q(name__icontains=query.strip()) | Q(display_name__icontains=query.strip())
+    prefixes = " & ".join(f"'{word}':*" for word in words)
+    return Q(words=SearchQuery(prefixes, config="simple", search_type="raw"))
+
+
 def tag_ids(raw_names: Iterable[str]) -> list[int]:
     """Ids of the existing tags these names resolve to (aliases applied)."""
     names = set(resolve_names(raw_names).values())

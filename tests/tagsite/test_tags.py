@@ -128,3 +128,29 @@ def test_autocomplete_by_prefix_and_alias(tmp_path):
 
 def test_query_prefixes_apply_only_to_names():
     assert tag_service.parse_query("-_- cat -hat ~dog ~_~") == (["-_-", "cat", "~_~"], ["hat"], ["dog"])
+
+
+@pytest.mark.django_db
+def test_tags_match_by_the_beginnings_of_their_words():
+    tag_service.get_or_create_tags(["long_hair", "blue_eyes", "Küste", "sky", "skirt", "^_^", "hatsune_miku_(cosplay)"])
+
+    def found(query):
+        return sorted(Tag.objects.filter(tag_service.tags_matching(query)).values_list("name", flat=True))
+
+    assert found("hair") == ["long_hair"]
+    assert found("SK") == ["skirt", "sky"]
+    assert found("blue ey") == found("blue_ey") == ["blue_eyes"]
+    assert found("küs") == ["küste"]
+    assert found("mik cos") == ["hatsune_miku_(cosplay)"]
+    assert found("air") == []  # word beginnings, not any substring
+    assert found("^_^") == ["^_^"]  # no letters: names containing it
+    assert found("it's") == []  # quotes never reach the query syntax
+
+
+@pytest.mark.django_db
+def test_a_word_search_counts_its_matches_from_the_index():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table: make the planner show what it can use
+    assert "tag_words" in Tag.objects.filter(tag_service.tags_matching("sk")).values("pk").explain()
