@@ -106,6 +106,7 @@ class FaceReading:
     probabilities: dict[str, float] = field(default_factory=dict)
     answer: str = ""  # a chat model's own word when a synonym mapped it
     note: str = ""
+    failed: bool = False  # the model gave no usable answer (not a floor or a choice)
 
 
 @dataclass
@@ -170,7 +171,10 @@ class Labeller:
         readings = self.label_faces(image, faces, vocabulary) if faces else []
         for reading in readings:
             reading.face = scaled(reading.face, factor)
-        return Reading(readings, size=(round(image.width * factor), round(image.height * factor)))
+        size = (round(image.width * factor), round(image.height * factor))
+        if readings and all(reading.failed for reading in readings):
+            return Reading(readings, error=readings[0].note, size=size)
+        return Reading(readings, size=size)
 
 
 class LocalLabeller(Labeller):
@@ -245,7 +249,7 @@ class ChatLabeller(Labeller):
                 prompt = USER_PROMPT + "\n" + REASK_PROMPT.format(word=word or "unreadable")
                 continue
             return self.reading(face, answer["emotion"], float(answer["confidence"]), "")
-        return FaceReading(face, note="rejected answers: " + "; ".join(words))
+        return FaceReading(face, note="no emotion label in the answers: " + "; ".join(words), failed=True)
 
     def ask_once(self, prompt: str, schema: dict, crop: PILImage.Image) -> dict:
         try:

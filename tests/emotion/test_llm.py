@@ -1,0 +1,156 @@
+"""The chat backends (OpenAI-compatible VLM and Gemini) on face crops, against the loopback servers, with every
+fault: off-list words (synonyms, one re-ask, then failed), invalid and truncated JSON, 429 with Retry-After, a
+timeout, the daily quota and a retired model (which stop the run), and the endpoint's slot cap."""
+
+import io
+import shutil
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from emotion.models import EmotionProposal, ImageEmotion
+from emotion.services import open_labeller
+from tagsite.models import Job
+from tests.ai.test_roles import MODEL, SERVERS, point_role_at
+from tests.llm_server import user_text
+
+pytestmark = pytest.mark.django_db
+
+
+def answers(*words, confidence=0.8):
+    """A chat rule answering these words in turn (then the last one again)."""
+    said = list(words)
+
+    def rule(body):
+        return {"emotion": said.pop(0) if len(said) > 1 else said[0], "confidence": confidence}
+
+    return rule
+
+
+@pytest.fixture
+def two(photos, tmp_path, labels):
+    """A folder with a smile and Grace Hopper."""
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("astronaut.png", "grace_hopper.jpg"):
+        shutil.copy(photos / name, folder / name)
+    return folder
+
+
+@pytest.fixture(params=sorted(SERVERS))
+def server(request, monkeypatch):
+    with SERVERS[request.param](models=[MODEL], hang_seconds=2) as server:
+        server.retry_after = 0
+        server.kind = request.param
+        point_role_at(monkeypatch, "emotion", request.param, server)
+        monkeypatch.setenv("TAGSITE_LLM_EMOTION_TIMEOUT", "1")
+        monkeypatch.setenv("TAGSITE_LLM_EMOTION_MAX_PARALLEL", "1")  # one image at a time: answers in path order
+        yield server
+
+
+def run(folder, **options) -> str:
+    out = io.StringIO()
+    call_command("auto_tag_images", str(folder), "--backend", "llm", stdout=out, verbosity=0, **options)
+    return out.getvalue()
+
+
+def labels_by_file() -> dict[str, tuple[str, str]]:
+    return {
+        p.image.filename: (p.label.name, p.answer) for p in EmotionProposal.objects.select_related("image", "label")
+    }
+
+
+def test_each_face_crop_is_asked_with_the_enum_and_synonyms_map_other_words(server, two):
+    server.chat_rule = answers("happy", "serious")
+    text = run(two)
+    assert labels_by_file() == {"astronaut.png": ("happy", ""), "grace_hopper.jpg": ("neutral", "serious")}
+    assert "Wrote 2 labels" in text
+    requests = server.chat_requests()
+    assert len(requests) == 2
+    if server.kind == "openai":
+        body = requests[0]
+        schema = body["response_format"]["json_schema"]["schema"]
+        assert schema["properties"]["emotion"]["enum"] == [
+            "happy",
+            "surprise",
+            "angry",
+            "disgust",
+            "fear",
+            "neutral",
+            "sad",
+        ]
+        assert [part["type"] for part in body["messages"][1]["content"]] == ["text", "image_url"]  # the face crop
+    proposal = EmotionProposal.objects.get(image__path__endswith="grace_hopper.jpg")
+    assert proposal.producer.name == MODEL and proposal.confidence == 0.8
+
+
+def test_an_off_list_word_is_asked_again_once_then_the_image_fails(server, two):
+    server.chat_rule = answers("bored", "happy", "bored", "bored")
+    run(two)
+    assert labels_by_file() == {"astronaut.png": ("happy", "")}
+    reask = server.chat_requests()[1]
+    assert "not on the list" in (user_text(reask) if "messages" in reask else str(reask["contents"]))
+    failed = ImageEmotion.objects.get(image__path__endswith="grace_hopper.jpg")
+    assert failed.outcome == "failed" and "bored" in failed.detail and len(server.chat_requests()) == 4
+    job = Job.objects.filter(kind="emotion").get()
+    assert job.status == "partial" and job.errors[0]["item"].endswith("grace_hopper.jpg")
+    server.chat_rule = answers("sad")  # a failed image is asked again by the next run; the labelled one is not
+    run(two)
+    assert labels_by_file()["grace_hopper.jpg"] == ("sad", "") and len(server.chat_requests()) == 5
+
+
+FAULTS = {
+    "openai": [("429", "invalid_json", "hang"), ("truncated", "500")],  # each set within one re-ask and retries
+    "gemini": [("rate_minute", "500")],
+}
+
+
+def test_transport_and_format_faults_are_retried_or_re_asked(server, two):
+    """429 (Retry-After) and 500 and a hang past the timeout are retried; invalid or truncated JSON is asked again."""
+    server.chat_rule = answers("happy")
+    for faults in FAULTS[server.kind]:
+        ImageEmotion.objects.all().delete()
+        server.inject(*faults)
+        run(two, limit=1)
+        assert labels_by_file() == {"astronaut.png": ("happy", "")}, faults
+        assert ImageEmotion.objects.get().outcome == "labelled" and not server.faults
+
+
+def test_a_gemini_daily_quota_stops_the_run(monkeypatch, two):
+    with SERVERS["gemini"](models=[MODEL]) as server:
+        point_role_at(monkeypatch, "emotion", "gemini", server)
+        monkeypatch.setenv("TAGSITE_LLM_EMOTION_MAX_PARALLEL", "1")
+        server.inject("quota_daily")
+        with pytest.raises(CommandError, match="daily quota exhausted.*The run stopped"):
+            run(two)
+        assert len(server.chat_requests()) == 1  # not one failure per image
+    job = Job.objects.filter(kind="emotion").get()
+    assert job.status == "failed" and "daily quota" in job.message
+    assert not ImageEmotion.objects.exists()
+
+
+def test_seed_004s_retired_gemini_model_is_named_with_a_current_one(monkeypatch, two):
+    with SERVERS["gemini"](models=["gemini-2.5-flash"]) as server:
+        point_role_at(monkeypatch, "emotion", "gemini", server)
+        monkeypatch.setenv("TAGSITE_LLM_EMOTION_MODEL", "gemini-1.5-flash")
+        monkeypatch.setenv("TAGSITE_LLM_EMOTION_MAX_PARALLEL", "1")
+        with pytest.raises(CommandError, match=r"'gemini-1\.5-flash' is not served.*e\.g\. gemini-2\.5-flash"):
+            run(two)
+        assert len(server.chat_requests()) == 1
+
+
+def test_requests_stay_within_the_endpoints_slots(monkeypatch, photos, tmp_path, labels):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for index in range(6):
+        shutil.copy(photos / "astronaut.png", folder / f"a{index}.png")
+        (folder / f"a{index}.png").write_bytes((folder / f"a{index}.png").read_bytes() + bytes([index]))  # distinct
+    with SERVERS["openai"](models=[MODEL], latency=0.2) as server:
+        server.chat_rule = answers("happy")
+        point_role_at(monkeypatch, "emotion", "openai", server)
+        monkeypatch.setenv("TAGSITE_LLM_EMOTION_MAX_PARALLEL", "2")
+        with open_labeller("llm") as (_, threads, described):
+            assert threads == 2 and described["model"] == MODEL
+        run(folder)
+        assert server.max_in_flight == 2 and EmotionProposal.objects.count() == 6
