@@ -11,4 +11,4 @@ def queue_tagging(sender, image_ids: list[int], **kwargs) -> None:
         return
     from suggestions.tasks import queue_auto_tagging
 
-    queue_auto_tagging(image_ids, MLModelVersion.objects.filter(active=True))
+    queue_auto_tagging(image_ids, MLModelVersion.objects.filter(active=True).exclude(kind=MLModelVersion.Kind.VLM))

@@ -129,7 +129,9 @@ def colour_rule(body: dict) -> Any:
     schema = request_schema(body)
     answer = {}
     for key, prop in schema.get("properties", {}).items():
-        if prop.get("type") == "array":
+        if "enum" in prop:
+            answer[key] = prop["enum"][0]
+        elif prop.get("type") == "array":
             answer[key] = [colour, f"{colour} picture"][: prop.get("maxItems", 2)]
         else:
             text = f"A {colour} picture" if key != "filename" else f"{colour} picture"
@@ -174,6 +176,7 @@ class _Server:
         self.dialect = "json_schema"
         self.images: list = []  # per chat request that carried images: the first one, decoded
         self.probes: list[tuple[str, dict]] = []
+        self.vision = True  # False: a text-only model (images are refused)
         self.lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
@@ -296,6 +299,10 @@ class OpenAITestServer(_Server):
         if form not in (None, "text", {"json_schema": "json_schema", "json_object": "json_object"}.get(self.dialect)):
             return handler.send_json(400, {"error": {"message": f"'response_format.type' {form!r} is not supported"}})
         if images := request_images(body):
+            if not self.vision:  # as llama.cpp's server answers a text model asked about an image
+                message = "image input is not supported - hint: if this is unexpected, you may need to provide the "
+                message += "mmproj"
+                return handler.send_json(500, {"error": {"code": 500, "message": message, "type": "server_error"}})
             with self.lock:
                 self.images.append(images[0])
         rule = default_rule if PROBE_MARK in user_text(body) else self.chat_rule  # a test's rule answers its requests

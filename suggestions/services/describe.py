@@ -23,6 +23,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import QuerySet
+from PIL import Image as PILImage
 
 from suggestions.models import STAGES, TEXT_FIELDS, MLModelVersion, PromptProfile, TagSuggestion, TextProposal
 from suggestions.profiles import BUILTIN_PROFILES, ensure_builtin_profiles
@@ -30,7 +31,7 @@ from suggestions.services.review import Candidate
 from suggestions.services.run import propose_labels
 from tagsite.ai.base import ChatBackend, EndpointConfig, LLMError, LLMInvalidOutput, LLMTruncated
 from tagsite.ai.openai_compat import jpeg_bytes
-from tagsite.ai.registry import check_endpoint, client_for, resolve_role
+from tagsite.ai.registry import CHECK_SCHEMA, check_endpoint, client_for, resolve_role
 from tagsite.imaging import ImageDecodeError, open_image
 from tagsite.models import AutoApproveRule, Image, ImageStage, LLMEndpoint, Producer, Proposal
 from tagsite.review import services as review
@@ -46,6 +47,7 @@ LATIN_LANGUAGES = {"en", "de", "fr", "es", "it", "nl", "pt", "sv", "da", "no", "
 LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "nl": "Dutch"}
 TEXT_BOUNDS = {"title": (2, 120), "caption": (10, None), "description": (20, None)}
 HIGHLIGHTS = 20
+CHECK_IMAGE = jpeg_bytes(PILImage.new("RGB", (32, 32), (220, 30, 30)), 32)  # the preflight's image round trip
 
 
 class StageFailed(LLMError):
@@ -354,9 +356,14 @@ def preflight(options: DescribeOptions) -> list[str]:
         if (config.base_url, config.model) in seen:
             continue
         seen.add((config.base_url, config.model))
-        for check in check_endpoint(config, options.roles.get(stage, stage)):
-            if not check.ok:
-                problems.append(f"{stage} ({config.name}, {config.model}): {check.name}: {check.detail}")
+        checks = check_endpoint(config, options.roles.get(stage, stage))
+        problems += [f"{stage} ({config.name}, {config.model}): {c.name}: {c.detail}" for c in checks if not c.ok]
+        if all(check.ok for check in checks):
+            try:  # a text model answers the text round trip but not a stage: one small image tells
+                with client_for(config, "chat", attempts=1) as client:
+                    client.chat_json("Answer in JSON.", "Is this image red?", CHECK_SCHEMA, images=[CHECK_IMAGE])
+            except LLMError as exc:
+                problems.append(f"{stage} ({config.name}, {config.model}): image round trip: {exc}")
     return problems
 
 
@@ -411,16 +418,17 @@ def describe_images(
                 if problem := work.error or "; ".join(r.error for r in work.results.values() if r.error):
                     progress.error(work.image.path, problem)
                 progress.advance()
-    finally:
         runner.stop()
-        for client in clients.values():
-            client.close()
-        if options.auto_approve and not options.dry_run:
+        if options.auto_approve and not options.dry_run:  # only a run that went through (not a cancelled one)
             summary.stored["auto_approved"] = approve_run(job_id, [image.pk for image in images], producer_ids)
             if options.write_metadata:
                 write = WriteOptions(backup=options.backup_originals, overwrite=options.overwrite_metadata)
                 run = f"{audit_dir.name}-write" if audit_dir else None
                 summary.written = write_images([image.pk for image in images], write, run=run)
+    finally:
+        runner.stop()  # a cancelled or failed run sends no further requests
+        for client in clients.values():
+            client.close()
         if audit:
             audit.close(summary)
     return summary
@@ -512,10 +520,12 @@ class Runner:
             self.finished.put(work)
 
     def stop(self) -> None:
+        """Drop the requests not yet sent and end the threads once their requests in flight return (idempotent)."""
         with self.requests.mutex:
             self.requests.queue.clear()
-        for _ in self.threads:
-            self.requests.put(None)
+        for thread in self.threads:
+            if thread.is_alive():
+                self.requests.put(None)
         for thread in self.threads:
             if thread.is_alive():
                 thread.join()

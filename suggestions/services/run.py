@@ -73,7 +73,8 @@ def select_labels(
 
 
 def active_models(name: str | None = None) -> QuerySet[MLModelVersion]:
-    models = MLModelVersion.objects.filter(active=True)
+    """Taggers that run on images (a VLM keywords version is a producer, never a tagger, even if ticked active)."""
+    models = MLModelVersion.objects.filter(active=True).exclude(kind=MLModelVersion.Kind.VLM)
     return models.filter(name=name) if name else models
 
 

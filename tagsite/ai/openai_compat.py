@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 JSON_SCHEMA, JSON_OBJECT, SCHEMA_IN_PROMPT = STRUCTURED_OUTPUTS
+NO_VISION = re.compile(r"image input is not supported|mmproj|does not support (images|vision)", re.IGNORECASE)
 PROMPT_SCHEMA_LEAD = "Answer with one JSON value and nothing else. It must match this JSON schema:"
 PROBE_MARK = "Structured-output probe"  # how a test server tells the probe from a stage's requests
 PROBE_SCHEMA = {
@@ -263,6 +264,11 @@ class OpenAICompatClient(ChatBackend, EmbeddingBackend):
                 if response.status_code == 404 and path != "models":
                     raise LLMModelNotFound(
                         f"{self.config.base_url}/{path} answered 404 for model {self.config.model!r}: {detail}"
+                    )
+                if NO_VISION.search(detail):  # llama.cpp answers 500 to images without a projector: not passing
+                    raise LLMError(
+                        f"{self.config.name}: model {self.config.model!r} does not take images ({detail}). "
+                        "Serve a vision model (llama.cpp: with its --mmproj projector) for the VLM stages."
                     )
                 if response.status_code not in RETRYABLE_STATUS:
                     raise LLMError(f"{self.config.base_url}/{path} answered HTTP {response.status_code}: {detail}")

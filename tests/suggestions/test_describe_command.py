@@ -87,3 +87,11 @@ def test_the_job_page_offers_the_runs_audit(vlm, tmp_path, admin_client):
     assert "Audit of this run" in page and "summary.md" in page
     jsonl = b"".join(admin_client.get(f"/jobs/{job.pk}/audit/audit.jsonl").streaming_content)
     assert json.loads(jsonl)["stages"]["caption"]["answer"].startswith("A red picture")
+
+
+def test_preflight_refuses_a_text_model_that_cannot_see_images(vlm, tmp_path):
+    make_jpeg(tmp_path / "red.jpg")
+    vlm.vision = False
+    with pytest.raises(CommandError, match="image round trip: .*does not take images.*mmproj"):
+        call_command("describe_images", "--input-dir", str(tmp_path), "--base-url", vlm.url, "--model", "vlm")
+    assert len(vlm.chat_requests()) == 2  # the text round trip, then one image: not retried
