@@ -417,7 +417,7 @@ def describe_images(
             if progress:
                 if problem := work.error or "; ".join(r.error for r in work.results.values() if r.error):
                     progress.error(work.image.path, problem)
-                progress.advance()
+                progress.advance(1, **{record["status"]: 1})  # described, partial, failed, skipped: live on the job
         runner.stop()
         if options.auto_approve and not options.dry_run:  # only a run that went through (not a cancelled one)
             summary.stored["auto_approved"] = approve_run(job_id, [image.pk for image in images], producer_ids)
@@ -690,8 +690,6 @@ def run_describe_job(job, progress: JobProgress, on_image=None) -> Summary:
     options = DescribeOptions(**job.params["options"])
     images = Image.objects.filter(pk__in=job.params["image_ids"]).order_by("pk")
     summary = describe_images(images, options, progress, audit_dir=audit_folder(job.pk), on_image=on_image)
-    for key, value in (("described", summary.described), ("failed", summary.failed), ("skipped", summary.skipped)):
-        progress.job.counts[key] = value
     progress.job.message = (
         f"{summary.described} described, {summary.failed} failed, {summary.skipped} skipped"
         + "".join(f", {n} {what}" for what, n in summary.stored.items())

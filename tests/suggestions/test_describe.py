@@ -203,3 +203,25 @@ def test_a_profile_edit_bumps_its_version_and_producer():
     profile.caption_prompt += " Mention the season."
     profile.save()
     assert PromptProfile.objects.get(name="travel").label == "travel-v2"
+
+
+def test_a_cancelled_run_sends_no_further_requests_and_approves_nothing(monkeypatch, tmp_path):
+    from django.utils import timezone
+
+    from tagsite.models import Decision, Job
+    from tagsite.services.jobs import create_job, run_job
+
+    with OpenAITestServer(models=[MODEL], latency=0.05) as server:
+        server.chat_rule = colour_rule
+        point_stages_at(monkeypatch, server)
+        images = [add_image(tmp_path, f"{i}.png", (220, 30 + i, 30)) for i in range(8)]
+        job = create_job("describe_images")
+        cancel = lambda record: Job.objects.filter(pk=job.pk).update(cancel_requested_at=timezone.now())  # noqa: E731
+        with run_job(job) as progress:
+            progress.interval = 0  # look for the cancel at every image
+            options = DescribeOptions(stages=("title",), auto_approve=True, max_workers=1)
+            describe_images(images, options, progress, on_image=cancel)
+    job.refresh_from_db()
+    assert job.status == "cancelled" and job.current == 1
+    assert len(server.chat_requests()) <= 3  # the one done, at most the two already open
+    assert not Decision.objects.exists() and TextProposal.objects.filter(status="pending").count() == 1
