@@ -225,3 +225,13 @@ def test_a_cancelled_run_sends_no_further_requests_and_approves_nothing(monkeypa
     assert job.status == "cancelled" and job.current == 1
     assert len(server.chat_requests()) <= 3  # the one done, at most the two already open
     assert not Decision.objects.exists() and TextProposal.objects.filter(status="pending").count() == 1
+
+
+@pytest.mark.parametrize("dialect", ["json_object", "none"])
+def test_the_stages_work_in_every_structured_output_dialect(vlm, tmp_path, dialect):
+    vlm.dialect = dialect
+    image = add_image(tmp_path, "green.png", (30, 180, 30))
+    assert describe_images([image], DescribeOptions()).described == 1
+    assert all(text.startswith("A green picture") for text in TextProposal.objects.values_list("text", flat=True))
+    forms = {(body.get("response_format") or {}).get("type") for body in vlm.chat_requests()}
+    assert forms == {"json_object" if dialect == "json_object" else None}
