@@ -9,7 +9,9 @@ same latency, slots and faults, and a vector per text that depends only on the t
 
 OpenAI-compatible faults: 429 (with Retry-After), 500, hang (past the client's timeout),
 invalid_json, truncated (cut JSON, finish_reason length), off_enum (one value outside its enum),
-missing_item (one batch item, a keyed answer's last key, or one embedding, dropped). Gemini faults:
+missing_item (one batch item, a keyed answer's last key, or one embedding, dropped), fenced (the JSON in a
+Markdown code fence). Images: each is recorded (`server.images`) and `colour_rule` answers from its mean colour;
+`server.dialect` is the structured output it takes, `server.vision = False` refuses images. Gemini faults:
 quota_daily, rate_minute, 500, missing_item. Gemini requests reach `chat_rule` in the OpenAI shape
 (system and user messages, `response_format.json_schema.schema`), so one rule answers both servers.
 """
@@ -312,6 +314,8 @@ class OpenAITestServer(_Server):
             text = "Sure! Here are the categories: {items: [oops"
         elif fault == "truncated":
             text, finish = text[: len(text) // 2], "length"
+        elif fault == "fenced":  # how a model told the schema only in the prompt often answers
+            text = f"```json\n{text}\n```"
         choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
         return handler.send_json(200, {"id": "chatcmpl-test", "object": "chat.completion", "choices": [choice]})
 

@@ -48,6 +48,9 @@ def test_an_answer_off_the_schema_in_the_prompt_dialect_is_refused_and_fences_ar
             server.chat_rule = lambda body: {"title": "wrong key"}
             with pytest.raises(LLMInvalidOutput):
                 client.chat_json("Describe.", "What is it?", SCHEMA)
+            server.chat_rule = lambda body: {"caption": "a red car"}
+            server.inject("fenced")
+            assert client.chat_json("Describe.", "What is it?", SCHEMA) == {"caption": "a red car"}
 
 
 def test_a_passing_500_does_not_downgrade_the_endpoint():
