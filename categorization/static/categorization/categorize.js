@@ -12,14 +12,17 @@ document.addEventListener("DOMContentLoaded", () => {
   if (all) all.addEventListener("change", () => {
     document.querySelectorAll("input[name=tags]").forEach((box) => { box.checked = all.checked; });
   });
-  // Similar tags (embedding neighbours, /api/tags/<id>/similar/), fetched when a row's "similar" is first opened.
+  // Similar tags (embedding neighbours, /api/tags/<id>/similar/), fetched when a row's "similar" is first opened;
+  // the table holds the URL once (tag 0), not each of its 100 rows.
+  const similarUrl = document.querySelector(".tag-table")?.dataset.similarUrl || "";
   document.querySelectorAll("details.similar").forEach((details) => {
     details.addEventListener("toggle", async () => {
       const list = details.querySelector(".similar-list");
       if (!details.open || list.dataset.loaded) return;
       list.dataset.loaded = "1";
       list.textContent = "…";
-      const response = await fetch(details.dataset.url, { headers: { Accept: "application/json" } });
+      const url = similarUrl.replace("/0/", `/${details.dataset.tag}/`);
+      const response = await fetch(url, { headers: { Accept: "application/json" } });
       const rows = response.ok ? await response.json() : [];
       list.textContent = rows.map((row) => `${row.name} (${row.similarity.toFixed(2)})`).join(", ") || "none yet";
     });
