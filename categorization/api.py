@@ -123,7 +123,9 @@ class CountSerializer(serializers.Serializer):
 
 
 TAG_PARAMETERS = [
-    OpenApiParameter("q", OpenApiTypes.STR, description="Each word begins a word of the name or display name (`hair` finds long_hair)"),
+    OpenApiParameter(
+        "q", OpenApiTypes.STR, description="Each word begins a word of the name or display name (`hair`: long_hair)"
+    ),
     OpenApiParameter("category", OpenApiTypes.STR, description="Category code"),
     OpenApiParameter("state", OpenApiTypes.STR, enum=[code for code, _ in services.STATES], default="all"),
 ]
