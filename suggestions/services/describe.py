@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import QuerySet
 from PIL import Image as PILImage
 
@@ -587,18 +587,18 @@ def store_answers(work: ImageWork, producers: dict, vlm, summary: Summary, job_i
             summary.stored["keywords held (unmapped)"] += held
             continue
         producer = producers[stage]
-        updated = TextProposal.objects.filter(
+        pending = TextProposal.objects.filter(
             image=work.image, field=stage, producer=producer, status=Proposal.Status.PENDING
-        ).update(text=result.value, model_text=result.value, job_id=job_id)
-        if not updated:
-            TextProposal.objects.create(
-                image=work.image,
-                field=stage,
-                producer=producer,
-                job_id=job_id,
-                text=result.value,
-                model_text=result.value,
-            )
+        )
+        if not pending.update(text=result.value, model_text=result.value, job_id=job_id):
+            try:
+                with transaction.atomic():  # one pending proposal per image, field and producer
+                    TextProposal.objects.create(
+                        image=work.image, field=stage, producer=producer, job_id=job_id, text=result.value,
+                        model_text=result.value,
+                    )  # fmt: skip
+            except IntegrityError:  # another run stored one meanwhile: this answer replaces its text
+                pending.update(text=result.value, model_text=result.value, job_id=job_id)
         summary.stored[f"{stage} proposals"] += 1
     review.auto_approve("textproposal", TextProposal.objects.filter(image=work.image, status=Proposal.Status.PENDING))
 

@@ -59,7 +59,7 @@ class Command(SchemaCommand):
         output.add_argument("--batch-size", type=number_type(int, 1), default=500, help="Images per job")
         output.add_argument("--max-workers", type=number_type(int, 1), help="Requests in flight (default: slots)")
         meta = parser.add_argument_group("metadata")
-        meta.add_argument("--dry-run", action="store_true", help="Ask and audit; store and write nothing")
+        meta.add_argument("--dry-run", action="store_true", help="Ask and audit; store no proposal, write no file")
         meta.add_argument("--auto-approve", action="store_true", help="Approve by the logged rule describe_images")
         meta.add_argument("--no-meta", action="store_true", help="With --auto-approve: do not write the files")
         meta.add_argument("--backup-originals", action="store_true", help="Keep a copy of each file before writing")
