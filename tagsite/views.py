@@ -106,7 +106,7 @@ AUDIT_FILES = {"audit.jsonl": "application/x-ndjson", "summary.md": "text/markdo
 
 
 def job_audit(request, pk: int, name: str):
-    """A metadata write's audit: the JSONL record per file or the Markdown summary, as a download."""
+    """A run's audit (a metadata write's or a describe run's): JSONL records or the Markdown summary, as a download."""
     path = audit_folder(get_object_or_404(Job, pk=pk).pk) / name
     if name not in AUDIT_FILES or not path.is_file():
         raise Http404("This job has no such audit file.")
