@@ -108,7 +108,7 @@ class TagChoiceSerializer(serializers.Serializer):
     tag = serializers.IntegerField(help_text="A tag id.")
 
 
-class DecisionSerializer(serializers.Serializer):
+class MergeDecisionSerializer(serializers.Serializer):
     ids = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=500)
     status = serializers.ChoiceField(choices=[Proposal.Status.APPROVED, Proposal.Status.REJECTED, "pending"])
     write = serializers.BooleanField(
@@ -162,19 +162,19 @@ class MergeProposalViewSet(viewsets.ReadOnlyModelViewSet):
         """Add a tag (one of the similar tags left out) to the merge."""
         return self._edit(request, services.add_member)
 
-    @extend_schema(request=DecisionSerializer)
+    @extend_schema(request=MergeDecisionSerializer, operation_id="merge_proposal_decide")
     @action(detail=True, methods=["post"])
     def decide(self, request, pk=None):
         return self._decide(request, [self.get_object().pk])
 
-    @extend_schema(request=DecisionSerializer)
+    @extend_schema(request=MergeDecisionSerializer, operation_id="merge_proposals_decide")
     @action(detail=False, methods=["post"], url_path="decide")
     def decide_many(self, request):
         """Decide several proposals at once (`ids`)."""
         return self._decide(request, request.data.get("ids") or [])
 
     def _decide(self, request, ids: list[int]):
-        body = DecisionSerializer(data={**request.data, "ids": ids})
+        body = MergeDecisionSerializer(data={**request.data, "ids": ids})
         body.is_valid(raise_exception=True)
         outcome = decide(
             kind="mergeproposal",
