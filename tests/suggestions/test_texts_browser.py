@@ -5,6 +5,7 @@ import json
 import subprocess
 
 import pytest
+from PIL import Image as PILImage
 
 from suggestions.models import TagSuggestion, TextProposal
 from suggestions.services.describe import DescribeOptions, describe_images
@@ -64,8 +65,19 @@ def test_edit_a_caption_accept_keywords_and_apply_metadata(staff_page, live_serv
     page.goto(f"{live_server.url}/images/{image.pk}/")
     assert page.locator("#image-caption").inner_text() == image.caption
     assert "titles, captions and descriptions" in page.locator("#image-proposals").inner_text()
+    tiff = tmp_path / "scan.tif"
+    PILImage.new("RGB", (200, 100), (30, 30, 220)).save(tiff)
+    (scan,) = ingest_paths([str(tiff)])
+    TextProposal.objects.create(
+        image=scan, field="title", text="A scan", model_text="A scan", producer=caption.producer
+    )
+    page.goto(f"{live_server.url}/suggestions/texts/")
+    shown = page.locator(f"[data-card][data-image='{scan.pk}'] img")
+    shown.scroll_into_view_if_needed()
+    page.wait_for_function("img => img.naturalWidth > 0", arg=shown.element_handle())  # Chromium shows no TIFF
+    assert shown.get_attribute("src").startswith(f"/images/{scan.pk}/thumbnail.jpg")
     page.set_viewport_size({"width": 390, "height": 800})
     page.goto(f"{live_server.url}/suggestions/texts/")
     assert not horizontal_overflow(page)
     screenshot(page, "suggestions-texts-390")
-    assert Image.objects.get().title == ""
+    assert Image.objects.get(pk=image.pk).title == ""

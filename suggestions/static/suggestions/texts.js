@@ -7,7 +7,14 @@
 
 (function () {
   const root = document.getElementById("texts");
-  if (!root || !root.dataset.canReview) return;
+  if (!root) return;
+  // A format the browser cannot show (TIFF, some RAW-ish files) falls back to the thumbnail.
+  root.querySelectorAll("img[data-fallback]").forEach((img) => {
+    const fallback = () => { if (img.getAttribute("src") !== img.dataset.fallback) img.src = img.dataset.fallback; };
+    img.addEventListener("error", fallback, { once: true });
+    if (img.complete && img.currentSrc && !img.naturalWidth) fallback();  // failed before this script ran
+  });
+  if (!root.dataset.canReview) return;
   const status = document.getElementById("review-status");
   const STATES = ["pending", "approved", "rejected", "auto_approved"];
   const cards = () => Array.from(root.querySelectorAll("[data-card]"));
