@@ -10,11 +10,16 @@ class DedupeConfig(AppConfig):
     moderator_permissions = ["dedupe.view_mergeproposal", "dedupe.view_mustnotmerge"]
 
     def ready(self):
+        from django.db.models.signals import post_save
+
+        from dedupe.services import refresh_embedding
         from tagsite import review
+        from tagsite.models import Tag
         from tagsite.review.services import decided
 
         review.register("mergeproposal", "dedupe.review.MergeProposals")
         decided.connect(remember_rejections, dispatch_uid="dedupe-remember-rejections")
+        post_save.connect(refresh_embedding, sender=Tag, dispatch_uid="dedupe-refresh-embedding")
 
 
 def remember_rejections(sender, kind: str, ids: list[int], status: str, user=None, **kwargs) -> None:

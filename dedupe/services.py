@@ -595,3 +595,18 @@ def embed_names(names: list[str], space: EmbeddingSpace | None = None) -> np.nda
             vectors = embed_array(client, [embedding_text(name, space.prefix) for name in missing])
             stored.update(zip(missing, vectors, strict=True))
     return np.stack([stored[name] for name in names]) if names else np.zeros((0, space.dimensions), np.float32)
+
+
+def refresh_embedding(sender, instance: Tag, **kwargs) -> None:
+    """A tag saved with a new display name (admin, API) is re-embedded at once when the active space is the local
+    model (milliseconds); with a server model it is stale until the next `embed_tags`, which finds it."""
+    if kwargs.get("raw") or kwargs.get("created"):
+        return  # fixtures; a new tag has no vector to refresh (embed_tags or a lookup embeds it)
+    space = active_space()
+    client = local_client_for(space) if space else None
+    if client is None:
+        return
+    text = embedding_text(instance.display_name, space.prefix)
+    stored = TagEmbedding.objects.filter(space=space, tag=instance).values_list("text", flat=True).first()
+    if stored is not None and stored != text:
+        store_vectors(space, [instance.pk], [text], embed_array(client, [text]))

@@ -10,7 +10,7 @@ from dedupe import services
 from dedupe.models import TagEmbedding
 from tagsite.ai.local_embeddings import LocalMiniLM
 from tagsite.ai.registry import check_endpoint, client_for_role, resolve_role
-from tagsite.models import LLMRole
+from tagsite.models import LLMRole, Tag
 from tests.dedupe.conftest import embed_all, make_tags
 
 
@@ -42,11 +42,13 @@ def test_embed_tags_stores_only_what_is_missing_or_stale_and_builds_the_index(sp
     assert services.embed_tags(LocalMiniLM(), space, limit=2) == {"embedded": 2}  # the rest waits for the next run
     assert services.embed_tags(LocalMiniLM(), space) == {"embedded": 1}
     assert services.embed_tags(LocalMiniLM(), space) == {"embedded": 0}
-    kitten.display_name = "kitty cat"
-    kitten.save()
+    Tag.objects.filter(pk=kitten.pk).update(display_name="kitty cat")  # renamed without a save signal (bulk)
     assert services.stale_tags(space) == [(kitten.pk, "kitty cat")]
     embed_all(space)
     assert TagEmbedding.objects.get(tag=kitten).text == "kitty cat"
+    dog.display_name = "Doggo"
+    dog.save()  # the local model re-embeds a renamed tag at once
+    assert TagEmbedding.objects.get(tag=dog).text == "Doggo" and services.stale_tags(space) == []
     with connection.cursor() as cursor:
         cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [space.index_name])
         assert "hnsw" in cursor.fetchone()[0]
