@@ -95,3 +95,14 @@ def test_preflight_refuses_a_text_model_that_cannot_see_images(vlm, tmp_path):
     with pytest.raises(CommandError, match="image round trip: .*does not take images.*mmproj"):
         call_command("describe_images", "--input-dir", str(tmp_path), "--base-url", vlm.url, "--model", "vlm")
     assert len(vlm.chat_requests()) == 2  # the text round trip, then one image: not retried
+
+
+def test_a_dry_run_asks_and_audits_but_stores_nothing(vlm, tmp_path):
+    make_jpeg(tmp_path / "red.jpg", color=(220, 30, 30))
+    out = tmp_path / "dry.jsonl"
+    call_command("describe_images", "--input-dir", str(tmp_path), "--base-url", vlm.url, "--model", "vlm",
+                 "--dry-run", "--auto-approve", "--output-jsonl", str(out), "--skip-preflight")  # fmt: skip
+    record = json.loads(out.read_text())
+    assert record["metadata"] == "dry run: nothing stored" and record["stages"]["title"]["answer"]
+    assert not TextProposal.objects.exists() and not Decision.objects.exists()
+    assert not Image.objects.get().title and len(vlm.chat_requests()) == 4
