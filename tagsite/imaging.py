@@ -113,6 +113,11 @@ def over_limit(max_pixels: int) -> str:
     return f"over the limit of {max_pixels} pixels (TAGSITE_MAX_IMAGE_PIXELS)"
 
 
+# Where a decoded picture's orientation could still be read from (EXIF, XMP's tiff:Orientation): Pillow copies them
+# along with every transpose, convert and crop, and ImageOps.exif_transpose would turn the pixels a second time.
+ROTATION_INFO_KEYS = ("exif", "xmp", "XML:com.adobe.xmp")
+
+
 def _decode(path_or_file, max_pixels: int, draft_size: int | None) -> DecodedImage:
     with Image.open(path_or_file) as img:
         width, height = img.size
@@ -134,6 +139,8 @@ def _decode(path_or_file, max_pixels: int, draft_size: int | None) -> DecodedIma
         rgb = to_rgb(img)
     if orientation in TRANSPOSE_FOR_ORIENTATION:
         rgb = rgb.transpose(TRANSPOSE_FOR_ORIENTATION[orientation])
+    for key in ROTATION_INFO_KEYS:  # the pixels are upright now: nothing downstream may rotate them again
+        rgb.info.pop(key, None)
     if orientation in SWAPPED_ORIENTATIONS:
         width, height = height, width
     return DecodedImage(rgb, fmt, width, height, orientation, frames, may_have_keywords)

@@ -470,8 +470,6 @@ class Runner:
         long_side = self.clients[work.stages[0]].image_long_side
         try:  # EXIF-rotated, JPEG draft mode to the size sent, encoded once for every stage
             picture = open_image(work.image.path, max_pixels=settings.MAX_IMAGE_PIXELS, draft_size=long_side).image
-            for key in ("exif", "xmp", "XML:com.adobe.xmp"):  # rotated already: jpeg_bytes must not rotate it again
-                picture.info.pop(key, None)
             work.jpeg = jpeg_bytes(picture, long_side)
         except (ImageDecodeError, OSError) as exc:
             work.error = f"cannot read the image: {describe_error(exc)}"
