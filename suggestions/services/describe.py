@@ -129,20 +129,21 @@ def stage_config(stage: str, options: DescribeOptions) -> EndpointConfig:
     return replace(config, **changes)
 
 
-def text_producer(config: EndpointConfig, profile: PromptProfile) -> Producer:
-    producer, _ = Producer.objects.get_or_create(
-        kind=Producer.Kind.CHAT,
-        name=config.model,
-        version="",
-        prompt_version=profile.label,
-        defaults={"endpoint": LLMEndpoint.objects.filter(name=config.name).first()},
-    )
+def text_producer(config: EndpointConfig, profile: PromptProfile, create: bool = True) -> Producer | None:
+    """The texts' producer (model + profile version); without `create` (a dry run) only an existing one."""
+    key = {"kind": Producer.Kind.CHAT, "name": config.model, "version": "", "prompt_version": profile.label}
+    if not create:
+        return Producer.objects.filter(**key).first()
+    endpoint = LLMEndpoint.objects.filter(name=config.name).first()
+    producer, _ = Producer.objects.get_or_create(**key, defaults={"endpoint": endpoint})
     return producer
 
 
-def keyword_model(config: EndpointConfig, profile: PromptProfile) -> MLModelVersion:
+def keyword_model(config: EndpointConfig, profile: PromptProfile, create: bool = True) -> MLModelVersion | None:
     """Keywords are tag suggestions, so their producer is a model version (kind VLM, never active as a tagger)
-    whose labels go through the `vlm` mappings."""
+    whose labels go through the `vlm` mappings. Without `create` (a dry run) only an existing one."""
+    if not create:
+        return MLModelVersion.objects.filter(name=config.model, version=profile.label).first()
     version, _ = MLModelVersion.objects.get_or_create(
         name=config.model,
         version=profile.label,
@@ -381,9 +382,12 @@ def describe_images(
     profile = get_profile(options.profile)
     limit = max_keywords(profile, options)
     configs = {stage: stage_config(stage, options) for stage in options.stages}
-    producers = {stage: text_producer(config, profile) for stage, config in configs.items() if stage in TEXT_FIELDS}
-    vlm = keyword_model(configs["keywords"], profile) if "keywords" in configs else None
-    producer_ids = {stage: producer.pk for stage, producer in producers.items()}
+    create = not options.dry_run  # a dry run changes nothing in the library, not even its producers
+    producers = {
+        stage: text_producer(config, profile, create) for stage, config in configs.items() if stage in TEXT_FIELDS
+    }
+    vlm = keyword_model(configs["keywords"], profile, create) if "keywords" in configs else None
+    producer_ids = {stage: producer.pk for stage, producer in producers.items() if producer}
     if vlm is not None:
         producer_ids["keywords"] = vlm.producer_id
     images = [image for image in images if image.status == Image.Status.OK]
@@ -408,7 +412,7 @@ def describe_images(
     job_id = progress.job.pk if progress and progress.job.pk else None
     runner = Runner(stage_client, profile, limit, options.two_step, workers)
     try:
-        for work in runner.run([ImageWork(image, todo[image.pk]) for image in images]):
+        for work in runner.run([ImageWork(image, list(todo[image.pk])) for image in images]):
             record = finish_image(work, options, producers, vlm, summary, job_id)
             if audit:
                 audit.record(record)
@@ -682,11 +686,21 @@ class DescribeAudit:
         (self.folder / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def files_as_images(paths: list[str]) -> list[Image]:
+    """A dry run's files as images without importing them: the library's row where it has the file (so stages
+    done before are skipped as a real run would), else an unsaved one that only names the file."""
+    rows = {row.path: row for row in Image.objects.filter(path__in=paths, status=Image.Status.OK)}
+    return [rows.get(path) or Image(path=path) for path in paths]
+
+
 def run_describe_job(job, progress: JobProgress, on_image=None) -> Summary:
-    """A job's run (task or command): params hold the image ids and the options; the audit goes to the job's
-    folder (downloadable from its page)."""
+    """A job's run (task or command): params hold the image ids (or, for a dry run, the files' `paths`) and the
+    options; the audit goes to the job's folder (downloadable from its page)."""
     options = DescribeOptions(**job.params["options"])
-    images = Image.objects.filter(pk__in=job.params["image_ids"]).order_by("pk")
+    if job.params.get("paths"):
+        images = files_as_images(job.params["paths"])
+    else:
+        images = Image.objects.filter(pk__in=job.params["image_ids"]).order_by("pk")
     summary = describe_images(images, options, progress, audit_dir=audit_folder(job.pk), on_image=on_image)
     progress.job.message = (
         f"{summary.described} described, {summary.failed} failed, {summary.skipped} skipped"

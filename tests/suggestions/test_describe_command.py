@@ -7,8 +7,8 @@ import subprocess
 import pytest
 from django.core.management import CommandError, call_command
 
-from suggestions.models import TextProposal
-from tagsite.models import AutoApproveRule, Decision, Image, Job
+from suggestions.models import MLModelVersion, TextProposal
+from tagsite.models import AutoApproveRule, Decision, Image, Job, Producer
 from tests.factories import make_jpeg
 from tests.llm_server import OpenAITestServer, colour_rule
 
@@ -97,12 +97,25 @@ def test_preflight_refuses_a_text_model_that_cannot_see_images(vlm, tmp_path):
     assert len(vlm.chat_requests()) == 2  # the text round trip, then one image: not retried
 
 
-def test_a_dry_run_asks_and_audits_but_stores_nothing(vlm, tmp_path):
+def test_a_dry_run_asks_and_audits_but_leaves_the_library_as_it_was(vlm, tmp_path):
+    (tmp_path / "sub").mkdir()
     make_jpeg(tmp_path / "red.jpg", color=(220, 30, 30))
+    make_jpeg(tmp_path / "sub" / "blue.jpg", color=(30, 30, 220))
     out = tmp_path / "dry.jsonl"
     call_command("describe_images", "--input-dir", str(tmp_path), "--base-url", vlm.url, "--model", "vlm",
                  "--dry-run", "--auto-approve", "--output-jsonl", str(out), "--skip-preflight")  # fmt: skip
     record = json.loads(out.read_text())
+    assert record["path"] == str(tmp_path / "red.jpg") and record["status"] == "described"  # not recursive
     assert record["metadata"] == "dry run: nothing stored" and record["stages"]["title"]["answer"]
-    assert not TextProposal.objects.exists() and not Decision.objects.exists()
-    assert not Image.objects.get().title and len(vlm.chat_requests()) == 4
+    assert len(vlm.chat_requests()) == 4
+    # nothing imported, proposed, approved, nor any producer made: only the run's job and its audit
+    assert not Image.objects.exists() and not TextProposal.objects.exists() and not Decision.objects.exists()
+    assert not Producer.objects.exists() and not MLModelVersion.objects.exists()
+    assert Job.objects.get(kind="describe_images").status == "succeeded"
+    call_command("describe_images", "--input-dir", str(tmp_path), "--base-url", vlm.url, "--model", "vlm",
+                 "--stages", "caption", "--skip-preflight")  # fmt: skip
+    image = Image.objects.get(path=str(tmp_path / "red.jpg"))
+    call_command("describe_images", "--input-dir", str(tmp_path), "--base-url", vlm.url, "--model", "vlm",
+                 "--stages", "caption", "--dry-run", "--output-jsonl", str(out), "--skip-preflight")  # fmt: skip
+    record = json.loads(out.read_text())  # a file in the library: its pending caption is skipped, as a run would
+    assert (record["image"], record["status"]) == (image.pk, "skipped") and len(vlm.chat_requests()) == 5

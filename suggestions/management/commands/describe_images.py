@@ -13,7 +13,7 @@ from tagsite.ai.base import LLMError
 from tagsite.management.arguments import number_type
 from tagsite.management.schema import SchemaCommand
 from tagsite.models import Image, LLMEndpoint
-from tagsite.services.ingest import import_folder
+from tagsite.services.ingest import import_folder, scan_folder
 from tagsite.services.jobs import create_job, run_job
 from tagsite.services.writeback import audit_folder
 
@@ -107,13 +107,19 @@ class Command(SchemaCommand):
             if problems:
                 lines = "\n  ".join(problems)
                 raise CommandError(f"preflight failed (fix it, or pass --skip-preflight):\n  {lines}")
-        image_ids = self.images(o["input_dir"], o["recursive"], o["image_exts"])
-        if not image_ids:
+        exts = o["image_exts"]
+        wanted = [f".{ext.strip().lstrip('.').lower()}" for ext in exts.split(",")] if exts else None
+        if options.dry_run:  # the files as they are: nothing imported, nothing stored
+            selected = self.files(o["input_dir"], o["recursive"], wanted)
+        else:
+            selected = self.images(o["input_dir"], o["recursive"], wanted)
+        if not selected:
             raise CommandError("no images in " + ", ".join(o["input_dir"]))
         stats: dict = {}
-        for start in range(0, len(image_ids), o["batch_size"]):
-            batch = image_ids[start : start + o["batch_size"]]
-            job = create_job("describe_images", {"image_ids": batch, "options": asdict(options)})
+        for start in range(0, len(selected), o["batch_size"]):
+            batch = selected[start : start + o["batch_size"]]
+            params = {"paths": batch, "image_ids": []} if options.dry_run else {"image_ids": batch}
+            job = create_job("describe_images", params | {"options": asdict(options)})
             with run_job(job, progress_bar=True, description="describe", advice=DESCRIBE_ADVICE) as progress:
                 summary = run_describe_job(job, progress)
             self.stdout.write(f"job #{job.pk}: {job.message}; audit in {audit_folder(job.pk)}")
@@ -125,14 +131,11 @@ class Command(SchemaCommand):
             self.copy_audit(job.pk, o["output_jsonl"], o["summary"], first=start == 0)
         self.table(stats)
 
-    def images(self, folders: list[str], recursive: bool, extensions: str | None) -> list[int]:
+    def images(self, folders: list[str], recursive: bool, wanted: list[str] | None) -> list[int]:
         """Import each folder (new and changed files), then its images: the folder's own, or all below it."""
-        wanted = [f".{ext.strip().lstrip('.').lower()}" for ext in extensions.split(",")] if extensions else None
         ids: list[int] = []
         for folder in folders:
-            root = os.path.abspath(folder)
-            if not os.path.isdir(root):
-                raise CommandError(f"not a folder: {folder}")
+            root = self.folder(folder)
             import_folder(root, extensions=wanted)
             rows = Image.objects.filter(status=Image.Status.OK, path__startswith=os.path.join(root, "")).order_by("pk")
             for pk, path in rows.values_list("pk", "path"):
@@ -141,6 +144,21 @@ class Command(SchemaCommand):
                 ):
                     ids.append(pk)
         return list(dict.fromkeys(ids))
+
+    def files(self, folders: list[str], recursive: bool, wanted: list[str] | None) -> list[str]:
+        """A dry run's image files, found as an import would find them but not imported."""
+        paths: list[str] = []
+        for folder in folders:
+            root = self.folder(folder)
+            found = scan_folder(root, wanted).files
+            paths += sorted(path for path in found if recursive or os.path.dirname(path) == root)
+        return list(dict.fromkeys(paths))
+
+    def folder(self, folder: str) -> str:
+        root = os.path.abspath(folder)
+        if not os.path.isdir(root):
+            raise CommandError(f"not a folder: {folder}")
+        return root
 
     def copy_audit(self, job_id: int, jsonl: str | None, summary: str | None, first: bool) -> None:
         folder = audit_folder(job_id)
