@@ -198,15 +198,37 @@ def stage_prompt(stage: str, profile: PromptProfile, limit: int, caption: str = 
 # Checking answers
 
 
+# Short words every sentence of a language has; a text with more of another language's (that its own language
+# does not share) than of its own is in that language. Keywords rarely have any, so they pass.
+FUNCTION_WORDS = {
+    "en": {"the", "a", "an", "and", "of", "in", "on", "with", "is", "are", "at", "by", "from", "to", "its"},
+    "de": {"der", "die", "das", "und", "ein", "eine", "einem", "einer", "einen", "mit", "auf", "ist", "im", "von",
+           "vor", "den", "dem", "des", "sich", "zu"},
+    "fr": {"le", "la", "les", "un", "une", "et", "des", "du", "avec", "sur", "est", "dans", "au", "aux", "sous"},
+    "es": {"el", "la", "los", "las", "un", "una", "y", "con", "en", "es", "del", "sobre", "por", "al"},
+    "it": {"il", "lo", "la", "gli", "le", "un", "una", "e", "con", "di", "del", "della", "su", "nel", "sul"},
+    "nl": {"de", "het", "een", "en", "met", "op", "is", "van", "in", "bij", "voor"},
+}  # fmt: skip
+
+
 def wrong_language(text: str, language: str) -> str:
-    """Why a text is not in a Latin-script language it should be in (most of its letters are of another script);
-    other languages are not checked."""
+    """Why a text is not in a Latin-script language it should be in: most of its letters are of another script,
+    or (en, de, fr, es, it, nl) it has at least two function words of another of those and more of them than of
+    its own. Other languages are not checked."""
     if language not in LATIN_LANGUAGES:
         return ""
+    wrong = f"the answer is not in {LANGUAGE_NAMES.get(language, language)}"
     letters = [char for char in text if char.isalpha()]
     foreign = sum(1 for char in letters if not unicodedata.name(char, "").startswith("LATIN"))
     if letters and foreign / len(letters) > 0.3:
-        return f"the answer is not in {LANGUAGE_NAMES.get(language, language)}"
+        return wrong
+    if own := FUNCTION_WORDS.get(language):
+        words = re.findall(r"\w+", text.lower())
+        hits = sum(word in own for word in words)
+        for other, common in FUNCTION_WORDS.items():
+            theirs = sum(word in common - own for word in words)
+            if other != language and theirs >= 2 and theirs > hits:
+                return f"{wrong} (it reads as {LANGUAGE_NAMES[other]})"
     return ""
 
 

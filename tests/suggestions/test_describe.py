@@ -140,6 +140,19 @@ def test_a_caption_in_the_wrong_language_is_asked_again(vlm, tmp_path):
     assert wrong_language("Ein rotes Bild", "de") == "" and wrong_language("赤い絵です", "en")
 
 
+def test_a_caption_in_another_latin_script_language_is_asked_again(vlm, tmp_path):
+    image = add_image(tmp_path, "red.png", (220, 30, 30))
+    answers = [{"caption": "Ein rotes Auto steht vor einem Haus mit der Tür"}]
+    vlm.chat_rule = lambda body: answers.pop(0) if answers else colour_rule(body)
+    summary = describe_images([image], DescribeOptions(stages=("caption",)))
+    assert summary.stages["caption"]["re-asked"] == 1 and TextProposal.objects.get().text.startswith("A red")
+    assert "the answer is not in English (it reads as German)" in json.dumps(vlm.chat_requests()[1])
+    assert wrong_language("Une voiture rouge garée devant une maison", "en")
+    for english in ("A view of the Place de la Concorde at dusk", "red car, street, Haus", "Die Hard poster"):
+        assert wrong_language(english, "en") == "", english
+    assert wrong_language("Ein rotes Auto steht vor einem Haus", "de") == ""
+
+
 def test_keywords_go_through_aliases_and_the_worklist(vlm, tmp_path, settings):
     image = add_image(tmp_path, "red.png", (220, 30, 30))
     crimson = Tag.objects.create(name="crimson", display_name="crimson")
