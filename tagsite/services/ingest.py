@@ -67,10 +67,10 @@ class ScanResult:
 
 
 def scan_folder(
-    root: str | Path, extensions: Iterable[str] | None = None, roots: Iterable[str] | None = None
+    root: str | Path, extensions: Iterable[str] | None = None, roots: Iterable[str] | None = None, recursive=True
 ) -> ScanResult:
-    """Image files below `root`, following symlinks but never around a loop, out of `roots` (None: anywhere),
-    into /proc, /sys or /dev, or into tagsite's own media and var folders."""
+    """Image files below `root` (only its own without `recursive`), following symlinks but never around a loop,
+    out of `roots` (None: anywhere), into /proc, /sys or /dev, or into tagsite's own media and var folders."""
     wanted = {ext.lower() for ext in (extensions or settings.IMAGE_EXTENSIONS)}
     allowed = [os.path.realpath(folder) for folder in roots] if roots is not None else None
     own = own_folders()
@@ -100,6 +100,8 @@ def scan_folder(
                 link = entry.is_symlink()
                 real = os.path.realpath(full) if link else os.path.join(real_folder, entry.name)
                 if entry.is_dir():
+                    if not recursive:
+                        continue
                     if why := refusal(real, allowed, own):
                         skipped[full] = why
                     else:
@@ -275,18 +277,27 @@ def _guarded_inspect(path: str) -> FileFacts:
 
 
 def import_folder(
-    root: str | Path, progress: JobProgress | None = None, extensions=None, roots: Iterable[str] | None = None
+    root: str | Path,
+    progress: JobProgress | None = None,
+    extensions=None,
+    roots: Iterable[str] | None = None,
+    recursive: bool = True,
 ) -> dict[str, int]:
-    """Bring a folder in line with the library: new, changed, moved, deleted files. Returns counts.
+    """Bring a folder (without `recursive`: only its own files, its subfolders untouched) in line with the
+    library: new, changed, moved, deleted files. Returns counts.
 
     `roots` limits where the scan may go (the web's TAGSITE_IMPORT_ROOTS); None lets an operator's
     command import any folder. Files outside `extensions` are neither imported nor marked missing.
     """
     root = check_import_folder(os.path.abspath(str(root)), roots)
     wanted = tuple(ext.lower() for ext in (extensions or settings.IMAGE_EXTENSIONS))
-    scan = scan_folder(root, wanted, roots)
+    scan = scan_folder(root, wanted, roots, recursive)
     prefix = root.rstrip("/") + "/"
-    known = {row.path: row for row in Image.objects.filter(path__startswith=prefix)}
+    known = {
+        row.path: row
+        for row in Image.objects.filter(path__startswith=prefix)
+        if recursive or "/" not in row.path[len(prefix) :]
+    }
     todo = sorted(
         path
         for path, (size, mtime) in scan.files.items()

@@ -32,6 +32,7 @@ def test_proposals_wait_for_review_and_the_audit_is_written(vlm, tmp_path, capsy
         "--prompt-profile", "travel", "--output-jsonl", str(out), "--summary", str(tmp_path / "summary.md"),
     )  # fmt: skip
     assert TextProposal.objects.filter(status="pending").count() == 3  # not recursive: red.jpg only
+    assert [image.filename for image in Image.objects.all()] == ["red.jpg"]  # sub/ is not even imported
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["path"].rsplit("/", 1)[1], r["status"], r["metadata"]) for r in records] == [
         ("red.jpg", "described", "awaiting review")
@@ -45,6 +46,8 @@ def test_proposals_wait_for_review_and_the_audit_is_written(vlm, tmp_path, capsy
     call_command("describe_images", "--input-dir", str(tmp_path / "a"), "--recursive", "--base-url", vlm.url,
                  "--model", "vlm", "--prompt-profile", "travel")  # fmt: skip
     assert TextProposal.objects.count() == 6  # blue.jpg now; red.jpg's stages were done
+    call_command("describe_images", "--input-dir", str(tmp_path / "a"), "--base-url", vlm.url, "--model", "vlm")
+    assert set(Image.objects.values_list("status", flat=True)) == {"ok"}  # sub/blue.jpg is not taken for missing
 
 
 def test_auto_approve_writes_the_files_through_the_writer(vlm, tmp_path):
@@ -114,7 +117,7 @@ def test_a_dry_run_asks_and_audits_but_leaves_the_library_as_it_was(vlm, tmp_pat
     assert Job.objects.get(kind="describe_images").status == "succeeded"
     call_command("describe_images", "--input-dir", str(tmp_path), "--base-url", vlm.url, "--model", "vlm",
                  "--stages", "caption", "--skip-preflight")  # fmt: skip
-    image = Image.objects.get(path=str(tmp_path / "red.jpg"))
+    (image,) = Image.objects.all()  # red.jpg: not recursive
     call_command("describe_images", "--input-dir", str(tmp_path), "--base-url", vlm.url, "--model", "vlm",
                  "--stages", "caption", "--dry-run", "--output-jsonl", str(out), "--skip-preflight")  # fmt: skip
     record = json.loads(out.read_text())  # a file in the library: its pending caption is skipped, as a run would

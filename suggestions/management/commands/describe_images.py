@@ -132,11 +132,11 @@ class Command(SchemaCommand):
         self.table(stats)
 
     def images(self, folders: list[str], recursive: bool, wanted: list[str] | None) -> list[int]:
-        """Import each folder (new and changed files), then its images: the folder's own, or all below it."""
+        """Import each folder (new and changed files; below it only with `recursive`), then its images."""
         ids: list[int] = []
         for folder in folders:
             root = self.folder(folder)
-            import_folder(root, extensions=wanted)
+            import_folder(root, extensions=wanted, recursive=recursive)
             rows = Image.objects.filter(status=Image.Status.OK, path__startswith=os.path.join(root, "")).order_by("pk")
             for pk, path in rows.values_list("pk", "path"):
                 if (recursive or os.path.dirname(path) == root) and (
@@ -150,8 +150,7 @@ class Command(SchemaCommand):
         paths: list[str] = []
         for folder in folders:
             root = self.folder(folder)
-            found = scan_folder(root, wanted).files
-            paths += sorted(path for path in found if recursive or os.path.dirname(path) == root)
+            paths += sorted(scan_folder(root, wanted, recursive=recursive).files)
         return list(dict.fromkeys(paths))
 
     def folder(self, folder: str) -> str:
