@@ -2,9 +2,9 @@
 
 Local servers differ in what they accept: LM Studio takes only `response_format={"type": "json_schema"}`,
 llama.cpp's Python server rejects that (HTTP 500) and takes `{"type": "json_object", "schema": ...}`, some
-take neither. The client probes each endpoint once (`structured_output`, cached per server and model), uses
-the strictest form it takes, else puts the schema in the prompt; answers are validated here anyway because
-small models still stray from the schema.
+take neither. The client probes each endpoint once (`structured_output`, cached per server and model for ten
+minutes), uses the strictest form it takes, else puts the schema in the prompt; answers are validated here anyway
+because small models still stray from the schema.
 """
 
 import base64
@@ -50,7 +50,8 @@ PROBE_SCHEMA = {
     "required": ["answer"],
     "additionalProperties": False,
 }
-_dialects: dict[tuple[str, str], str] = {}  # (base URL, model) -> the structured output it takes
+_dialects: dict[tuple[str, str], tuple[str, float]] = {}  # (base URL, model) -> (what it takes, when probed)
+PROBE_SECONDS = 600.0  # then probed again: a long-running worker sees a server swapped behind the same URL
 _dialects_lock = threading.Lock()
 _probe_lock = threading.Lock()
 
@@ -184,12 +185,11 @@ class OpenAICompatClient(ChatBackend, EmbeddingBackend):
         """The strictest structured output the endpoint takes, probed once per server and model: `json_schema`,
         else `json_object` with the schema, else the schema in the prompt (answers are validated either way)."""
         key = (self.config.base_url.rstrip("/"), self.config.model)
-        with _dialects_lock:
-            if key in _dialects:
-                return _dialects[key]
+        if found := self._probed(key):
+            return found
         with _probe_lock:  # threads starting together probe once
-            if key in _dialects:
-                return _dialects[key]
+            if found := self._probed(key):
+                return found
             found = SCHEMA_IN_PROMPT
             for dialect in (JSON_SCHEMA, JSON_OBJECT):
                 refusal = self._refusal(dialect)
@@ -200,8 +200,15 @@ class OpenAICompatClient(ChatBackend, EmbeddingBackend):
                     "%s (%s) refuses response_format %s: %s", self.config.name, self.config.model, dialect, refusal
                 )
             with _dialects_lock:
-                _dialects[key] = found
+                _dialects[key] = (found, time.monotonic())
         return found
+
+    @staticmethod
+    def _probed(key: tuple[str, str]) -> str:
+        """The dialect probed for this server and model in the last PROBE_SECONDS ("" when none)."""
+        with _dialects_lock:
+            found, when = _dialects.get(key, ("", 0.0))
+        return found if found and time.monotonic() - when < PROBE_SECONDS else ""
 
     def _refusal(self, dialect: str) -> str:
         """Why the server refuses a tiny request in this dialect ("" when it answers). A 500 is asked twice (it is

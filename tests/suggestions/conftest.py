@@ -4,9 +4,18 @@ import pytest
 from PIL import Image as PILImage
 
 from suggestions import services
+from tagsite.ai.openai_compat import forget_structured_outputs
 from tagsite.models import Image
 from tagsite.services.ingest import ingest_paths
 from tests.suggestions.wd14 import build_model
+
+
+@pytest.fixture(autouse=True)
+def fresh_structured_output_probes():
+    """Test servers reuse ports: a dialect probed from one server (say `none`) must not answer for a later one."""
+    forget_structured_outputs()
+    yield
+    forget_structured_outputs()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ and `llm_check` shows which; the answers are validated whatever the dialect."""
 import pytest
 from django.core.management import call_command
 
+from tagsite.ai import openai_compat
 from tagsite.ai.base import EndpointConfig, LLMInvalidOutput
 from tagsite.ai.openai_compat import PROMPT_SCHEMA_LEAD, forget_structured_outputs
 from tagsite.ai.registry import client_for
@@ -60,6 +61,20 @@ def test_a_passing_500_does_not_downgrade_the_endpoint():
         with client_for(EndpointConfig(name="t", base_url=server.url, model="m"), backoff=0.01) as client:
             assert client.structured_output() == "json_schema"
             assert client.chat_json("Describe.", "What is it?", SCHEMA) == {"caption": "test"}
+
+
+def test_a_server_swapped_behind_the_same_url_is_probed_again(monkeypatch):
+    with OpenAITestServer(models=["m"]) as server:
+        server.chat_rule = lambda body: {"caption": "a red car"}
+        with client_for(EndpointConfig(name="t", base_url=server.url, model="m")) as client:
+            assert client.structured_output() == "json_schema"
+            server.dialect = "json_object"  # say llama.cpp's server now listens on LM Studio's port
+            assert client.structured_output() == "json_schema"  # cached: no probe per request
+            monkeypatch.setattr(openai_compat, "PROBE_SECONDS", 0.0)  # as if ten minutes had passed
+            assert client.structured_output() == "json_object"
+            monkeypatch.setattr(openai_compat, "PROBE_SECONDS", 600.0)
+            assert client.chat_json("Describe.", "What is it?", SCHEMA) == {"caption": "a red car"}
+        assert len(server.probes) == 4  # json_schema; then json_schema twice (a 500 is asked twice), json_object
 
 
 @pytest.mark.parametrize("dialect", ["json_object", "none"])
