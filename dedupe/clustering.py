@@ -32,7 +32,7 @@ NEGATIONS = set("no not non without un".split())
 # Antonyms and sizes score as high as true duplicates (PRODUCT.md's field notes): never merged by embedding alone.
 OPPOSITES = set(
     "indoors outdoors indoor outdoor inside outside open closed day night male female boy girl man woman "
-    "before after full empty wet dry hot cold old young new big small large tiny huge long short tall "
+    "before after full empty wet dry hot cold old young new big small medium large tiny huge long short tall "
     "very thick thin wide narrow light heavy happy sad on off in out under over above below with "
     "morning evening sunrise sunset summer winter spring autumn fall cat dog".split()
 )
@@ -78,9 +78,12 @@ def order_key(name: str) -> str:
 
 def siblings(a: str, b: str) -> bool:
     """Names that differ only by a guard word (colour, number, side, size, negation, an antonym) or a number:
-    `black_hair`/`white_hair`, `1girl`/`2girls`, `left_hand`/`right_hand`, `hair`/`long_hair`."""
+    `black_hair`/`white_hair`, `1girl`/`2girls`, `left_hand`/`right_hand`; or where one adds words to the other,
+    a narrower tag (`skirt`/`overall_skirt`, `sitting`/`sitting_on_object`, `navel`/`outie_navel`)."""
     wa, wb = [singular(w) for w in words(a)], [singular(w) for w in words(b)]
     if wa != wb and [_DIGITS.sub("#", w) for w in wa] == [_DIGITS.sub("#", w) for w in wb]:
+        return True
+    if set(wa) < set(wb) or set(wb) < set(wa):
         return True
     diff = set(wa) ^ set(wb)
     return bool(diff) and all(word in GUARD_WORDS or word.isdigit() for word in diff)

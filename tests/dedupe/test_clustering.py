@@ -39,6 +39,9 @@ def test_lexical_keys_keep_different_words_apart(a, b):
         ("hat", "no_hat"),
         ("cat", "dog"),
         ("hair", "long_hair"),
+        ("large_breasts", "medium_breasts"),
+        ("skirt", "overall_skirt"),  # a narrower tag, not the same one
+        ("sitting", "sitting_on_object"),
     ],
 )
 def test_siblings_are_recognised(a, b):
