@@ -593,7 +593,7 @@ def finish_image(work: ImageWork, options: DescribeOptions, producers: dict, vlm
                 "model": r.model, "answer": r.value, "status": "ok" if r.ok else "failed", "error": r.error,
                 "attempts": r.attempts, "seconds": round(r.seconds, 3), "notes": r.notes,
             }
-            for stage, r in work.results.items()
+            for stage, r in sorted(work.results.items(), key=lambda item: STAGES.index(item[0]))
         },
         "metadata": meta if work.stages else "nothing asked (every stage done before; --overwrite asks again)",
     }  # fmt: skip
@@ -690,7 +690,8 @@ class DescribeAudit:
             "| stage | ok | failed | re-asked | mean seconds |",
             "|---|---|---|---|---|",
         ]
-        for stage, counts in summary.stages.items():
+        for stage in (stage for stage in STAGES if stage in summary.stages):
+            counts = summary.stages[stage]
             runs = counts["ok"] + counts["failed"]
             mean = summary.seconds[stage] / runs if runs else 0
             lines.append(f"| {stage} | {counts['ok']} | {counts['failed']} | {counts['re-asked']} | {mean:.2f} |")

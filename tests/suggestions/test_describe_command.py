@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from django.core.management import CommandError, call_command
 
-from suggestions.models import MLModelVersion, TextProposal
+from suggestions.models import STAGES, MLModelVersion, TextProposal
 from tagsite.models import AutoApproveRule, Decision, Image, Job, Producer
 from tests.factories import make_jpeg
 from tests.llm_server import OpenAITestServer, colour_rule
@@ -64,6 +64,24 @@ def test_auto_approve_writes_the_files_through_the_writer(vlm, tmp_path):
     )  # fmt: skip
     fields = json.loads(found.stdout)[0]
     assert fields["Title"].startswith("A green picture") and "green" in fields["Subject"]
+
+
+def test_write_options_of_a_run_that_writes_nothing_are_named_and_stages_keep_their_order(vlm, tmp_path, capsys):
+    make_jpeg(tmp_path / "red.jpg", color=(220, 30, 30))
+    vlm.latency = 0.05
+    call_command("describe_images", "--input-dir", str(tmp_path), "--base-url", vlm.url, "--model", "vlm",
+                 "--backup-originals", "--overwrite-metadata", "--summary", str(tmp_path / "s.md"),
+                 "--output-jsonl", str(tmp_path / "a.jsonl"), "--skip-preflight")  # fmt: skip
+    out, err = capsys.readouterr()
+    assert "note: --backup-originals, --overwrite-metadata change nothing here: this run writes no file" in err
+    rows = [line.split()[0] for line in out.splitlines() if line.split() and line.split()[0] in STAGES]
+    assert rows == list(STAGES)
+    summary = (tmp_path / "s.md").read_text()
+    assert [summary.index(f"| {stage} |") for stage in STAGES] == sorted(summary.index(f"| {s} |") for s in STAGES)
+    assert list(json.loads((tmp_path / "a.jsonl").read_text())["stages"]) == list(STAGES)
+    call_command("describe_images", "--input-dir", str(tmp_path), "--base-url", vlm.url, "--model", "vlm",
+                 "--auto-approve", "--backup-originals", "--skip-preflight")  # fmt: skip
+    assert "note:" not in capsys.readouterr().err
 
 
 def test_preflight_stops_a_run_against_a_server_that_is_down(tmp_path):

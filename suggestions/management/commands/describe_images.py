@@ -99,6 +99,14 @@ class Command(SchemaCommand):
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
+        writes = o["auto_approve"] and not o["dry_run"] and not o["no_meta"]
+        idle = [flag for flag in ("no_meta", "backup_originals", "overwrite_metadata") if o[flag]]
+        if idle and not writes:  # accepted for seed 003's command lines, but this run writes no file
+            flags = ", ".join("--" + flag.replace("_", "-") for flag in idle)
+            self.stderr.write(
+                f"note: {flags} change nothing here: this run writes no file (only --auto-approve without "
+                "--dry-run or --no-meta does); approved answers are written by Apply metadata on /suggestions/texts/"
+            )
         if not o["skip_preflight"]:
             try:
                 problems = preflight(options)
@@ -170,7 +178,7 @@ class Command(SchemaCommand):
 
     def table(self, stats: dict) -> None:
         self.stdout.write(f"{'stage':<12} {'ok':>6} {'failed':>7} {'re-asked':>9} {'mean s':>7}")
-        for stage, row in stats.items():
+        for stage, row in sorted(stats.items(), key=lambda item: STAGES.index(item[0])):
             runs = row["ok"] + row["failed"]
             mean = row["seconds"] / runs if runs else 0.0
             self.stdout.write(f"{stage:<12} {row['ok']:>6} {row['failed']:>7} {row['re-asked']:>9} {mean:>7.2f}")
