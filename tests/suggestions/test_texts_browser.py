@@ -81,3 +81,8 @@ def test_edit_a_caption_accept_keywords_and_apply_metadata(staff_page, live_serv
     assert not horizontal_overflow(page)
     screenshot(page, "suggestions-texts-390")
     assert Image.objects.get(pk=image.pk).title == ""
+    page.check("#select-all")  # bulk over the page: both cards' pending titles
+    page.click("[data-bulk=rejected]")
+    page.wait_for_selector("#review-status:has-text('2 rejected')")
+    assert set(TextProposal.objects.filter(field="title").values_list("status", flat=True)) == {"rejected"}
+    assert not TextProposal.objects.filter(status="pending").exists() and page.locator("[data-card].done").count() == 2
