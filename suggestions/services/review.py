@@ -58,7 +58,8 @@ def create_suggestions(
             if (image.pk, tag_id) not in excluded
         ]
     stored = len(TagSuggestion.objects.bulk_create(suggestions, ignore_conflicts=True))
-    review.auto_approve("tagsuggestion", TagSuggestion.objects.filter(image_id__in=image_ids, model_version=model))
+    new = TagSuggestion.objects.filter(image_id__in=image_ids, model_version=model)
+    review.auto_approve("tagsuggestion", new, named_only=model.kind == MLModelVersion.Kind.VLM)  # rank, not odds
     return stored
 
 

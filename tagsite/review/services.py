@@ -123,12 +123,16 @@ def _decide(kind: ReviewKind, ids: list[int], status: str, user, via: str, rule,
     return outcome
 
 
-def auto_approve(kind: str | ReviewKind, proposals: QuerySet) -> int:
+def auto_approve(kind: str | ReviewKind, proposals: QuerySet, named_only: bool = False) -> int:
     """Apply the kind's active rules to these (new) proposals: each pending one at or above a rule's confidence,
-    from the rule's producer or any, is approved by that rule, which the audit names."""
+    from the rule's producer or any, is approved by that rule, which the audit names. `named_only`: only rules
+    that name a producer (proposals whose confidence is no probability, e.g. a VLM keyword's rank)."""
     kind = get_kind(kind) if isinstance(kind, str) else kind
     done = 0
-    for rule in AutoApproveRule.objects.filter(kind=kind.name, active=True).order_by("-min_confidence", "pk"):
+    rules = AutoApproveRule.objects.filter(kind=kind.name, active=True)
+    if named_only:
+        rules = rules.exclude(producer=None)
+    for rule in rules.order_by("-min_confidence", "pk"):
         matching = proposals.filter(status=Status.PENDING, confidence__gte=rule.min_confidence)
         if rule.producer_id is not None:
             matching = matching.filter(producer_id=rule.producer_id)

@@ -8,7 +8,7 @@ import pytest
 
 from suggestions.models import MLModelVersion, PromptProfile, TagSuggestion, TextProposal, UnmappedTag
 from suggestions.services.describe import DescribeOptions, describe_images, wrong_language
-from tagsite.models import Image, ImageStage, Producer, Proposal, Tag, TagAlias
+from tagsite.models import AutoApproveRule, Decision, Image, ImageStage, Producer, Proposal, Tag, TagAlias
 from tagsite.review import services as review
 from tagsite.services.ingest import ingest_paths
 from tagsite.services.writeback import held_fields
@@ -163,6 +163,20 @@ def test_keywords_go_through_aliases_and_the_worklist(vlm, tmp_path, settings):
     blue = add_image(tmp_path, "blue.png", (30, 30, 220))
     describe_images([blue], DescribeOptions(stages=("keywords",)))
     assert set(UnmappedTag.objects.values_list("source", "external_tag")) == {("vlm", "blue"), ("vlm", "blue picture")}
+
+
+def test_a_rule_for_any_producer_never_approves_vlm_keywords_only_one_naming_the_vlm_does(vlm, tmp_path):
+    image = add_image(tmp_path, "red.png", (220, 30, 30))
+    rule = {"kind": "tagsuggestion", "min_confidence": 0.9, "active": True}
+    AutoApproveRule.objects.create(name="sure tagger labels", producer=None, **rule)  # meant for WD14 probabilities
+    describe_images([image], DescribeOptions(stages=("keywords",)))
+    assert set(TagSuggestion.objects.values_list("status", flat=True)) == {"pending"}  # ranks, not probabilities
+    AutoApproveRule.objects.create(name="this vlm", producer=MLModelVersion.objects.get(kind="vlm").producer, **rule)
+    blue = add_image(tmp_path, "blue.png", (30, 30, 220))
+    describe_images([blue], DescribeOptions(stages=("keywords",)))
+    (approved,) = TagSuggestion.objects.filter(image=blue, status="auto_approved")  # the first keyword: rank 1.0
+    assert approved.tag.name == "blue"
+    assert Decision.objects.get(kind="tagsuggestion", object_id=approved.pk).rule.name == "this vlm"
 
 
 def test_two_step_asks_keywords_and_title_with_the_caption(vlm, tmp_path):
