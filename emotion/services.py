@@ -11,6 +11,7 @@ import os
 import queue
 import re
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -148,19 +149,21 @@ def scaled(face: DetectedFace, factor: float) -> DetectedFace:
     return DetectedFace(box, face.confidence, points)
 
 
-class Labeller:
-    """Reads one file into a Reading; `producer()` says who the proposals are from."""
+class Labeller(ABC):
+    """Reads one file into a Reading (decode, find the faces, label each); `producer()` says who proposes."""
 
     detector: FaceDetector
     max_faces: int
 
+    @abstractmethod
     def producer(self) -> Producer:
-        raise NotImplementedError
+        """The producer row the proposals name."""
 
+    @abstractmethod
     def label_faces(
         self, image: PILImage.Image, faces: list[DetectedFace], vocabulary: Vocabulary
     ) -> list[FaceReading]:
-        raise NotImplementedError
+        """A reading per face, in the faces' order."""
 
     def read(self, path: str, vocabulary: Vocabulary) -> Reading:
         try:
