@@ -94,7 +94,7 @@ def build_onnx(path: Path) -> onnx.ModelProto:
         return name
 
     def conv(name, source, kernel_hwio, stride, padding, group=1, bias=None):
-        channels, height, width = shapes[source]
+        _, height, width = shapes[source]
         kh, kw = kernel_hwio.shape[:2]
         if padding == "same":
             top, bottom = same_pads(height, kh, stride)
