@@ -7,8 +7,10 @@ rest but also score siblings and antonyms high ("indoors"/"outdoors", "black hai
 - embedding edges come from the HNSW index (k nearest per tag, never an n x n matrix) and join groups by
   complete linkage: two groups join only when every cross pair is within the threshold (the cluster's
   diameter is bounded, so no chain "a~b~c" puts a next to c);
-- a pair whose names differ only by a colour, number, side, size or negation word is never joined by
-  embedding alone (`siblings`), the Danbooru category must match, and must-not-merge pairs never join.
+- a pair whose names differ only by a colour, number, side, size or negation word, or where one name adds
+  words to the other, is never joined by embedding alone (`siblings`); only general tags join by embedding
+  (names of artists, series and characters are spelling, not meaning); the Danbooru category must match, and
+  must-not-merge pairs never join.
 
 The module is pure: it takes the tags, the neighbour pairs and a vector lookup, so the bench and the tests run
 it on the same data as `dedupe_tags`.
@@ -26,7 +28,13 @@ COLOURS = set(
     "black white red blue green yellow orange purple pink brown grey gray silver gold golden blonde aqua "
     "beige cyan magenta teal violet lavender navy crimson multicolored rainbow two-tone light dark pale".split()
 )
-NUMBERS = set("one two three four five six seven eight nine ten single double triple multiple many no".split())
+NUMBERS = set(
+    "one two three four five six seven eight nine ten single double triple multiple many no "
+    "first second third fourth fifth sixth last ii iii iv".split()
+)
+# Names of artists, series, characters and meta tags are spelling, not meaning: MiniLM scores `akaza_akari` and
+# `akaza_akane` 0.93. Only general tags join by embedding; the others by lexical keys and aliases.
+EMBEDDING_CATEGORIES = frozenset({0})
 SIDES = set("left right up down top bottom front back upper lower inner outer side".split())
 NEGATIONS = set("no not non without un".split())
 # Antonyms and sizes score as high as true duplicates (PRODUCT.md's field notes): never merged by embedding alone.
@@ -208,7 +216,9 @@ def cluster_tags(
         ra, rb = groups.find(a), groups.find(b)
         if ra == rb:
             continue
-        if guards and siblings(by_id[a].name, by_id[b].name):
+        if guards and (
+            by_id[a].danbooru_category not in EMBEDDING_CATEGORIES or siblings(by_id[a].name, by_id[b].name)
+        ):
             continue
         left, right = groups.members[ra], groups.members[rb]
         if not group_allowed(ra, rb):
