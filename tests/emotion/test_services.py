@@ -72,6 +72,16 @@ def test_dry_run_reads_in_place_and_stores_nothing(folder):
     assert not Image.objects.exists() and not ImageEmotion.objects.exists()
 
 
+def test_without_recursion_only_the_folders_own_files_are_imported_and_labelled(folder):
+    call_command("auto_tag_images", str(folder), "--no-recursive", stdout=io.StringIO(), verbosity=0)
+    assert not Image.objects.filter(path__contains="/more/").exists()
+    rows = read_csv(folder.parent / "dataset" / "llm_labels.csv")
+    assert [row["filename"] for row in rows] == ["astronaut.png", "two_faces.jpg"]
+    assert sorted(ImageEmotion.objects.values_list("image__path", flat=True)) == [
+        str(folder / "astronaut.png"), str(folder / "coffee.png"), str(folder / "two_faces.jpg"),
+    ]  # fmt: skip
+
+
 def test_export_writes_approved_labels_or_all_and_relabels_count(folder, tmp_path, django_user_model):
     call_command("auto_tag_images", str(folder), "--only-approved", stdout=io.StringIO(), verbosity=0)
     assert read_csv(folder.parent / "dataset" / "llm_labels.csv") == []  # nothing approved yet

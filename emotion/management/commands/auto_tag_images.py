@@ -49,10 +49,10 @@ class Command(SchemaCommand):
         bar = options["verbosity"] > 0
         if options["dry_run"]:
             return self.dry_run(folder, backend, options)
-        job = create_job("import_images", {"path": folder})
+        job = create_job("import_images", {"path": folder, "recursive": options["recursive"]})
         try:
             with run_job(job, progress_bar=bar, description="import", advice=IMPORT_ADVICE) as progress:
-                counts = import_folder(folder, progress)
+                counts = import_folder(folder, progress, recursive=options["recursive"])
         except ImportRefused as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Import: {summarize_counts(counts) or 'nothing new'}")
