@@ -7,6 +7,7 @@ import io
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command
+from django.test import Client
 from rest_framework.test import APIClient
 
 from emotion.models import EmotionProposal, ImageEmotion
@@ -69,6 +70,13 @@ def test_export_csv_relabel_and_the_review_api(client, folder, django_user_model
     }
     back = client.post("/api/review/emotion/decide/", {"ids": [astronaut.pk], "status": "pending"}, format="json")
     assert back.json()["changed"] == [astronaut.pk]
+
+    hub = Client()
+    hub.force_login(django_user_model.objects.get(username="mod"))
+    page = hub.get("/review/").content.decode()
+    assert '<a href="/emotion/">Emotion labels</a>' in page  # the hub links the kind's screen
+    image = astronaut.image_id
+    assert "emotion labels" in hub.get(f"/images/{image}/").content.decode()  # pending again: on the image page
 
     onlooker = django_user_model.objects.create_user("look", is_staff=True)
     onlooker.user_permissions.add(Permission.objects.get(codename="view_emotionproposal"))
