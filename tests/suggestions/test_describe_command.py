@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from suggestions.models import STAGES, MLModelVersion, TextProposal
 from tagsite.models import AutoApproveRule, Decision, Image, Job, Producer
 from tests.factories import make_jpeg
-from tests.llm_server import OpenAITestServer, colour_rule
+from tests.llm_server import OpenAITestServer, colour_rule, request_schema
 
 pytestmark = pytest.mark.django_db
 
@@ -73,7 +73,7 @@ def test_write_options_of_a_run_that_writes_nothing_are_named_and_stages_keep_th
                  "--backup-originals", "--overwrite-metadata", "--summary", str(tmp_path / "s.md"),
                  "--output-jsonl", str(tmp_path / "a.jsonl"), "--skip-preflight")  # fmt: skip
     out, err = capsys.readouterr()
-    assert "note: --backup-originals, --overwrite-metadata change nothing here: this run writes no file" in err
+    assert "note: --backup-originals, --overwrite-metadata ignored: this run writes no file" in err
     rows = [line.split()[0] for line in out.splitlines() if line.split() and line.split()[0] in STAGES]
     assert rows == list(STAGES)
     summary = (tmp_path / "s.md").read_text()
@@ -82,6 +82,22 @@ def test_write_options_of_a_run_that_writes_nothing_are_named_and_stages_keep_th
     call_command("describe_images", "--input-dir", str(tmp_path), "--base-url", vlm.url, "--model", "vlm",
                  "--auto-approve", "--backup-originals", "--skip-preflight")  # fmt: skip
     assert "note:" not in capsys.readouterr().err
+
+
+def test_model_and_sampling_options_reach_each_stages_requests(tmp_path):
+    make_jpeg(tmp_path / "red.jpg", color=(220, 30, 30))
+    with OpenAITestServer(models=["vlm", "captioner"]) as server:
+        server.chat_rule = colour_rule
+        call_command("describe_images", "--input-dir", str(tmp_path), "--base-url", server.url, "--model", "vlm",
+                     "--caption-model", "captioner", "--temperature", "0.3", "--top-p", "0.8",
+                     "--max-new-tokens", "300", "--max-keywords", "5", "--skip-preflight")  # fmt: skip
+        bodies = {next(iter(request_schema(body)["properties"])): body for body in server.chat_requests()}
+    assert {stage: body["model"] for stage, body in bodies.items()} == {
+        "title": "vlm", "caption": "captioner", "keywords": "vlm", "description": "vlm"
+    }  # fmt: skip
+    assert {(body["temperature"], body["top_p"], body["max_tokens"]) for body in bodies.values()} == {(0.3, 0.8, 300)}
+    assert request_schema(bodies["keywords"])["properties"]["keywords"]["maxItems"] == 5
+    assert TextProposal.objects.get(field="caption").producer.name == "captioner"
 
 
 def test_preflight_stops_a_run_against_a_server_that_is_down(tmp_path):

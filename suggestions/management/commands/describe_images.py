@@ -104,7 +104,7 @@ class Command(SchemaCommand):
         if idle and not writes:  # accepted for seed 003's command lines, but this run writes no file
             flags = ", ".join("--" + flag.replace("_", "-") for flag in idle)
             self.stderr.write(
-                f"note: {flags} change nothing here: this run writes no file (only --auto-approve without "
+                f"note: {flags} ignored: this run writes no file (only --auto-approve without "
                 "--dry-run or --no-meta does); approved answers are written by Apply metadata on /suggestions/texts/"
             )
         if not o["skip_preflight"]:
