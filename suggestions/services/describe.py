@@ -293,16 +293,22 @@ def ask_validated(
                 return kept[0], kept[1], attempt
             problem = shorten(str(exc))
             continue
+        except LLMError as exc:  # the server's, after the client's retries: how many times the stage was asked
+            exc.attempts = attempt
+            raise
         value, notes, problem = read(data)
         if not problem:
             return value, notes, attempt
-    raise StageFailed(f"{name}: {problem} (asked twice)")
+    failed = StageFailed(f"{problem} (asked twice)")
+    failed.attempts = 2
+    raise failed
 
 
 def ask_stage(
     client: ChatBackend, stage: str, image: bytes, profile: PromptProfile, limit: int, caption: str = ""
 ) -> StageResult:
-    """One stage of one image. Transport errors (after the client's retries) and a second unusable answer raise."""
+    """One stage of one image; a server error (after the client's retries) or a second unusable answer is its
+    error, with the attempts and seconds it took."""
 
     def salvage(data):  # e.g. 500 keywords: keep the first `limit`
         if stage != "keywords" or not isinstance(data, dict):
@@ -318,6 +324,8 @@ def ask_stage(
             stage_schema(stage, profile, limit), image, lambda data: read_answer(stage, data, profile, limit),
             name=stage, salvage=salvage,
         )  # fmt: skip
+    except LLMError as exc:
+        result.error, result.attempts = describe_error(exc), getattr(exc, "attempts", 1)
     finally:
         result.seconds = time.monotonic() - started
     return result
@@ -334,12 +342,17 @@ class ImageWork:
     jpeg: bytes | None = None
     error: str = ""
 
+    def problem(self) -> str:
+        """Why the image, or which of its stages, failed ("" when nothing did)."""
+        return self.error or "; ".join(f"{r.stage}: {r.error}" for r in self.results.values() if r.error)
+
 
 @dataclass
 class Summary:
     images: int = 0
     described: int = 0
-    failed: int = 0
+    partial: int = 0  # some stages failed
+    failed: int = 0  # every stage failed, or the image could not be read
     skipped: int = 0
     stages: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -441,7 +454,7 @@ def describe_images(
             if on_image:
                 on_image(record)
             if progress:
-                if problem := work.error or "; ".join(r.error for r in work.results.values() if r.error):
+                if problem := work.problem():
                     progress.error(work.image.path, problem)
                 progress.advance(1, **{record["status"]: 1})  # described, partial, failed, skipped: live on the job
         runner.stop()
@@ -567,15 +580,15 @@ def finish_image(work: ImageWork, options: DescribeOptions, producers: dict, vlm
         summary.skipped += 1
         status = "skipped"
     elif work.error or failed:
-        summary.failed += 1
         status = "failed" if work.error or len(failed) == len(work.stages) else "partial"
+        setattr(summary, status, getattr(summary, status) + 1)
     else:
         summary.described += 1
         status = "described"
     if not options.dry_run and work.stages:
         with transaction.atomic():
             store_answers(work, producers, vlm, summary, job_id)
-            error = work.error or "; ".join(f"{r.error}" for r in failed)
+            error = work.problem()
             record_stages(IMAGE_STAGE, [(image, ImageStage.Status.FAILED if error else ImageStage.Status.DONE, error)])
     if options.dry_run:
         meta = "dry run: nothing stored"
@@ -682,7 +695,8 @@ class DescribeAudit:
         lines = [
             f"# Describe run (profile {self.profile.label}{', dry run' if self.options.dry_run else ''})",
             "",
-            f"{summary.images} images: {summary.described} described, {summary.failed} failed or partial, "
+            f"{summary.images} images: {summary.described} described, {summary.partial} partial (some stages "
+            f"failed), {summary.failed} failed, "
             f"{summary.skipped} skipped (done before).",
             "",
             "## Stages",
@@ -726,7 +740,7 @@ def run_describe_job(job, progress: JobProgress, on_image=None) -> Summary:
         images = Image.objects.filter(pk__in=job.params["image_ids"]).order_by("pk")
     summary = describe_images(images, options, progress, audit_dir=audit_folder(job.pk), on_image=on_image)
     progress.job.message = (
-        f"{summary.described} described, {summary.failed} failed, {summary.skipped} skipped"
+        f"{summary.described} described, {summary.partial} partial, {summary.failed} failed, {summary.skipped} skipped"
         + "".join(f", {n} {what}" for what, n in summary.stored.items())
     )
     return summary

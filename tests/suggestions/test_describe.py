@@ -110,9 +110,15 @@ def test_off_schema_empty_and_oversized_answers(vlm, tmp_path):
         return colour_rule(body)
 
     vlm.chat_rule = rule
-    summary = describe_images([image], DescribeOptions(stages=("caption", "keywords", "description")))
+    records = []
+    options = DescribeOptions(stages=("caption", "keywords", "description"))
+    summary = describe_images([image], options, on_image=records.append)
     assert summary.stages["caption"]["ok"] == 1 and summary.stages["caption"]["re-asked"] == 1
     assert summary.stages["keywords"]["failed"] == 1 and summary.stages["description"]["failed"] == 1
+    assert summary.stages["keywords"]["re-asked"] == 1 and (summary.partial, summary.failed) == (1, 0)
+    keywords = records[0]["stages"]["keywords"]  # the audit says how often a failed stage was asked, and how long
+    assert keywords["attempts"] == 2 and keywords["seconds"] > 0 and keywords["error"].endswith("(asked twice)")
+    assert records[0]["status"] == "partial" and not keywords["error"].startswith("keywords")
     stage = ImageStage.objects.get(image=image, stage="describe")
     assert stage.status == "failed" and "keywords: " in stage.error and "non-empty (asked twice)" in stage.error
     assert "description: " in stage.error and "too long" in stage.error and len(stage.error) < 600
