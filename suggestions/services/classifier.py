@@ -7,6 +7,7 @@ separators, no `..`, no leading dot, no reserved device name, at most 100 charac
 escape is logged.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -134,9 +135,7 @@ def classify_image(client: ChatBackend, path: Path, folder: Path, max_keywords: 
     result = Classified(str(path))
     try:
         picture = open_image(str(path), max_pixels=settings.MAX_IMAGE_PIXELS, draft_size=long_side).image
-        for key in ("exif", "xmp", "XML:com.adobe.xmp"):  # rotated already
-            picture.info.pop(key, None)
-        jpeg = jpeg_bytes(picture, long_side)
+        jpeg = jpeg_bytes(picture, long_side)  # upright: decoding dropped the orientation it applied
 
         def read(data: dict):
             keywords, notes = clean_keywords(data["keywords"], max_keywords)
@@ -155,22 +154,33 @@ def classify_image(client: ChatBackend, path: Path, folder: Path, max_keywords: 
         result.notes += escape
         result.name, image_fd, json_fd = claim(folder, stem, path.suffix.lower())
         result.target = str(folder / f"{result.name}{path.suffix.lower()}")
-        copy_verified(path, image_fd, result.target)
         record = {
             "title": result.title, "description": result.description, "keywords": result.keywords,
             "source": str(path), "file": os.path.basename(result.target), "model": client.config.model,
         }  # fmt: skip
-        with os.fdopen(json_fd, "w", encoding="utf-8") as out:
-            json.dump(record, out, ensure_ascii=False, indent=2)
+        try:
+            copy_verified(path, image_fd, result.target)
+            with os.fdopen(json_fd, "w", encoding="utf-8") as out:
+                json_fd = None
+                json.dump(record, out, ensure_ascii=False, indent=2)
+        except BaseException:  # the claimed names go again: no empty JSON, no half copy left in processed/
+            if json_fd is not None:
+                os.close(json_fd)
+            for leftover in (result.target, folder / f"{result.name}.json"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
+            result.target = ""
+            raise
     except (ImageDecodeError, StageFailed, LLMError, OSError) as exc:
         result.error = describe_error(exc)
     return result
 
 
 def copy_verified(source: Path, fd: int, target: str) -> None:
-    """Copy into the claimed file and compare the copy's hash with the source's; a mismatch removes the copy."""
+    """Copy into the claimed file (the descriptor is closed whatever happens) and compare the copy's hash with the
+    source's; a mismatch removes the copy."""
     digest = hashlib.sha256()
-    with open(source, "rb") as handle, os.fdopen(fd, "wb") as out:
+    with os.fdopen(fd, "wb") as out, open(source, "rb") as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
             out.write(chunk)

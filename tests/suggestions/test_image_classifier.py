@@ -116,6 +116,21 @@ def test_the_command_copies_verified_images_with_their_json(vlm, tmp_path, capsy
 
 
 @pytest.mark.django_db
+def test_a_copy_that_fails_leaves_nothing_in_processed(vlm, tmp_path, capsys):
+    source = make_jpeg(tmp_path / "IMG_0001.jpg", color=(220, 30, 30))
+
+    def rule(body):
+        source.unlink(missing_ok=True)  # the file goes between the answer and the copy
+        return colour_rule(body)
+
+    vlm.chat_rule = rule
+    with pytest.raises(CommandError, match="no image was classified"):
+        call_command("image_classifier", str(tmp_path), "--api-url", vlm.url, "--model", "vlm")
+    assert list((tmp_path / "processed").iterdir()) == []  # neither the claimed image nor an empty JSON
+    assert "IMG_0001.jpg: " in capsys.readouterr().err  # the reason, on the image's line
+
+
+@pytest.mark.django_db
 def test_a_processed_symlink_is_refused(vlm, tmp_path):
     make_jpeg(tmp_path / "a.jpg")
     (tmp_path / "outside").mkdir()
