@@ -186,7 +186,8 @@ def main() -> None:
         spaces = fill(rows, vectors, sizes + large)
         ids = dict(Tag.objects.values_list("name", "pk"))
         tag_ids = [ids[name] for name, _, _, _ in rows]
-        print(f"\nthreshold {threshold}; time in s, peak memory growth of the process in MB")
+        load = os.getloadavg()[0]
+        print(f"\nthreshold {threshold}; time in s, peak memory growth of the process in MB; load average {load:.1f}")
         print("tags | DBSCAN s / MB | tagsite unguarded s / MB | agreement P / R | tagsite guarded s / MB | ratio")
         for size in sizes:
             reference, db_s, db_mb = in_child(dbscan_clusters, vectors[:size], tag_ids[:size], threshold)
@@ -206,8 +207,8 @@ def main() -> None:
         for size in large:
             guarded, tg_s, tg_mb = in_child(tagsite_clusters, spaces[size].pk, threshold, True)
             print(
-                f"{size} | DBSCAN: n x n matrix {size * size * 8 / 2**30:.0f} GB | - | - | {tg_s:.2f} / {tg_mb:.0f} "
-                f"({len(guarded)} clusters) |"
+                f"{size} | DBSCAN: n x n matrix {size * size * 4 / 2**30:.0f} GB as float32 | - | - | "
+                f"{tg_s:.2f} / {tg_mb:.0f} ({len(guarded)} clusters) | load average {os.getloadavg()[0]:.1f}"
             )
         if large:
             similar_latency(spaces[large[-1]], large[-1])
