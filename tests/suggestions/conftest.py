@@ -18,6 +18,13 @@ def fresh_structured_output_probes():
     forget_structured_outputs()
 
 
+@pytest.fixture(autouse=True)
+def own_metadata_dir(settings, tmp_path):
+    """Run audits (`job-<id>/`) in the test's own folder: job ids restart in every test database, so runs sharing
+    var/metadata (two people testing one checkout) would read each other's audit.jsonl."""
+    settings.METADATA_DIR = tmp_path / "metadata"
+
+
 @pytest.fixture
 def models_dir(settings, tmp_path):
     settings.SUGGESTIONS_MODELS_DIR = tmp_path / "models"

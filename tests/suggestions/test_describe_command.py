@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 
 from suggestions.models import STAGES, MLModelVersion, TextProposal
 from tagsite.models import AutoApproveRule, Decision, Image, Job, Producer
+from tagsite.services.writeback import audit_folder
 from tests.factories import make_jpeg
 from tests.llm_server import OpenAITestServer, colour_rule, request_schema
 
@@ -120,6 +121,7 @@ def test_the_job_page_offers_the_runs_audit(vlm, tmp_path, admin_client):
     call_command("describe_images", "--input-dir", str(tmp_path), "--base-url", vlm.url, "--model", "vlm",
                  "--stages", "caption", "--skip-preflight")  # fmt: skip
     job = Job.objects.get(kind="describe_images")
+    assert audit_folder(job.pk) == tmp_path / "metadata" / f"job-{job.pk}"  # this test's own, not var/'s
     page = admin_client.get(f"/jobs/{job.pk}/").content.decode()
     assert "Audit of this run" in page and "summary.md" in page
     jsonl = b"".join(admin_client.get(f"/jobs/{job.pk}/audit/audit.jsonl").streaming_content)
