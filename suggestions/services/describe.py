@@ -395,8 +395,9 @@ def preflight(options: DescribeOptions) -> list[str]:
         checks = check_endpoint(config, options.roles.get(stage, stage))
         problems += [f"{stage} ({config.name}, {config.model}): {c.name}: {c.detail}" for c in checks if not c.ok]
         if all(check.ok for check in checks):
-            try:  # a text model answers the text round trip but not a stage: one small image tells
-                with client_for(config, "chat", attempts=1) as client:
+            try:  # a text model answers the text round trip but not a stage: one small image tells (a refusal of
+                # images is never retried; a passing 429 or 500 is, as in a run)
+                with client_for(config, "chat") as client:
                     client.chat_json("Answer in JSON.", "Is this image red?", CHECK_SCHEMA, images=[CHECK_IMAGE])
             except LLMError as exc:
                 problems.append(f"{stage} ({config.name}, {config.model}): image round trip: {exc}")

@@ -136,6 +136,15 @@ def test_preflight_refuses_a_text_model_that_cannot_see_images(vlm, tmp_path):
     assert len(vlm.chat_requests()) == 2  # the text round trip, then one image: not retried
 
 
+def test_a_passing_fault_in_the_preflights_image_round_trip_is_retried(vlm, tmp_path):
+    make_jpeg(tmp_path / "red.jpg", color=(220, 30, 30))
+    vlm.retry_after = 0
+    vlm.inject("ok", "ok", "429")  # the model listing, the text round trip, then the image round trip
+    call_command("describe_images", "--input-dir", str(tmp_path), "--base-url", vlm.url, "--model", "vlm",
+                 "--stages", "caption")  # fmt: skip
+    assert TextProposal.objects.get().text.startswith("A red picture")
+
+
 def test_a_dry_run_asks_and_audits_but_leaves_the_library_as_it_was(vlm, tmp_path):
     (tmp_path / "sub").mkdir()
     make_jpeg(tmp_path / "red.jpg", color=(220, 30, 30))
