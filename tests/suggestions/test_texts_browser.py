@@ -81,8 +81,18 @@ def test_edit_a_caption_accept_keywords_and_apply_metadata(staff_page, live_serv
     assert not horizontal_overflow(page)
     screenshot(page, "suggestions-texts-390")
     assert Image.objects.get(pk=image.pk).title == ""
-    page.check("#select-all")  # bulk over the page: both cards' pending titles
+    scan_title = TextProposal.objects.get(image=scan)
+    page.keyboard.press("j")  # keys: the next card (the scan), edit its title, leave the box, accept all as edited
+    page.keyboard.press("e")
+    page.keyboard.press("End")
+    page.keyboard.type(", edited")
+    page.keyboard.press("Escape")
+    page.keyboard.press("y")
+    page.wait_for_selector(f"[data-text][data-id='{scan_title.pk}'].approved")
+    scan_title.refresh_from_db()
+    assert (scan_title.text, scan_title.status) == ("A scan, edited", "approved")
+    page.check("#select-all")  # bulk over the page: what is left pending is the red image's title
     page.click("[data-bulk=rejected]")
-    page.wait_for_selector("#review-status:has-text('2 rejected')")
-    assert set(TextProposal.objects.filter(field="title").values_list("status", flat=True)) == {"rejected"}
+    page.wait_for_selector("#review-status:has-text('1 rejected')")
+    assert TextProposal.objects.get(image=image, field="title").status == "rejected"
     assert not TextProposal.objects.filter(status="pending").exists() and page.locator("[data-card].done").count() == 2
