@@ -72,6 +72,11 @@ class RunSerializer(serializers.Serializer):
     backend = serializers.ChoiceField(choices=services.BACKENDS, required=False)
     limit = serializers.IntegerField(min_value=1, required=False)
     image_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, max_length=10000)
+    chat_input = serializers.ChoiceField(
+        choices=services.CHAT_INPUTS,
+        required=False,
+        help_text="llm: each detected face's crop (faces) or the whole image (image); default the setting",
+    )
 
 
 class Run(EmotionView):

@@ -49,28 +49,37 @@ CSV_COLUMNS = ("filename", "path", "emotion", "confidence")  # seed 004's CSV, i
 DECODE_SIZE = 960  # JPEGs decode at the smallest DCT scale still this large: the detector's own limit
 CURRENT_GEMINI_MODEL = "gemini-2.5-flash"
 PROMPT_VERSION = "emotion-v1"
+IMAGE_PROMPT_VERSION = "emotion-image-v1"  # the whole image asked, not a face crop: another producer
+CHAT_INPUTS = ("faces", "image")  # what a chat backend is sent: each detected face's crop, or the whole image
 SYSTEM_PROMPT = (
     "You are an expert annotator of facial expressions for a training data set. Look at the face in the image "
     "and answer with exactly one emotion from this list: happy, surprise, angry, disgust, fear, neutral, sad. "
     "A calm or serious face is neutral. Give your confidence from 0 to 1. Answer in JSON."
 )
 USER_PROMPT = "Which emotion does this face show?"
+IMAGE_SYSTEM_PROMPT = (
+    "You are an expert annotator of facial expressions for a training data set. Look at the face of the main "
+    "person in the image and answer with exactly one emotion from this list: happy, surprise, angry, disgust, fear, "
+    "neutral, sad. A calm or serious face is neutral. Give your confidence from 0 to 1. If the image shows no human "
+    "face, set face to false. Answer in JSON."
+)
+IMAGE_USER_PROMPT = "Is there a face in this image, and which emotion does it show?"
 REASK_PROMPT = (
     "Your last answer {word!r} is not on the list. Answer again with exactly one of: happy, surprise, angry, "
     "disgust, fear, neutral, sad."
 )
 
 
-def answer_schema(labels: Iterable[str] = LABELS) -> dict:
-    return {
-        "type": "object",
-        "properties": {
-            "emotion": {"type": "string", "enum": list(labels)},
-            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-        },
-        "required": ["emotion", "confidence"],
-        "additionalProperties": False,
+def answer_schema(labels: Iterable[str] = LABELS, whole_image: bool = False) -> dict:
+    """The enum of the labels plus a confidence; asked about a whole image, the model also says whether it sees a
+    face at all (the detector is not asked, so "no face" is the model's)."""
+    properties = {
+        "emotion": {"type": "string", "enum": list(labels)},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
     }
+    if whole_image:
+        properties = {"face": {"type": "boolean"}, **properties}
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 
 class RunStopped(LLMError):
@@ -165,13 +174,17 @@ class Labeller(ABC):
     ) -> list[FaceReading]:
         """A reading per face, in the faces' order."""
 
+    def label_image(self, image: PILImage.Image, vocabulary: Vocabulary) -> list[FaceReading]:
+        """The readings of a decoded image's faces, as the detector finds them (none: "no face")."""
+        faces = self.detector.detect(np.asarray(image))[: self.max_faces]
+        return self.label_faces(image, faces, vocabulary) if faces else []
+
     def read(self, path: str, vocabulary: Vocabulary) -> Reading:
         try:
             image, factor = decode(path)
         except (imaging.ImageDecodeError, OSError) as exc:
             return Reading(error=describe_error(exc))
-        faces = self.detector.detect(np.asarray(image))[: self.max_faces]
-        readings = self.label_faces(image, faces, vocabulary) if faces else []
+        readings = self.label_image(image, vocabulary)
         for reading in readings:
             reading.face = scaled(reading.face, factor)
         size = (round(image.width * factor), round(image.height * factor))
@@ -217,31 +230,46 @@ class LocalLabeller(Labeller):
 
 
 class ChatLabeller(Labeller):
-    """A vision chat model (OpenAI-compatible or Gemini) labels each face crop: a JSON schema enum of the
-    labels plus a confidence; an off-list word goes through the synonyms, else the face is asked once more,
-    then recorded as failed. A quota used up for the day or a retired model stops the run."""
+    """A vision chat model (OpenAI-compatible or Gemini) labels each face crop (the faces the local detector
+    finds; an image without one is "no face" and is not sent), or, with `whole_image`, the whole image with no
+    detection (seed 004's way, for faces the detector misses: drawings, profiles), the model saying whether it
+    sees a face. A JSON schema enum of the labels plus a confidence; an off-list word goes through the synonyms,
+    else it is asked once more, then recorded as failed. A quota used up for the day or a retired model stops
+    the run."""
 
-    def __init__(self, client: ChatBackend, detector: FaceDetector, max_faces: int | None = None):
-        self.client, self.detector = client, detector
+    def __init__(
+        self, client: ChatBackend, detector: FaceDetector, max_faces: int | None = None, whole_image: bool = False
+    ):
+        self.client, self.detector, self.whole_image = client, detector, whole_image
         self.max_faces = max_faces or settings.EMOTION_MAX_FACES
 
     def producer(self) -> Producer:
         from categorization.services import chat_producer  # the one way a chat model's producer is recorded
 
         config = self.client.config
-        return chat_producer(config.model, PROMPT_VERSION, config.name)
+        return chat_producer(config.model, IMAGE_PROMPT_VERSION if self.whole_image else PROMPT_VERSION, config.name)
+
+    def label_image(self, image, vocabulary):
+        if not self.whole_image:
+            return super().label_image(image, vocabulary)
+        reading = self.ask(image, DetectedFace((0, 0, image.width, image.height), 1.0), vocabulary)
+        return [] if reading is None else [reading]  # None: the model sees no face
 
     def label_faces(self, image, faces, vocabulary):
         return [self.ask(face_crop(image, face.box), face, vocabulary) for face in faces]
 
-    def ask(self, crop: PILImage.Image, face: DetectedFace, vocabulary: Vocabulary) -> FaceReading:
-        schema = answer_schema(vocabulary.floors)  # the label table's names, in its order
-        prompt, words = USER_PROMPT, []
+    def ask(self, picture: PILImage.Image, face: DetectedFace, vocabulary: Vocabulary) -> FaceReading | None:
+        """The reading of a face crop (or of the whole image: None when the model says it shows no face)."""
+        schema = answer_schema(vocabulary.floors, self.whole_image)  # the label table's names, in its order
+        question = IMAGE_USER_PROMPT if self.whole_image else USER_PROMPT
+        prompt, words = question, []
         for _ in range(2):
             try:
-                answer = self.ask_once(prompt, schema, crop)
+                answer = self.ask_once(prompt, schema, picture)
             except LLMInvalidOutput as exc:
                 data = exc.data if isinstance(exc.data, dict) else {}
+                if self.whole_image and data.get("face") is False:
+                    return None
                 word = str(data.get("emotion", "")) if data else ""
                 label = vocabulary.resolve(word) if word else None
                 if label is not None:
@@ -249,14 +277,17 @@ class ChatLabeller(Labeller):
                     confidence = float(confidence) if isinstance(confidence, int | float) else 0.5
                     return self.reading(face, label, min(max(confidence, 0.0), 1.0), word)
                 words.append(word or f"({exc})")
-                prompt = USER_PROMPT + "\n" + REASK_PROMPT.format(word=word or "unreadable")
+                prompt = question + "\n" + REASK_PROMPT.format(word=word or "unreadable")
                 continue
+            if self.whole_image and not answer["face"]:
+                return None
             return self.reading(face, answer["emotion"], float(answer["confidence"]), "")
         return FaceReading(face, note="no emotion label in the answers: " + "; ".join(words), failed=True)
 
-    def ask_once(self, prompt: str, schema: dict, crop: PILImage.Image) -> dict:
+    def ask_once(self, prompt: str, schema: dict, picture: PILImage.Image) -> dict:
+        system = IMAGE_SYSTEM_PROMPT if self.whole_image else SYSTEM_PROMPT
         try:
-            return self.client.chat_json(SYSTEM_PROMPT, prompt, schema, name="emotion", images=[crop])
+            return self.client.chat_json(system, prompt, schema, name="emotion", images=[picture])
         except LLMModelNotFound as exc:
             config = self.client.config
             hint = ""
@@ -283,10 +314,11 @@ def local_labeller() -> LocalLabeller:
     )
 
 
-def chat_labeller(client: ChatBackend) -> ChatLabeller:
+def chat_labeller(client: ChatBackend, whole_image: bool = False) -> ChatLabeller:
     from tagsite.ai.libfacedetection import YuFaceDetector
 
-    return ChatLabeller(client, YuFaceDetector(min_confidence=settings.EMOTION_MIN_FACE_CONFIDENCE))
+    detector = YuFaceDetector(min_confidence=settings.EMOTION_MIN_FACE_CONFIDENCE)
+    return ChatLabeller(client, detector, whole_image=whole_image)
 
 
 # Storing
@@ -500,15 +532,23 @@ BACKENDS = ("local", "llm")
 
 
 @contextmanager
-def open_labeller(backend: str, role: str = KIND) -> Iterator[tuple[Labeller, int, dict]]:
+def open_labeller(
+    backend: str, role: str = KIND, chat_input: str | None = None
+) -> Iterator[tuple[Labeller, int, dict]]:
     """The labeller of a backend, how many images it reads at once, and what a job says about it: `local` on
-    every core, `llm` (the role's endpoint, OpenAI-compatible or Gemini) at the endpoint's slots."""
+    every core, `llm` (the role's endpoint, OpenAI-compatible or Gemini) at the endpoint's slots, sent face
+    crops or whole images (`chat_input`, default TAGSITE_EMOTION_CHAT_INPUT)."""
+    chat_input = chat_input or settings.EMOTION_CHAT_INPUT
+    if chat_input not in CHAT_INPUTS:
+        raise ValueError(f"unknown emotion chat input {chat_input!r}: one of {', '.join(CHAT_INPUTS)}")
     if backend == "local":
         yield local_labeller(), os.cpu_count() or 2, {"backend": "local"}
     elif backend == "llm":
         config = resolve_role(role)
         with client_for(config) as client:
-            yield chat_labeller(client), max(1, config.max_parallel), {"backend": "llm", **config.described()}
+            labeller = chat_labeller(client, whole_image=chat_input == "image")
+            described = {"backend": "llm", "chat_input": chat_input, **config.described()}
+            yield labeller, max(1, config.max_parallel), described
     else:
         raise ValueError(f"unknown emotion backend {backend!r}: one of {', '.join(BACKENDS)}")
 
@@ -540,12 +580,13 @@ def image_files(folder: str, recursive: bool = True) -> list[str]:
 
 
 def run(job: Job, progress: JobProgress) -> Summary:
-    """The run a job's params describe: `backend`, optional `folder`, `image_ids`, `limit`, `role`."""
+    """The run a job's params describe: `backend`, optional `folder`, `image_ids`, `limit`, `role`, `chat_input`."""
     params = job.params
     images = select_images(
         params.get("folder"), params.get("image_ids"), params.get("limit"), params.get("recursive", True)
     )
-    with open_labeller(params.get("backend") or settings.EMOTION_BACKEND, params.get("role", KIND)) as opened:
+    backend = params.get("backend") or settings.EMOTION_BACKEND
+    with open_labeller(backend, params.get("role", KIND), params.get("chat_input")) as opened:
         labeller, threads, described = opened
         job.params = {**params, **described}
         job.save(update_fields=["params"])

@@ -272,6 +272,7 @@ EMOTION_IMAGE_TAGS = env_bool("TAGSITE_EMOTION_IMAGE_TAGS")
 EMOTION_MIN_FACE_CONFIDENCE = float(os.environ.get("TAGSITE_EMOTION_MIN_FACE_CONFIDENCE", 0.5))
 EMOTION_FACE_MARGIN = float(os.environ.get("TAGSITE_EMOTION_FACE_MARGIN", 0.1))  # of the face's size, each side
 EMOTION_MAX_FACES = int(os.environ.get("TAGSITE_EMOTION_MAX_FACES", 10))  # largest first
+EMOTION_CHAT_INPUT = os.environ.get("TAGSITE_EMOTION_CHAT_INPUT", "faces")  # chat backends: "faces" or "image"
 
 # Metadata write-back (tagsite/services/writeback.py). Import never writes to files; only an explicit write does,
 # or TAGSITE_METADATA_AUTO_WRITE (off by default; every automatic write is logged with its rule).

@@ -68,6 +68,8 @@ def test_export_csv_relabel_and_the_review_api(client, folder, django_user_model
         "surprise",
         "neutral",
     }
+    refused = client.post("/api/emotions/run/", {"backend": "llm", "chat_input": "crop"}, format="json")
+    assert refused.status_code == 400 and "chat_input" in refused.json()  # faces or image
     back = client.post("/api/review/emotion/decide/", {"ids": [astronaut.pk], "status": "pending"}, format="json")
     assert back.json()["changed"] == [astronaut.pk]
 

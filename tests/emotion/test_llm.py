@@ -100,6 +100,56 @@ def test_an_off_list_word_is_asked_again_once_then_the_image_fails(server, two):
     assert labels_by_file()["grace_hopper.jpg"] == ("sad", "") and len(server.chat_requests()) == 5
 
 
+def test_faces_mode_never_sends_an_image_without_a_detected_face(server, two, photos):
+    """The default chat input is each detected face's crop: a face-free photo is "no face", and nothing is sent."""
+    shutil.copy(photos / "coffee.png", two / "coffee.png")
+    server.chat_rule = answers("happy", "neutral")
+    run(two)
+    assert ImageEmotion.objects.get(image__path__endswith="coffee.png").outcome == "no_face"
+    assert len(server.chat_requests()) == 2  # the astronaut's and Grace Hopper's faces, not the coffee
+    if server.kind == "openai":
+        assert all(image.size[0] < 400 for image in server.images)  # crops, not the 512-pixel photo
+
+
+def test_whole_image_mode_sends_each_image_undetected_and_the_model_says_if_it_shows_a_face(server, two, photos):
+    """--chat-input image: seed 004's whole image, no detector (it misses drawn faces); the model answers whether
+    there is a face, so a face-free photo is "no face" by the model's word, and each image is one label."""
+    shutil.copy(photos / "coffee.png", two / "coffee.png")
+    said = iter([(True, "happy"), (False, "neutral"), (True, "calm")])  # astronaut, coffee, grace_hopper
+
+    def rule(body):
+        face, word = next(said)
+        return {"face": face, "emotion": word, "confidence": 0.7}
+
+    server.chat_rule = rule
+    text = run(two, chat_input="image")
+    assert "Wrote 2 labels" in text
+    assert labels_by_file() == {"astronaut.png": ("happy", ""), "grace_hopper.jpg": ("neutral", "calm")}
+    runs = {run.image.filename: run for run in ImageEmotion.objects.select_related("image", "producer")}
+    assert runs["coffee.png"].outcome == "no_face" and runs["astronaut.png"].outcome == "labelled"
+    assert runs["astronaut.png"].producer.prompt_version == "emotion-image-v1"  # not the face crops' producer
+    face = runs["grace_hopper.jpg"].faces.get()
+    assert face.box == (0, 0, 512, 600)  # the whole image, in its own pixels
+    requests = server.chat_requests()
+    assert len(requests) == 3
+    first = requests[0]
+    schema = (
+        first["response_format"]["json_schema"]["schema"]
+        if "response_format" in first
+        else first["generationConfig"]["responseJsonSchema"]
+    )
+    assert schema["required"] == ["face", "emotion", "confidence"]
+    if server.kind == "openai":
+        assert [image.size for image in server.images][:2] == [(512, 512), (600, 400)]  # whole, not cropped
+    job = Job.objects.filter(kind="emotion").get()
+    assert job.params["chat_input"] == "image" and job.counts == {"labelled": 2, "no_face": 1}
+
+
+def test_the_chat_input_is_for_the_llm_backend(two):
+    with pytest.raises(CommandError, match="--chat-input is for the llm backend"):
+        call_command("auto_tag_images", str(two), "--backend", "local", "--chat-input", "image", verbosity=0)
+
+
 FAULTS = {
     "openai": [("429", "invalid_json", "hang"), ("truncated", "500")],  # each set within one re-ask and retries
     "gemini": [("rate_minute", "500")],

@@ -33,6 +33,13 @@ class Command(SchemaCommand):
         parser.add_argument(
             "--backend", choices=services.BACKENDS, help="local (offline) or llm (the emotion role's endpoint)"
         )
+        parser.add_argument(
+            "--chat-input",
+            choices=services.CHAT_INPUTS,
+            help="llm backend: send each detected face's crop (faces; an image without one is not sent) or the "
+            "whole image, undetected (image; the model says whether it shows a face). Default: "
+            "TAGSITE_EMOTION_CHAT_INPUT",
+        )
         parser.add_argument("--limit", type=number_type(int, 1), help="At most this many images")
         parser.add_argument("--dry-run", action="store_true", help="Read and print the labels, store nothing")
         parser.add_argument("--only-approved", action="store_true", help="The CSV holds approved labels only")
@@ -47,6 +54,8 @@ class Command(SchemaCommand):
         backend = options["backend"] or settings.EMOTION_BACKEND
         output = Path(options["output"]) if options["output"] else default_output(folder)
         bar = options["verbosity"] > 0
+        if options["chat_input"] and backend != "llm":
+            raise CommandError("--chat-input is for the llm backend (the local one classifies detected faces)")
         if options["dry_run"]:
             return self.dry_run(folder, backend, options)
         job = create_job("import_images", {"path": folder, "recursive": options["recursive"]})
@@ -57,6 +66,8 @@ class Command(SchemaCommand):
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Import: {summarize_counts(counts) or 'nothing new'}")
         params = {"backend": backend, "folder": folder, "limit": options["limit"], "recursive": options["recursive"]}
+        if options["chat_input"]:
+            params["chat_input"] = options["chat_input"]
         job = create_job("emotion", params)
         try:
             with run_job(job, progress_bar=bar, description="emotion", advice=ADVICE) as progress:
@@ -77,7 +88,7 @@ class Command(SchemaCommand):
         """Read the files where they are (nothing imported, nothing stored) and print each face's label."""
         paths = services.image_files(folder, options["recursive"])[: options["limit"] or None]
         try:
-            with services.open_labeller(backend) as (labeller, threads, _):
+            with services.open_labeller(backend, chat_input=options["chat_input"]) as (labeller, threads, _):
                 for path, reading in sorted(services.read_files(labeller, paths, threads=threads)):
                     if reading.error:
                         self.stdout.write(f"{path}: failed: {reading.error}")
