@@ -359,6 +359,17 @@ class Summary:
     stored: Counter = field(default_factory=Counter)
     written: dict[str, int] = field(default_factory=dict)
 
+    def add(self, other: "Summary") -> None:
+        """Another job's counts: a command run of several jobs (batches) reports once."""
+        for name in ("images", "described", "partial", "failed", "skipped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for stage, counts in other.stages.items():
+            self.stages[stage].update(counts)
+            self.seconds[stage] += other.seconds[stage]
+        self.stored.update(other.stored)
+        for status, count in other.written.items():
+            self.written[status] = self.written.get(status, 0) + count
+
 
 def stages_to_do(images: list[Image], stages: tuple[str, ...], producers: dict, overwrite: bool) -> dict[int, list]:
     """Per image, the stages still to run: not those with an approved result, nor those this producer already has

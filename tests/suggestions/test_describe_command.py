@@ -51,6 +51,23 @@ def test_proposals_wait_for_review_and_the_audit_is_written(vlm, tmp_path, capsy
     assert set(Image.objects.values_list("status", flat=True)) == {"ok"}  # sub/blue.jpg is not taken for missing
 
 
+def test_a_run_of_several_jobs_writes_one_audit_and_one_table(vlm, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    for name, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220)), ("green", (30, 180, 30))):
+        make_jpeg(tmp_path / "in" / f"{name}.jpg", color=colour)
+    call_command("describe_images", "--input-dir", str(tmp_path / "in"), "--base-url", vlm.url, "--model", "vlm",
+                 "--stages", "caption", "--batch-size", "2", "--output-jsonl", str(tmp_path / "run.jsonl"),
+                 "--summary", str(tmp_path / "run.md"), "--skip-preflight")  # fmt: skip
+    assert Job.objects.filter(kind="describe_images").count() == 2
+    summary = (tmp_path / "run.md").read_text()
+    assert summary.count("# Describe run") == 1 and "3 images: 3 described" in summary
+    assert "| caption | 3 | 0 | 0 |" in summary and f"| {tmp_path / 'in'} | 3 | 0 | 0 | 0 |" in summary
+    assert len((tmp_path / "run.jsonl").read_text().splitlines()) == 3
+    assert [line.split()[:2] for line in capsys.readouterr().out.splitlines() if line.startswith("caption")] == [
+        ["caption", "3"]
+    ]
+
+
 def test_auto_approve_writes_the_files_through_the_writer(vlm, tmp_path):
     make_jpeg(tmp_path / "green.jpg", color=(30, 180, 30))
     call_command("describe_images", "--input-dir", str(tmp_path), "--base-url", vlm.url, "--model", "vlm",

@@ -2,12 +2,22 @@
 review (or, with an explicit --auto-approve, approved by a logged rule and written into the files)."""
 
 import os
+import shutil
+import tempfile
 from dataclasses import asdict
+from pathlib import Path
 
 from django.core.management.base import CommandError
 
 from suggestions.models import STAGES, PromptProfile
-from suggestions.services.describe import DescribeOptions, get_profile, preflight, run_describe_job
+from suggestions.services.describe import (
+    DescribeAudit,
+    DescribeOptions,
+    Summary,
+    get_profile,
+    preflight,
+    run_describe_job,
+)
 from suggestions.tasks import DESCRIBE_ADVICE
 from tagsite.ai.base import LLMError
 from tagsite.management.arguments import number_type
@@ -68,7 +78,7 @@ class Command(SchemaCommand):
 
     def handle(self, *args, **o):
         try:
-            get_profile(o["prompt_profile"])
+            profile = get_profile(o["prompt_profile"])
         except PromptProfile.DoesNotExist:
             names = ", ".join(PromptProfile.objects.values_list("name", flat=True))
             raise CommandError(f"no prompt profile {o['prompt_profile']!r} (profiles: {names})")
@@ -123,21 +133,23 @@ class Command(SchemaCommand):
             selected = self.images(o["input_dir"], o["recursive"], wanted)
         if not selected:
             raise CommandError("no images in " + ", ".join(o["input_dir"]))
-        stats: dict = {}
-        for start in range(0, len(selected), o["batch_size"]):
-            batch = selected[start : start + o["batch_size"]]
-            params = {"paths": batch, "image_ids": []} if options.dry_run else {"image_ids": batch}
-            job = create_job("describe_images", params | {"options": asdict(options)})
-            with run_job(job, progress_bar=True, description="describe", advice=DESCRIBE_ADVICE) as progress:
-                summary = run_describe_job(job, progress)
-            self.stdout.write(f"job #{job.pk}: {job.message}; audit in {audit_folder(job.pk)}")
-            for stage, counts in summary.stages.items():
-                row = stats.setdefault(stage, {"ok": 0, "failed": 0, "re-asked": 0, "seconds": 0.0})
-                for key in ("ok", "failed", "re-asked"):
-                    row[key] += counts[key]
-                row["seconds"] += summary.seconds[stage]
-            self.copy_audit(job.pk, o["output_jsonl"], o["summary"], first=start == 0)
-        self.table(stats)
+        total = Summary()
+        with tempfile.TemporaryDirectory() as folder:  # the whole run's audit, over all its jobs (batches)
+            audit = DescribeAudit(Path(folder), options, profile)
+            try:
+                for start in range(0, len(selected), o["batch_size"]):
+                    batch = selected[start : start + o["batch_size"]]
+                    params = {"paths": batch, "image_ids": []} if options.dry_run else {"image_ids": batch}
+                    job = create_job("describe_images", params | {"options": asdict(options)})
+                    with run_job(job, progress_bar=True, description="describe", advice=DESCRIBE_ADVICE) as progress:
+                        total.add(run_describe_job(job, progress, on_image=audit.record))
+                    self.stdout.write(f"job #{job.pk}: {job.message}; audit in {audit_folder(job.pk)}")
+            finally:
+                audit.close(total)
+                for wanted_path, name in ((o["output_jsonl"], "audit.jsonl"), (o["summary"], "summary.md")):
+                    if wanted_path:
+                        shutil.copyfile(Path(folder) / name, wanted_path)
+        self.table(total)
 
     def images(self, folders: list[str], recursive: bool, wanted: list[str] | None) -> list[int]:
         """Import each folder (new and changed files; below it only with `recursive`), then its images."""
@@ -167,18 +179,10 @@ class Command(SchemaCommand):
             raise CommandError(f"not a folder: {folder}")
         return root
 
-    def copy_audit(self, job_id: int, jsonl: str | None, summary: str | None, first: bool) -> None:
-        folder = audit_folder(job_id)
-        if jsonl:
-            with open(jsonl, "w" if first else "a", encoding="utf-8") as out:
-                out.write((folder / "audit.jsonl").read_text(encoding="utf-8"))
-        if summary:
-            with open(summary, "w" if first else "a", encoding="utf-8") as out:
-                out.write((folder / "summary.md").read_text(encoding="utf-8"))
-
-    def table(self, stats: dict) -> None:
+    def table(self, summary: Summary) -> None:
         self.stdout.write(f"{'stage':<12} {'ok':>6} {'failed':>7} {'re-asked':>9} {'mean s':>7}")
-        for stage, row in sorted(stats.items(), key=lambda item: STAGES.index(item[0])):
+        for stage in (stage for stage in STAGES if stage in summary.stages):
+            row = summary.stages[stage]
             runs = row["ok"] + row["failed"]
-            mean = row["seconds"] / runs if runs else 0.0
+            mean = summary.seconds[stage] / runs if runs else 0.0
             self.stdout.write(f"{stage:<12} {row['ok']:>6} {row['failed']:>7} {row['re-asked']:>9} {mean:>7.2f}")
