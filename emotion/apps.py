@@ -11,6 +11,18 @@ class EmotionConfig(AppConfig):
         "emotion.tasks.*": {"queue": "llm"},
     }
     llm_roles = {"emotion": "chat"}
+    # Moderators keep the vocabulary (synonyms, the labels' floors) and see what each run found; the review kind
+    # adds review_emotion and view_emotionproposal.
+    moderator_permissions = [
+        "emotion.view_emotionlabel",
+        "emotion.change_emotionlabel",
+        "emotion.view_emotionsynonym",
+        "emotion.add_emotionsynonym",
+        "emotion.change_emotionsynonym",
+        "emotion.delete_emotionsynonym",
+        "emotion.view_imageemotion",
+        "emotion.view_face",
+    ]
 
     def ready(self):
         from tagsite import review

@@ -101,3 +101,30 @@ def test_a_run_through_the_worker_labels_library_images(celery_worker, client, f
     assert job.status == "succeeded", (job.message, job.errors)
     assert job.counts == {"labelled": 3, "no_face": 1} and job.params["backend"] == "local"
     assert ImageEmotion.objects.count() == 4 and EmotionProposal.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_moderators_extend_the_synonyms_and_floors_in_admin(django_user_model, labels):
+    """The issue's "a table in admin, extendable": a moderator (not a superuser) adds a synonym and sets a floor."""
+    from emotion.models import EmotionLabel, EmotionSynonym
+
+    moderator = django_user_model.objects.create_user("mod", password="pw", is_staff=True)
+    moderator.groups.add(ensure_moderators_group())
+    browser = Client()
+    browser.force_login(moderator)
+    neutral = EmotionLabel.objects.get(name="neutral")
+    added = browser.post("/admin/emotion/emotionsynonym/add/", {"word": "bored", "label": neutral.pk})
+    assert added.status_code == 302 and EmotionSynonym.objects.get(word="bored").label == neutral
+    changed = browser.post(
+        f"/admin/emotion/emotionlabel/{neutral.pk}/change/",
+        {
+            "position": neutral.position,
+            "min_confidence": "0.8",
+            "synonyms-TOTAL_FORMS": "0",
+            "synonyms-INITIAL_FORMS": "0",
+            "synonyms-MIN_NUM_FORMS": "0",
+            "synonyms-MAX_NUM_FORMS": "1000",
+        },
+    )
+    assert changed.status_code == 302 and EmotionLabel.objects.get(pk=neutral.pk).min_confidence == 0.8
+    assert browser.get("/admin/emotion/imageemotion/").status_code == 200  # what each run found

@@ -41,7 +41,7 @@ def test_a_new_app_registers_a_route_a_role_and_a_permission_without_touching_th
     monkeypatch.setattr(type(dedupe), "moderator_permissions", ["dedupe.review_merge"], raising=False)
     assert queue_of("dedupe.tasks.find_duplicates") == "llm"
     assert llm_roles()["merge_names"] == "chat" and ("merge_names", "merge_names") in llm_role_choices()
-    assert moderator_permissions()[-1] == "dedupe.review_merge"
+    assert "dedupe.review_merge" in moderator_permissions()  # wherever dedupe sits among the apps
 
 
 def test_two_apps_claiming_one_role_is_an_error(monkeypatch):
