@@ -203,6 +203,7 @@ SPECTACULAR_SETTINGS = {
         "ProposalStatusEnum": "tagsite.models.Proposal.Status",
         "ProposalViaEnum": "tagsite.models.Proposal.Via",
         "DecideViaEnum": ["api", "page"],
+        "DecideStatusEnum": ["approved", "rejected", "pending"],  # the review core's decide and dedupe's merges
     },
 }
 
