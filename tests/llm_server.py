@@ -219,7 +219,8 @@ class _Server:
         probe = PROBE_MARK in user_text(body) if body.get("messages") else False
         with self.lock:  # the client's structured-output probe is kept apart: it takes no fault, counts no request
             (self.probes if probe else self.requests).append((path, body))
-            fault = self.faults.popleft() if self.faults and path != "models" and not probe else None
+            listing = path.split("?", 1)[0].endswith("/models")  # a model listing takes no fault either
+            fault = self.faults.popleft() if self.faults and not listing and not probe else None
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
