@@ -69,9 +69,10 @@ def singular(word: str) -> str:
 
 def lexical_key(name: str) -> str:
     """Names with the same key are the same tag written differently: case, spaces/underscores/hyphens,
-    punctuation, accents, `&`/`and`, British/American spelling, a plural last word."""
+    punctuation, accents, `&`/`and`, British/American spelling, a plural last word. Kaomoji and symbols (fewer
+    than two letters or digits: `:p`, `;p`, `^_^`) are their punctuation, so they keep it."""
     found = words(name)
-    if not found:
+    if not found or sum(ch.isalnum() for ch in name) < 2:
         return name.casefold()
     found[-1] = singular(found[-1])
     return "".join(found)
@@ -81,7 +82,7 @@ def order_key(name: str) -> str:
     """The same words in another order (`closed_eyes`/`eyes_closed`, `hyuuga_hinata`/`hinata_hyuuga`): words
     sorted, none singularised (`arms_up` and `arm_up` are different tags). Empty for one-word names."""
     found = words(name)
-    return " ".join(sorted(found)) if len(found) > 1 else ""
+    return " ".join(sorted(found)) if len(found) > 1 and sum(ch.isalnum() for ch in name) >= 2 else ""
 
 
 def siblings(a: str, b: str) -> bool:

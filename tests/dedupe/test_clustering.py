@@ -23,7 +23,9 @@ def test_lexical_keys_join_spellings(a, b):
     assert lexical_key(a) == lexical_key(b)
 
 
-@pytest.mark.parametrize(("a", "b"), [("glasses", "glass"), ("status", "statu"), ("long_hair", "hair")])
+@pytest.mark.parametrize(
+    ("a", "b"), [("glasses", "glass"), ("status", "statu"), ("long_hair", "hair"), (":p", ";p"), ("^_^", "^-^")]
+)
 def test_lexical_keys_keep_different_words_apart(a, b):
     assert lexical_key(a) != lexical_key(b)
 
