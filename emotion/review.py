@@ -6,6 +6,7 @@ from collections import defaultdict
 from django.conf import settings
 
 from emotion.models import EmotionProposal
+from emotion.services import IMAGE_PROMPT_VERSION
 from tagsite.models import ImageTag, Proposal
 from tagsite.review import ReviewKind
 from tagsite.services.tags import Tagging, get_or_create_tags, tag_images, untag_images
@@ -23,7 +24,7 @@ class EmotionLabels(ReviewKind):
     model = EmotionProposal
     label = "emotion labels"
     screen = "emotion-review"
-    related = ("image", "label", "face")
+    related = ("image", "label", "proposed_label", "face")
     subject_fields = ("image", "label")
 
     def apply(self, proposals: list[EmotionProposal], user) -> None:
@@ -47,6 +48,19 @@ class EmotionLabels(ReviewKind):
             if name in tags:
                 keep[image_id].add(tags[name])
         untag_images([(p.image_id, tags[p.label.name]) for p in proposals], keep=keep)
+
+    def summary(self, proposal: EmotionProposal) -> str:
+        """`happy 0.97 · largest face · then neutral 0.02` (and what the model said, if a moderator changed it)."""
+        face = proposal.face
+        text = f"{proposal.label.name} {proposal.confidence:.2f}"
+        if proposal.proposed_label_id != proposal.label_id:
+            text = f"{proposal.label.name} (the model said {proposal.proposed_label.name} {proposal.confidence:.2f})"
+        if proposal.producer.prompt_version == IMAGE_PROMPT_VERSION:
+            text += " · whole image"
+        else:
+            text += " · largest face" if face.index == 0 else f" · face {face.index + 1} by size"
+        runners = sorted(face.probabilities.items(), key=lambda item: -item[1])[1:2]
+        return text + "".join(f" · then {name} {value:.2f}" for name, value in runners)
 
     def describe(self, proposal: EmotionProposal) -> dict:
         face = proposal.face

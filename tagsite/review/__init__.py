@@ -72,6 +72,11 @@ class ReviewKind:
         """Kind-specific fields of a proposal for the generic API (what it proposes, about what)."""
         return {}
 
+    def summary(self, proposal: Proposal) -> str:
+        """What a proposal says, in a line for a person (the image page); by default its described fields."""
+        what = {key: value for key, value in self.describe(proposal).items() if key != "image"}
+        return ", ".join(f"{key} {value}" for key, value in what.items())
+
 
 def register(name: str, dotted_path: str) -> None:
     """Called by a feature app's AppConfig.ready: `register("tagsuggestion", "suggestions.review.TagSuggestions")`."""

@@ -224,12 +224,11 @@ def pending_about_image(image_id: int, user, limit: int = 50) -> list[dict]:
         if "image" not in {f.name for f in kind.model._meta.get_fields()} or not can_view(user, kind):
             continue
         for proposal in kind.queryset().filter(image_id=image_id, status=Status.PENDING).order_by("pk")[:limit]:
-            what = {key: value for key, value in kind.describe(proposal).items() if key != "image"}
             rows.append(
                 {
                     "kind": kind.label or kind.name,
                     "producer": str(proposal.producer),
-                    "what": ", ".join(f"{key} {value}" for key, value in what.items()),
+                    "what": kind.summary(proposal),
                     "url": kind.screen_url(),
                 }
             )

@@ -2,7 +2,9 @@
 generic review API on the emotion kind."""
 
 import csv
+import html
 import io
+import re
 
 import pytest
 from django.contrib.auth.models import Group, Permission
@@ -78,7 +80,13 @@ def test_export_csv_relabel_and_the_review_api(client, folder, django_user_model
     page = hub.get("/review/").content.decode()
     assert '<a href="/emotion/">Emotion labels</a>' in page  # the hub links the kind's screen
     image = astronaut.image_id
-    assert "emotion labels" in hub.get(f"/images/{image}/").content.decode()  # pending again: on the image page
+    row = re.search(
+        r'<table class="stages" id="image-proposals">(.*?)</table>', hub.get(f"/images/{image}/").content.decode()
+    )
+    assert row, "pending again: listed on the image page"
+    cells = [html.unescape(cell) for cell in re.findall(r"<td>(.*?)</td>", row.group(1))]
+    assert cells[0] == '<a href="/emotion/">emotion labels</a>'
+    assert re.fullmatch(r"surprise \(the model said happy 1\.00\) · largest face · then \w+ 0\.\d\d", cells[1]), cells
 
     onlooker = django_user_model.objects.create_user("look", is_staff=True)
     onlooker.user_permissions.add(Permission.objects.get(codename="view_emotionproposal"))
