@@ -99,9 +99,12 @@ def embed_tags(
     tag_ids: Iterable[int] | None = None,
     progress: JobProgress | None = None,
 ) -> dict[str, int]:
-    """Embed what is missing or stale in the space, most used tags first, a chunk per transaction (resumable:
-    a rerun does only what is left), then make sure the space's HNSW index exists."""
+    """Embed what is missing or stale in the space (at most `limit`, the most used), shortest names first, a chunk
+    per transaction (resumable: a rerun does only what is left), then make sure the space's HNSW index exists."""
     todo = stale_tags(space, tag_ids)[:limit] if limit else stale_tags(space, tag_ids)
+    # by length, so each model batch pads to names of about its own length (1.5x less CPU per tag than sorting
+    # within each chunk only: 20,000 tags, 340-360 against 225-240 per CPU-second of the process)
+    todo.sort(key=lambda item: len(item[1]))
     if progress is not None:
         progress.set_total(len(todo))
     counts = {"embedded": 0}
