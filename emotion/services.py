@@ -48,6 +48,7 @@ LABELS = ("happy", "surprise", "angry", "disgust", "fear", "neutral", "sad")  # 
 CSV_COLUMNS = ("filename", "path", "emotion", "confidence")  # seed 004's CSV, in this order
 DECODE_SIZE = 960  # JPEGs decode at the smallest DCT scale still this large: the detector's own limit
 CURRENT_GEMINI_MODEL = "gemini-2.5-flash"
+STOP_AFTER_FAILED_REQUESTS = 3  # in a row, each after the client's retries: the endpoint is down or refuses
 PROMPT_VERSION = "emotion-v1"
 IMAGE_PROMPT_VERSION = "emotion-image-v1"  # the whole image asked, not a face crop: another producer
 CHAT_INPUTS = ("faces", "image")  # what a chat backend is sent: each detected face's crop, or the whole image
@@ -242,6 +243,7 @@ class ChatLabeller(Labeller):
     ):
         self.client, self.detector, self.whole_image = client, detector, whole_image
         self.max_faces = max_faces or settings.EMOTION_MAX_FACES
+        self.failed_in_row, self.lock = 0, threading.Lock()
 
     def producer(self) -> Producer:
         from categorization.services import chat_producer  # the one way a chat model's producer is recorded
@@ -285,9 +287,12 @@ class ChatLabeller(Labeller):
         return FaceReading(face, note="no emotion label in the answers: " + "; ".join(words), failed=True)
 
     def ask_once(self, prompt: str, schema: dict, picture: PILImage.Image) -> dict:
+        """One request. A retired model or a used-up daily quota stops the run at once; so do
+        STOP_AFTER_FAILED_REQUESTS failures in a row (an endpoint down, refusing images or the key), rather than
+        failing every image of the run one by one."""
         system = IMAGE_SYSTEM_PROMPT if self.whole_image else SYSTEM_PROMPT
         try:
-            return self.client.chat_json(system, prompt, schema, name="emotion", images=[picture])
+            answer = self.client.chat_json(system, prompt, schema, name="emotion", images=[picture])
         except LLMModelNotFound as exc:
             config = self.client.config
             hint = ""
@@ -298,6 +303,24 @@ class ChatLabeller(Labeller):
             ) from exc
         except LLMQuotaExhausted as exc:
             raise RunStopped(f"{exc}. The run stopped; start it again after the quota resets.") from exc
+        except LLMInvalidOutput:
+            self.count_failure(False)  # an answer came back: the endpoint works
+            raise
+        except LLMError as exc:
+            if self.count_failure(True) >= STOP_AFTER_FAILED_REQUESTS:
+                raise RunStopped(
+                    f"{exc}. The run stopped: {STOP_AFTER_FAILED_REQUESTS} requests in a row failed (check the "
+                    "emotion role with `manage.py llm_check emotion`; failed images are retried by the next run)"
+                ) from exc
+            raise
+        self.count_failure(False)
+        return answer
+
+    def count_failure(self, failed: bool) -> int:
+        """Requests that failed in a row, across the reader threads (an answer resets it)."""
+        with self.lock:
+            self.failed_in_row = self.failed_in_row + 1 if failed else 0
+            return self.failed_in_row
 
     @staticmethod
     def reading(face: DetectedFace, label: str, confidence: float, word: str) -> FaceReading:
@@ -407,6 +430,9 @@ def read_all(
                 except RunStopped as exc:
                     stop.set()
                     done.put((item, exc))
+                except LLMError as exc:  # the endpoint's failure after its retries: said, no traceback
+                    log.warning("emotion: %s: %s", path_of(item), exc)
+                    done.put((item, Reading(error=describe_error(exc))))
                 except Exception as exc:  # noqa: BLE001 - one image must not stop the run
                     log.exception("emotion: reading %s failed", path_of(item))
                     done.put((item, Reading(error=describe_error(exc))))

@@ -190,6 +190,26 @@ def test_seed_004s_retired_gemini_model_is_named_with_a_current_one(monkeypatch,
         assert len(server.chat_requests()) == 1
 
 
+def test_an_endpoint_that_keeps_failing_stops_the_run_instead_of_failing_every_image(
+    monkeypatch, photos, tmp_path, labels
+):
+    """A text-only model (llama.cpp without its projector refuses images): three requests in a row fail, and the
+    run stops there with the reason, rather than asking (and failing) each of the folder's images."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for index in range(6):
+        (folder / f"a{index}.png").write_bytes((photos / "astronaut.png").read_bytes() + bytes([index]))
+    with SERVERS["openai"](models=[MODEL]) as server:
+        server.vision = False
+        point_role_at(monkeypatch, "emotion", "openai", server)
+        monkeypatch.setenv("TAGSITE_LLM_EMOTION_MAX_PARALLEL", "1")
+        with pytest.raises(CommandError, match="does not take images.*3 requests in a row failed"):
+            run(folder)
+        assert len(server.chat_requests()) == 3
+    assert ImageEmotion.objects.filter(outcome="failed").count() == 2  # the third stopped the run, unstored
+    assert Job.objects.filter(kind="emotion").get().status == "failed"
+
+
 def test_requests_stay_within_the_endpoints_slots(monkeypatch, photos, tmp_path, labels):
     folder = tmp_path / "many"
     folder.mkdir()
