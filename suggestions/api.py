@@ -246,14 +246,7 @@ class TextAccept(APIView):
                 kind="textproposal", ids=ids, status=Proposal.Status.APPROVED, user=request.user,
                 via=data.validated_data["via"],
             )  # fmt: skip
-        return Response(
-            {
-                "changed": outcome.changed,
-                "skipped": outcome.skipped,
-                "missing": outcome.missing,
-                "refused": {str(pk): why for pk, why in outcome.refused.items()},
-            }
-        )
+        return Response(outcome.as_json())
 
 
 class DescribeRequestSerializer(serializers.Serializer):

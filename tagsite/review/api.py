@@ -172,11 +172,4 @@ class ReviewDecide(APIView):
             kind=kind, ids=data.validated_data["ids"], status=data.validated_data["status"], user=request.user,
             via=data.validated_data["via"],
         )  # fmt: skip
-        return Response(
-            {
-                "changed": outcome.changed,
-                "skipped": outcome.skipped,
-                "missing": outcome.missing,
-                "refused": {str(pk): why for pk, why in outcome.refused.items()},
-            }
-        )
+        return Response(outcome.as_json())

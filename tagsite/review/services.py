@@ -35,6 +35,15 @@ class Outcome:
     def __len__(self) -> int:
         return len(self.changed)
 
+    def as_json(self) -> dict:
+        """The API's answer (JSON object keys are strings)."""
+        return {
+            "changed": self.changed,
+            "skipped": self.skipped,
+            "missing": self.missing,
+            "refused": {str(pk): why for pk, why in self.refused.items()},
+        }
+
 
 def decide(
     *,
