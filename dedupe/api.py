@@ -112,7 +112,7 @@ class MergeDecisionSerializer(serializers.Serializer):
     ids = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=500)
     status = serializers.ChoiceField(choices=[Proposal.Status.APPROVED, Proposal.Status.REJECTED, "pending"])
     write = serializers.BooleanField(
-        default=False, help_text="Approved merges: write the affected files now (replace mode), as a job."
+        default=False, help_text="Approved merges: write the affected files now, as a job (only merged names change)."
     )
 
 
@@ -191,18 +191,19 @@ class MergeProposalViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 def write_merged_files(proposal_ids: list[int], user):
-    """Queue a write of the images approved merges touched: replace mode with overwrite, since the merged-away
-    keyword must leave the file (append would keep it). None when no image was touched."""
-    image_ids = sorted(
-        {
-            image_id
-            for undo in MergeProposal.objects.filter(pk__in=proposal_ids).values_list("undo", flat=True)
-            for member in (undo or {}).get("members", ())
-            for image_id, _source in member["images"]
-        }
-    )
+    """Queue a write of the images approved merges touched, changing in their files only what the merges changed:
+    append mode that first removes the merged-away names (each member's name, display name and aliases), so the
+    representative takes their place and every other keyword in the file stays. None when no image was touched."""
+    image_ids, names = set(), set()
+    for undo in MergeProposal.objects.filter(pk__in=proposal_ids).values_list("undo", flat=True):
+        for member in (undo or {}).get("members", ()):
+            image_ids.update(image_id for image_id, _source in member["images"])
+            names.update([member["name"], member["display_name"], *member["aliases"]])
     if not image_ids:
         return None
     return start_write_job(
-        {"ids": image_ids}, {"mode": "replace", "overwrite": True}, user, reason=f"approved tag merges {proposal_ids}"
+        {"ids": sorted(image_ids)},
+        {"mode": "append", "remove": sorted(names)},
+        user,
+        reason=f"approved tag merges {proposal_ids}",
     )

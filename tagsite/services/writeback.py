@@ -56,6 +56,9 @@ class WriteOptions:
     overwrite: bool = False  # replace what the file carries even when that drops keywords or texts
     backup: bool = False
     dry_run: bool = False
+    # With append: keywords (and hierarchy leaves) taken out of the file's lists first, compared as tags are; a
+    # tag merge names the merged-away tags, so only they leave and everything else in the file stays.
+    remove: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         if self.mode not in (REPLACE, APPEND):
@@ -189,8 +192,15 @@ def cut_bytes(value: str, limit: int) -> str:
     return value if len(encoded) <= limit else encoded[:limit].decode(errors="ignore")
 
 
-def file_values(current: dict[str, list[str]], held: dict[str, list[str]], fields: tuple[str, ...], mode: str):
-    """The values to write to each of `fields`, and notes on what was cut; `current` is what the file has."""
+def file_values(
+    current: dict[str, list[str]],
+    held: dict[str, list[str]],
+    fields: tuple[str, ...],
+    mode: str,
+    remove: frozenset[str] = frozenset(),
+):
+    """The values to write to each of `fields`, and notes on what was cut; `current` is what the file has.
+    `remove` (keys): in append mode, the file's keywords and hierarchy leaves with these keys are left out."""
     values: dict[str, list[str]] = {}
     notes: list[str] = []
     for kind, names in FILE_FIELDS.items():
@@ -202,7 +212,9 @@ def file_values(current: dict[str, list[str]], held: dict[str, list[str]], field
             wanted = [metadata.one_line(value) for value in held[kind]]
             have = current.get(name, [])
             if kind in LISTS and mode == APPEND:
-                wanted = merge(have, wanted)
+                leaf = (lambda value: value.rsplit("|", 1)[-1]) if kind == HIERARCHY else (lambda value: value)
+                kept = [value for value in have if key(leaf(value)) not in remove]
+                wanted = merge(kept, wanted)
             elif kind in LISTS and sorted(map(key, have)) == sorted(map(key, wanted)):
                 wanted = have  # the same keywords in another order or case: nothing to write
             if limit := metadata.IPTC_LIMITS.get(name):
@@ -339,12 +351,13 @@ def prepare(images: list[Image], held: dict[int, dict], options: WriteOptions, r
     sources = {res.image_id: res.target if os.path.exists(res.target) else real for res, real in plans}
     current = metadata.read_fields(list(set(sources.values())))
     pending, comments = [], {}
+    remove = frozenset(key(value) for value in options.remove)
     for result, _ in plans:
         fields = metadata.fields_for(result.target)
         have = current.get(sources[result.image_id], {})
         comments[result.image_id] = have.get(metadata.USER_COMMENT, [])
         result.before = {name: have.get(name, []) for name in fields}
-        result.after, result.notes = file_values(result.before, held[result.image_id], fields, options.mode)
+        result.after, result.notes = file_values(result.before, held[result.image_id], fields, options.mode, remove)
         result.before = {name: result.before[name] for name in result.after}
         if not result.diff():
             result.status = "unchanged"

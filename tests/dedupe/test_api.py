@@ -49,7 +49,7 @@ def test_merge_proposal_api_edits_and_decides(client, space, django_capture_on_c
     assert job.kind == "write_metadata" and job.params["selection"] == {
         "ids": [Image.objects.get(path="/library/1.jpg").pk]
     }
-    assert job.params["options"]["mode"] == "replace" and job.params["options"]["overwrite"] is True
+    assert job.params["options"]["mode"] == "append" and job.params["options"]["remove"] == ["tshirt"]
     assert TagAlias.objects.filter(antecedent="tshirt", tag__name="t_shirt").exists()
     bulk = client.post("/api/merge-proposals/decide/", {"ids": [proposal.pk], "status": "pending"}, content_type=JSON)
     assert bulk.json()["changed"] == [proposal.pk] and not TagAlias.objects.exists()  # undone

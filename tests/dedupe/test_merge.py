@@ -2,16 +2,23 @@
 (aliases, images re-pointed, usage counts, dirty images), undo from the audit, reject (pairs remembered)."""
 
 import json
+import subprocess
 
 import pytest
 from django.core.management import call_command
 
+from categorization.models import ExtendedCategory, TagCategory
 from dedupe import services
+from dedupe.api import write_merged_files
 from dedupe.models import MergeMember, MergeProposal, MustNotMerge
+from tagsite import metadata
 from tagsite.models import Decision, Image, ImageTag, Tag, TagAlias
 from tagsite.review.services import decide
 from tagsite.services import writeback
+from tagsite.services.ingest import import_folder
+from tagsite.services.jobs import run_job
 from tests.dedupe.conftest import embed_all, make_tags
+from tests.factories import write_keywords
 
 pytestmark = pytest.mark.django_db
 
@@ -107,3 +114,38 @@ def test_dedupe_tags_reports_and_proposes_once(space, tmp_path, capsys):
     call_command("dedupe_tags", "--report", str(report))  # the pending proposal is not proposed twice
     assert MergeProposal.objects.count() == 1
     assert "1 merge proposals to review" in capsys.readouterr().out
+
+
+def test_writing_a_merge_changes_only_the_merged_names_in_the_files(space, image_folder, settings, django_user_model):
+    """The files' own keywords (here one tagsite no longer holds for the image) stay; the merged-away name leaves
+    and the representative takes its place, in XMP, IPTC and the hierarchy, read back by ExifTool."""
+    settings.METADATA_DIR = image_folder.parent / "var-metadata"
+    first, second, third = (image_folder / f"photo{i}.jpg" for i in range(3))
+    write_keywords(first, subject=["Outdoor", "Beach", "Film Grain"], iptc=["Outdoor", "Beach", "Film Grain"])
+    write_keywords(second, subject=["Outdoors"], iptc=["Outdoors"])
+    write_keywords(third, subject=["Outdoors"], iptc=["Outdoors"])
+    hierarchy = ["Film|Film Grain", "Places|Outdoor"]  # as tagsite wrote it when `outdoor` had its category
+    subprocess.run(
+        ["exiftool", "-q", "-overwrite_original", *[f"-XMP-lr:HierarchicalSubject={h}" for h in hierarchy], first],
+        check=True,
+    )
+    import_folder(image_folder)
+    ImageTag.objects.filter(image__path=str(first), tag__name="film_grain").delete()  # a human took it off
+    places = ExtendedCategory.objects.create(code="99_Places", name="Places", description="where", group="scene")
+    TagCategory.objects.create(tag=Tag.objects.get(name="outdoor"), category=places)
+    proposal = proposal_for(space)
+    assert proposal.representative.name == "outdoors"
+    user = django_user_model.objects.create_user("mod", is_staff=True)
+    decide(kind="mergeproposal", ids=[proposal.pk], status="approved", user=user, via="page")
+
+    job = write_merged_files([proposal.pk], user)
+    assert job.params["selection"] == {"ids": [Image.objects.get(path=str(first)).pk]}
+    with run_job(job) as progress:
+        writeback.run_write_job(job, progress)
+    job.refresh_from_db()
+    assert job.counts == {"written": 1}, job.errors
+
+    found = metadata.read_fields([str(first)])[str(first)]
+    assert found[metadata.SUBJECT] == ["Beach", "Film Grain", "Outdoors"]
+    assert found[metadata.KEYWORDS] == ["Beach", "Film Grain", "Outdoors"]
+    assert found[metadata.HIERARCHY] == ["Film|Film Grain", "Places|Outdoors"]
