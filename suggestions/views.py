@@ -35,13 +35,13 @@ def review_queue(request):
     page = keyset_page(images, 12, after=after, before=before, oldest_first=True)
     by_image: dict[int, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
     rows = suggestions.filter(image__in=[image.pk for image in page]).order_by("-confidence", "pk")
-    for pk, image_id, category, status, confidence, label, name, display, model, version in rows.values_list(
-        "pk", "image_id", "category", "status", "confidence", "external_tag", "tag__name", "tag__display_name",
-        "model_version__name", "model_version__version",
+    for pk, image_id, category, status, confidence, label, tag, name, display, model, version in rows.values_list(
+        "pk", "image_id", "category", "status", "confidence", "external_tag", "tag_id", "tag__name",
+        "tag__display_name", "model_version__name", "model_version__version",
     ):  # fmt: skip
         # plain values, not three model objects per suggestion: a page shows about 170 of them
         by_image[image_id][category].append(
-            {"pk": pk, "status": status, "confidence": confidence, "label": label, "name": name,
+            {"pk": pk, "status": status, "confidence": confidence, "label": label, "tag": tag, "name": name,
              "display": display, "model": f"{model} {version}"}
         )  # fmt: skip
     order = lambda category: (CATEGORY_ORDER.index(category) if category in CATEGORY_ORDER else 9, category)  # noqa: E731

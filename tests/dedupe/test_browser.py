@@ -1,12 +1,16 @@
 """Headless Chromium on the merge screen: change the representative, drop a member, approve; the alias exists
-and the library finds the re-pointed images under the representative."""
+and the library finds the re-pointed images under the representative. Similar tags beside each suggestion and on
+/tag_categorize, and the library's autocomplete saying "did you mean" when no name starts with the text."""
 
 import pytest
+from playwright.sync_api import expect
 
 from dedupe.models import MustNotMerge
 from tagsite.models import Image, Tag, TagAlias
 from tests.browser import screenshot
+from tests.dedupe.conftest import embed_all, make_tags
 from tests.dedupe.test_merge import library, proposal_for
+from tests.suggestions.test_review_page import pending_images
 
 
 @pytest.mark.browser
@@ -44,3 +48,34 @@ def test_merge_screen_edit_and_approve(staff_page, live_server, space):
     paths = set(Image.objects.filter(pk__in=found).values_list("path", flat=True))
     assert paths == {"/library/0.jpg", "/library/1.jpg", "/library/2.jpg"}
     screenshot(page, "dedupe-library-after-merge")
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_similar_tags_beside_suggestions_and_on_categorize_and_did_you_mean_in_the_library(
+    staff_page, live_server, space
+):
+    pending_images(1)  # a pending `smile` and `hat` suggestion
+    make_tags("grin", "cap", "dog", "sky")
+    embed_all(space)
+    page = staff_page
+
+    page.goto(f"{live_server.url}/suggestions/")
+    smile = page.locator("li.suggestion", has_text="smile")
+    smile.locator("details.similar summary").click()
+    expect(smile.locator(".similar-list")).to_contain_text("grin (")
+    screenshot(page, "dedupe-similar-on-suggestions")
+
+    page.goto(f"{live_server.url}/tag_categorize")
+    row = page.locator("tr", has=page.locator("details.similar[data-tag]")).filter(has_text="hat").first
+    row.locator("details.similar summary").click()
+    expect(row.locator(".similar-list")).to_contain_text("cap (")
+
+    page.goto(f"{live_server.url}/")
+    page.locator("#q").press_sequentially("puppy")
+    guesses = page.locator("#q + .suggestions")
+    expect(guesses.locator("li.did-you-mean")).to_have_text("did you mean")
+    expect(guesses.locator("li:not(.did-you-mean)").first).to_contain_text("dog")
+    screenshot(page, "dedupe-did-you-mean")
+    guesses.locator("li", has_text="dog").dispatch_event("mousedown")
+    assert page.locator("#q").input_value() == "dog "

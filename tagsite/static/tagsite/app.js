@@ -31,9 +31,15 @@ function completionTerms(input) {
 function setupAutocomplete(input) {
   const list = input.parentElement.querySelector(".suggestions");
   const single = "single" in input.dataset;
-  let items = [], active = -1, timer = null, term = null, asked = 0;
+  let items = [], active = -1, timer = null, term = null, asked = 0, guessed = false;
   function render() {
     list.innerHTML = "";
+    if (guessed && items.length) {  // no name starts with the text: tags whose names mean it (embeddings)
+      const hint = document.createElement("li");
+      hint.className = "did-you-mean";
+      hint.textContent = "did you mean";
+      list.appendChild(hint);
+    }
     items.forEach((tag, i) => {
       const li = document.createElement("li");
       li.className = i === active ? "active" : "";
@@ -50,8 +56,8 @@ function setupAutocomplete(input) {
     input.value = single ? items[i].name : input.value.slice(0, term.start) + term.prefix + items[i].name + " " + after.trimStart();
     close(); input.focus();
   }
-  async function lookup(text) {
-    const response = await fetch(`${input.dataset.autocomplete}?q=${encodeURIComponent(text)}`, { headers: { Accept: "application/json" } });
+  async function lookup(text, url = input.dataset.autocomplete) {
+    const response = await fetch(`${url}?q=${encodeURIComponent(text)}`, { headers: { Accept: "application/json" } });
     return response.ok ? response.json() : [];
   }
   input.addEventListener("input", () => {
@@ -64,6 +70,12 @@ function setupAutocomplete(input) {
         const found = await lookup(candidate.text);
         if (question !== asked) return;
         if (found.length || candidate === terms[terms.length - 1]) { items = found; term = candidate; break; }
+      }
+      guessed = !items.length && "didYouMean" in input.dataset;
+      if (guessed) {
+        const near = await lookup(term.text, input.dataset.didYouMean);
+        if (question !== asked) return;
+        items = near;
       }
       active = -1; render();
     }, 120);
@@ -258,6 +270,21 @@ function setupJobs(table) {
   setInterval(refresh, 1500);
 }
 
+// A tag's similar tags (embedding neighbours, /api/tags/<id>/similar/), fetched when its "similar" is first opened;
+// the enclosing element holds the URL once (tag 0), not each of a page's hundreds of tags.
+function setupSimilar(details) {
+  details.addEventListener("toggle", async () => {
+    const list = details.querySelector(".similar-list");
+    if (!details.open || list.dataset.loaded) return;
+    list.dataset.loaded = "1";
+    list.textContent = "…";
+    const url = details.closest("[data-similar-url]").dataset.similarUrl.replace("/0/", `/${details.dataset.tag}/`);
+    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    const rows = response.ok ? await response.json() : [];
+    list.textContent = rows.map((row) => `${row.name} (${row.similarity.toFixed(2)})`).join(", ") || "none yet";
+  });
+}
+
 // A job's page follows the job while it is open and shows its final errors and advice once it has ended.
 function setupJobDetail(section) {
   if (!section.hasAttribute("data-open")) return;
@@ -266,6 +293,7 @@ function setupJobDetail(section) {
 
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("input[data-autocomplete]").forEach(setupAutocomplete);
+  document.querySelectorAll("details.similar[data-tag]").forEach(setupSimilar);
   const tagging = document.getElementById("tagging");
   if (tagging) setupTagEditor(tagging);
   const bulkTags = document.getElementById("bulk-tags");
