@@ -5,7 +5,7 @@ can add latency, serve only `slots` requests at a time (the rest queue, as LM St
 inject faults in order, one per request: `server.inject("429", "invalid_json")`.
 
 Both serve embeddings too (`/v1/embeddings`; Gemini's `:embedContent` and `:batchEmbedContents`), with the
-same latency, slots and faults, and a vector per text that depends only on the text.
+same latency, slots and faults, and a vector per text that depends only on the text (`server.embed_rule(text)`).
 
 OpenAI-compatible faults: 429 (with Retry-After), 500, hang (past the client's timeout),
 invalid_json, truncated (cut JSON, finish_reason length), off_enum (one value outside its enum),
@@ -171,6 +171,7 @@ class _Server:
         self.hang_seconds = hang_seconds
         self.retry_after = 1
         self.chat_rule: Callable[[dict], Any] = default_rule
+        self.embed_rule: Callable[[str], list[float]] = embedding  # a test may give texts vectors that mean something
         self.faults: deque[str] = deque()
         self.requests: list[tuple[str, dict]] = []
         # Structured output it takes (OpenAI-compatible): "json_schema" (LM Studio), "json_object" (llama-cpp-python:
@@ -290,7 +291,8 @@ class OpenAITestServer(_Server):
             return handler.send_json(404, {"error": {"message": f"model {body.get('model')!r} not found"}})
         if path == "/v1/embeddings":
             texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-            data = [{"object": "embedding", "index": i, "embedding": embedding(text)} for i, text in enumerate(texts)]
+            vectors = [self.embed_rule(text) for text in texts]
+            data = [{"object": "embedding", "index": i, "embedding": vector} for i, vector in enumerate(vectors)]
             data.reverse()  # the index, not the order, says which text a vector belongs to
             if fault == "missing_item":
                 data.pop()
@@ -351,11 +353,11 @@ class GeminiTestServer(_Server):
             message = f"models/{match.group(1)} is not found for API version v1beta, or is not supported."
             return handler.send_json(404, error(404, "NOT_FOUND", message))
         if match.group(2) == "embedContent":
-            return handler.send_json(200, {"embedding": {"values": embedding(content_text(body["content"]))}})
+            return handler.send_json(200, {"embedding": {"values": self.embed_rule(content_text(body["content"]))}})
         if match.group(2) == "batchEmbedContents":
             if any(request.get("model") != f"models/{match.group(1)}" for request in body["requests"]):
                 return handler.send_json(400, error(400, "INVALID_ARGUMENT", "each request's model must be the URL's"))
-            vectors = [{"values": embedding(content_text(request["content"]))} for request in body["requests"]]
+            vectors = [{"values": self.embed_rule(content_text(request["content"]))} for request in body["requests"]]
             return handler.send_json(200, {"embeddings": vectors[:-1] if fault == "missing_item" else vectors})
         text = json.dumps(apply_fault(self.chat_rule(openai_shape(body)), fault))
         candidate = {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}
