@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from emotion.models import EmotionProposal, ImageEmotion
-from emotion.services import open_labeller
+from emotion.services import label_images, open_labeller, select_images
 from tagsite.models import Job
 from tests.ai.test_roles import MODEL, SERVERS, point_role_at
 from tests.llm_server import user_text
@@ -220,7 +220,11 @@ def test_requests_stay_within_the_endpoints_slots(monkeypatch, photos, tmp_path,
         server.chat_rule = answers("happy")
         point_role_at(monkeypatch, "emotion", "openai", server)
         monkeypatch.setenv("TAGSITE_LLM_EMOTION_MAX_PARALLEL", "2")
-        with open_labeller("llm") as (_, threads, described):
+        call_command("import_images", str(folder), stdout=io.StringIO(), verbosity=0)
+        with open_labeller("llm") as (labeller, threads, described):
             assert threads == 2 and described["model"] == MODEL
-        run(folder)
-        assert server.max_in_flight == 2 and EmotionProposal.objects.count() == 6
+            # more readers than slots (as several workers would be): the endpoint's slot cap holds them, not the
+            # thread count (with 2 readers the cap could never be exceeded)
+            summary = label_images(labeller, select_images(str(folder)), threads=6)
+        assert summary.proposals == 6 and EmotionProposal.objects.count() == 6
+        assert server.max_in_flight == 2
