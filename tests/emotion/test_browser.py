@@ -34,6 +34,7 @@ def test_review_faces_by_label_and_download_the_csv(staff_page, live_server, fol
     page.select_option(f"[data-id='{grace.pk}'] select.relabel", "sad")
     page.wait_for_selector(f"[data-id='{grace.pk}'].approved")
     assert page.locator(f"[data-id='{grace.pk}'] .label").inner_text() == "sad"
+    assert re.fullmatch(r"model: neutral 0\.9\d", page.locator(f"[data-id='{grace.pk}'] .conf").inner_text())
 
     page.keyboard.press("j")  # the neutral group is done; back to happy with k, then reject its first face by key
     page.keyboard.press("k")
@@ -42,6 +43,10 @@ def test_review_faces_by_label_and_download_the_csv(staff_page, live_server, fol
     page.keyboard.press(str(index + 1))  # flips a pending face to approved
     page.wait_for_selector(f"[data-id='{obama.pk}'].approved")
     screenshot(page, "emotion-review")
+
+    page.goto(f"{live_server.url}/emotion/?status=approved")  # as the server shows a changed label
+    said = page.locator(f"[data-id='{grace.pk}'] .said").inner_text()
+    assert re.fullmatch(r"sad model: neutral 0\.9\d", said), said  # the 0.97 is neutral's, not sad's
 
     decided = dict(EmotionProposal.objects.values_list("pk", "status"))
     assert decided[astronaut.pk] == decided[grace.pk] == decided[obama.pk] == "approved"

@@ -26,6 +26,10 @@
       return;
     }
     item.querySelector(".label").textContent = label;
+    // the confidence is the model's, for its own label: say so once the label is a person's
+    const confidence = Number(item.dataset.confidence).toFixed(2);
+    item.querySelector(".conf").textContent =
+      label === item.dataset.proposed ? confidence : `model: ${item.dataset.proposed} ${confidence}`;
     item.classList.remove("pending", "rejected");
     item.classList.add("approved");
     status.textContent = `relabelled ${label} and approved`;
