@@ -31,7 +31,9 @@ def review(request):
     state = request.GET.get("status", Proposal.Status.PENDING)
     label = request.GET.get("label", "")
     producer = number(request.GET.get("producer", ""))
-    proposals = EmotionProposal.objects.select_related("face", "image", "label", "proposed_label", "producer").order_by("pk")
+    proposals = EmotionProposal.objects.select_related("face", "image", "label", "proposed_label", "producer").order_by(
+        "pk"
+    )
     if state in Proposal.Status.values:
         proposals = proposals.filter(status=state)
     if label:
