@@ -1,5 +1,6 @@
 """Tag embeddings (compute, store, index, look up), near-duplicate clusters, merge proposals and merges."""
 
+import json
 import logging
 import os
 import time
@@ -10,13 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from django.apps import apps
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import Q
 
 from dedupe.clustering import Cluster, TagInfo, cluster_tags, lexical_key
 from dedupe.models import EmbeddingSpace, MergeMember, MergeProposal, MustNotMerge, TagEmbedding
 from tagsite.ai.base import EmbeddingBackend, EndpointConfig, LLMError
-from tagsite.models import Image, ImageTag, Job, Producer, Proposal, Tag, TagAlias
+from tagsite.models import Image, ImageTag, Job, Producer, Proposal, Tag, TagAlias, TagImplication
 from tagsite.services import tags as tag_service
 from tagsite.services.jobs import JobProgress
 
@@ -496,6 +499,7 @@ def apply_merges(proposals: list[MergeProposal], user) -> list[int]:
                     "danbooru_category": tag.danbooru_category,
                     "images": links,
                     "aliases": list(TagAlias.objects.filter(tag=tag).values_list("antecedent", flat=True)),
+                    "follow": _following_rows(tag, target),
                 }
             )
             touched.update(image_id for image_id, _ in links)
@@ -524,6 +528,8 @@ def revert_merges(proposals: list[MergeProposal], user) -> list[int]:
                 ignore_conflicts=True,
             )
             MergeMember.objects.filter(proposal=proposal, name=tag.name).update(tag=tag)
+            if target is not None:
+                _restore_following_rows(member.get("follow", ()), tag, target)
             images = {image_id for image_id, _ in member["images"]}
             if target is not None:
                 ImageTag.objects.filter(tag=target, image_id__in=images - before).delete()
@@ -533,6 +539,46 @@ def revert_merges(proposals: list[MergeProposal], user) -> list[int]:
             tag_service.refresh_usage_counts([target.pk])
         proposal.undo = {}
     return sorted(touched)
+
+
+# Other apps' rows the merge moves from a member to the representative (tagsite.services.tags._repoint_references):
+# suggestions, mappings, category proposals, the extended category. Images and aliases are restored on their own,
+# merge memberships by name, and a restored tag's vector is computed again.
+NOT_FOLLOWED = {ImageTag, TagAlias, TagImplication, MergeMember, TagEmbedding}
+
+
+def _following_rows(tag: Tag, target: Tag) -> list[dict]:
+    """Before a merge: which rows point at `tag`, by model and field, so an undo can move them back. A row whose key
+    is the tag (one per tag: the extended category) is kept by value, with whether the target had its own; a row
+    the merge deletes as a duplicate of the target's is not restored."""
+    found = []
+    for relation in Tag._meta.related_objects:
+        model, field = relation.related_model, relation.field
+        if not (relation.one_to_many or relation.one_to_one) or model in NOT_FOLLOWED:
+            continue
+        rows = model._base_manager.filter(**{field.name: tag})
+        entry = {"model": model._meta.label, "field": field.name}
+        if field.primary_key:
+            if values := rows.values().first():
+                values.pop(field.attname)
+                target_had = model._base_manager.filter(**{field.name: target}).exists()
+                values = json.loads(json.dumps(values, cls=DjangoJSONEncoder))
+                found.append(entry | {"values": values, "target_had": target_had})
+        elif pks := list(rows.values_list("pk", flat=True)):
+            found.append(entry | {"pks": pks})
+    return found
+
+
+def _restore_following_rows(follow: Iterable[dict], tag: Tag, target: Tag) -> None:
+    """Undo: the rows `_following_rows` saw go back from the representative to the restored member tag."""
+    for entry in follow:
+        model, field = apps.get_model(entry["model"]), entry["field"]
+        if "pks" in entry:
+            model._base_manager.filter(pk__in=entry["pks"], **{field: target}).update(**{field: tag})
+        elif not entry["target_had"] and model._base_manager.filter(**{field: target}).exists():
+            model._base_manager.filter(**{field: target}).update(**{field: tag})  # the member's row became its
+        elif not model._base_manager.filter(**{field: tag}).exists():
+            model._base_manager.create(**{field: tag}, **entry["values"])
 
 
 def reject_pairs(proposals: list[MergeProposal], user) -> None:

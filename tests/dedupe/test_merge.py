@@ -7,12 +7,13 @@ import subprocess
 import pytest
 from django.core.management import call_command
 
-from categorization.models import ExtendedCategory, TagCategory
+from categorization.models import CategoryProposal, ExtendedCategory, TagCategory
 from dedupe import services
 from dedupe.api import write_merged_files
 from dedupe.models import MergeMember, MergeProposal, MustNotMerge
+from suggestions.models import MLModelVersion, TagSuggestion
 from tagsite import metadata
-from tagsite.models import Decision, Image, ImageTag, Tag, TagAlias
+from tagsite.models import Decision, Image, ImageTag, Producer, Tag, TagAlias
 from tagsite.review.services import decide
 from tagsite.services import writeback
 from tagsite.services.ingest import import_folder
@@ -149,3 +150,40 @@ def test_writing_a_merge_changes_only_the_merged_names_in_the_files(space, image
     assert found[metadata.SUBJECT] == ["Beach", "Film Grain", "Outdoors"]
     assert found[metadata.KEYWORDS] == ["Beach", "Film Grain", "Outdoors"]
     assert found[metadata.HIERARCHY] == ["Film|Film Grain", "Places|Outdoors"]
+
+
+def test_undo_gives_each_member_back_its_category_suggestions_and_category_proposals(space, django_user_model):
+    """What followed the merge to the representative goes back: the members' extended categories (the first one
+    merged became the representative's, which had none; the other was deleted as a duplicate and is kept on the
+    proposal), their tag suggestions and their category proposals."""
+    tags = library()
+    face, attire = (ExtendedCategory.objects.get(code=code) for code in ("03_Body_Face", "08_Attire_Acc"))
+    TagCategory.objects.create(tag=tags["tshirt"], category=attire)
+    TagCategory.objects.create(tag=tags["t_shirts"], category=face)
+    chat = Producer.objects.get_or_create(kind=Producer.Kind.CHAT, name="m", prompt_version="v")[0]
+    proposed = CategoryProposal.objects.create(tag=tags["t_shirts"], category=attire, confidence=0.8, producer=chat)
+    model = MLModelVersion.objects.create(
+        name="wd-test", version="v1", model_file="/m/model.onnx", labels_file="/m/labels.csv", sha256="0" * 64,
+        input_size=448, label_count=2,
+    )  # fmt: skip
+    image = Image.objects.get(path="/library/1.jpg")
+    suggestion = TagSuggestion.objects.create(
+        image=image, tag=tags["tshirt"], model_version=model, producer=model.producer, external_tag="tshirt",
+        confidence=0.7,
+    )  # fmt: skip
+    proposal = proposal_for(space)
+    user = django_user_model.objects.create_user("mod", is_staff=True)
+    decide(kind="mergeproposal", ids=[proposal.pk], status="approved", user=user, via="page")
+    target = tags["t_shirt"]
+    assert list(TagCategory.objects.values_list("tag", flat=True)) == [target.pk]  # one member's; the other's deleted
+    assert TagSuggestion.objects.get(pk=suggestion.pk).tag == target
+    assert CategoryProposal.objects.get(pk=proposed.pk).tag == target
+
+    decide(kind="mergeproposal", ids=[proposal.pk], status="pending", user=user, via="page")
+    restored = {t.name: t for t in Tag.objects.all()}
+    assert dict(TagCategory.objects.values_list("tag__name", "category__code")) == {
+        "tshirt": "08_Attire_Acc",
+        "t_shirts": "03_Body_Face",
+    }
+    assert TagSuggestion.objects.get(pk=suggestion.pk).tag == restored["tshirt"]
+    assert CategoryProposal.objects.get(pk=proposed.pk).tag == restored["t_shirts"]
