@@ -6,7 +6,8 @@
    alternate for `--rounds` rounds; the median round's ratio is the figure.
 2. Chat backend: images/s of the VLM path (a request per face crop, at the endpoint's slots) against the
    loopback OpenAI-compatible server with `--slots` parallel slots and `--latency` per request, as a multiple
-   of seed 004's loop in the same run: one request per image (the whole image), one after the other.
+   of seed 004's loop in the same run: one request per image (the whole image), one after the other; and the
+   same files in whole-image mode (`--chat-input image`: no local detection, one request per image).
 
 The photos are the test suite's real faces (scikit-image, matplotlib, face_recognition's test images; fetched
 once into var/test-data/emotion/), copied `--count` times with a distinct byte each so every copy is an image
@@ -152,7 +153,15 @@ def main() -> None:
 
         chat_images = ingest_paths(chat_files)
         with OpenAITestServer(latency=args.latency, slots=args.slots) as server:
-            server.chat_rule = lambda body: {"emotion": "happy", "confidence": 0.9}
+            asked = lambda body: body["response_format"]["json_schema"]["schema"]["properties"]  # noqa: E731
+            server.chat_rule = lambda body: (
+                {"emotion": "happy", "confidence": 0.9}
+                | (
+                    {"face": True}
+                    if "face" in asked(body)
+                    else {}  # whole-image mode's schema asks whether one is seen
+                )
+            )
             os.environ.update(
                 TAGSITE_LLM_EMOTION_URL=server.url,
                 TAGSITE_LLM_EMOTION_KIND="openai",
@@ -164,6 +173,12 @@ def main() -> None:
                 chat_summary = label_images(chat, chat_images, threads=threads)
                 chat_seconds = time.perf_counter() - started
                 requests = len(server.chat_requests())
+            with open_labeller("llm", chat_input="image") as (whole, threads, _):
+                started = time.perf_counter()
+                whole_summary = label_images(whole, chat_images, threads=threads)
+                whole_seconds = time.perf_counter() - started
+                assert whole_summary.images == len(chat_images) and whole_summary.failed == 0, whole_summary.line()
+            with open_labeller("llm") as (chat, threads, _):
                 sample = chat_files[: args.baseline_sample]
                 started = time.perf_counter()
                 baseline_done = seed_004_loop(chat.client, sample)
@@ -184,6 +199,11 @@ def main() -> None:
         f"(whole image, one request each, sequential; timed on a sample of {len(sample)})"
     )
     print(f"  ratio: {chat_rate / baseline_rate:.2f}x")
+    whole_rate = whole_summary.images / whole_seconds
+    print(
+        f"  whole-image mode: {whole_summary.images} images in {whole_seconds:.2f}s = {whole_rate:.2f} images/s, "
+        f"ratio {whole_rate / baseline_rate:.2f}x"
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 
