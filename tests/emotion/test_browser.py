@@ -42,6 +42,10 @@ def test_review_faces_by_label_and_download_the_csv(staff_page, live_server, fol
     index = happy.evaluate_all("els => els.map(el => Number(el.dataset.id))").index(obama.pk)
     page.keyboard.press(str(index + 1))  # flips a pending face to approved
     page.wait_for_selector(f"[data-id='{obama.pk}'].approved")
+    small = EmotionProposal.objects.get(image__path__endswith="two_faces.jpg", face__index=1)
+    page.check("#select-all")  # bulk over both groups: the one face still pending is rejected
+    page.click("[data-bulk=rejected]")
+    page.wait_for_selector(f"[data-id='{small.pk}'].rejected")
     screenshot(page, "emotion-review")
 
     page.goto(f"{live_server.url}/emotion/?status=approved")  # as the server shows a changed label
@@ -50,6 +54,7 @@ def test_review_faces_by_label_and_download_the_csv(staff_page, live_server, fol
 
     decided = dict(EmotionProposal.objects.values_list("pk", "status"))
     assert decided[astronaut.pk] == decided[grace.pk] == decided[obama.pk] == "approved"
+    assert decided[small.pk] == "rejected"
     assert EmotionProposal.objects.get(pk=grace.pk).label.name == "sad"
 
     with page.expect_download() as download:
