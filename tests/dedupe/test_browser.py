@@ -55,7 +55,7 @@ def test_merge_screen_edit_and_approve(staff_page, live_server, space):
 def test_similar_tags_beside_suggestions_and_on_categorize_and_did_you_mean_in_the_library(
     staff_page, live_server, space
 ):
-    pending_images(1)  # a pending `smile` and `hat` suggestion
+    (image,) = pending_images(1)  # a pending `smile` and `hat` suggestion
     make_tags("grin", "cap", "dog", "sky")
     embed_all(space)
     page = staff_page
@@ -79,3 +79,9 @@ def test_similar_tags_beside_suggestions_and_on_categorize_and_did_you_mean_in_t
     screenshot(page, "dedupe-did-you-mean")
     guesses.locator("li", has_text="dog").dispatch_event("mousedown")
     assert page.locator("#q").input_value() == "dog "
+
+    page.goto(f"{live_server.url}/images/{image.pk}/")  # the image page's tag box asks the same
+    page.locator("#tag-editor input[name=tag]").press_sequentially("puppy")
+    guesses = page.locator("#tag-editor .suggestions")
+    expect(guesses.locator("li.did-you-mean")).to_have_text("did you mean")
+    expect(guesses.locator("li:not(.did-you-mean)").first).to_contain_text("dog")
