@@ -178,10 +178,10 @@ def text_review(request):
         by_image[proposal.image_id][proposal.field].append(proposal)
     chips: dict[int, list[dict]] = defaultdict(list)
     rows = keywords.filter(image_id__in=ids).order_by("-confidence", "pk")
-    for pk, image_id, label, display, confidence in rows.values_list(
-        "pk", "image_id", "external_tag", "tag__display_name", "confidence"
+    for pk, image_id, label, tag, display, confidence in rows.values_list(
+        "pk", "image_id", "external_tag", "tag_id", "tag__display_name", "confidence"
     ):
-        chips[image_id].append({"pk": pk, "label": label, "display": display, "confidence": confidence})
+        chips[image_id].append({"pk": pk, "label": label, "tag": tag, "display": display, "confidence": confidence})
     cards = [
         {
             "image": image,

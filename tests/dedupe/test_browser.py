@@ -6,6 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from dedupe.models import MustNotMerge
+from suggestions.models import MLModelVersion
 from tagsite.models import Image, Tag, TagAlias
 from tests.browser import screenshot
 from tests.dedupe.conftest import embed_all, make_tags
@@ -52,7 +53,7 @@ def test_merge_screen_edit_and_approve(staff_page, live_server, space):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_similar_tags_beside_suggestions_and_on_categorize_and_did_you_mean_in_the_library(
+def test_similar_tags_beside_suggestions_and_keywords_and_on_categorize_and_did_you_mean_in_autocomplete(
     staff_page, live_server, space
 ):
     (image,) = pending_images(1)  # a pending `smile` and `hat` suggestion
@@ -65,6 +66,13 @@ def test_similar_tags_beside_suggestions_and_on_categorize_and_did_you_mean_in_t
     smile.locator("details.similar summary").click()
     expect(smile.locator(".similar-list")).to_contain_text("grin (")
     screenshot(page, "dedupe-similar-on-suggestions")
+
+    MLModelVersion.objects.update(kind=MLModelVersion.Kind.VLM)  # the same suggestions as a VLM's keyword chips
+    page.goto(f"{live_server.url}/suggestions/texts/")
+    chip = page.locator("li.chip", has_text="hat")
+    chip.locator("details.similar summary").click()
+    expect(chip.locator(".similar-list")).to_contain_text("cap (")
+    screenshot(page, "dedupe-similar-on-keyword-chips")
 
     page.goto(f"{live_server.url}/tag_categorize")
     row = page.locator("tr", has=page.locator("details.similar[data-tag]")).filter(has_text="hat").first
