@@ -40,7 +40,7 @@ class ExportCSV(EmotionView):
         responses={(200, "text/csv"): OpenApiTypes.STR},
     )
     def get(self, request):
-        """Seed 004's CSV `filename,path,emotion,confidence`: one row per image, its largest labelled face's."""
+        """Seed 004's CSV `filename,path,emotion,confidence`: one row per image, its largest face's."""
         return csv_response(only_approved=request.query_params.get("all", "") not in ("1", "true", "yes"))
 
 

@@ -517,14 +517,16 @@ def relabel(proposal_ids: Iterable[int], label_name: str) -> int:
 
 
 def image_labels(only_approved: bool = True, image_ids: Iterable[int] | None = None) -> list[EmotionProposal]:
-    """One proposal per image, the largest labelled face's (the newest when several runs labelled it):
-    approved ones only, or every one not rejected."""
+    """One proposal per image, its largest face's (the newest when several runs labelled it): approved ones only,
+    or every one not rejected. An image whose largest face has no such label has no row: a smaller face's label
+    would be trained on the main face's landmarks."""
     statuses = list(Proposal.APPLIED) if only_approved else [*Proposal.APPLIED, Proposal.Status.PENDING]
-    proposals = EmotionProposal.objects.filter(status__in=statuses).select_related("image", "label", "face")
+    proposals = EmotionProposal.objects.filter(status__in=statuses, face__index=0)
+    proposals = proposals.select_related("image", "label", "face")
     if image_ids is not None:
         proposals = proposals.filter(image_id__in=list(image_ids))
     chosen: dict[int, EmotionProposal] = {}
-    for proposal in proposals.order_by("image_id", "face__index", "-id").iterator(chunk_size=2000):
+    for proposal in proposals.order_by("image_id", "-id").iterator(chunk_size=2000):
         chosen.setdefault(proposal.image_id, proposal)
     return sorted(chosen.values(), key=lambda p: p.image.path)
 

@@ -103,6 +103,11 @@ def test_export_writes_approved_labels_or_all_and_relabels_count(folder, tmp_pat
     ]  # fmt: skip  (in path order; faces/more/obama.jpg is below faces/)
     assert Decision.objects.filter(kind="emotion").count() == 2
 
+    # the largest face's label is the image's: with it rejected, the smaller face's approved smile is no row
+    decide(kind="emotion", ids=[two[0].pk], status="rejected", user=moderator, via="command")
+    call_command("export_emotions", "--output", str(tmp_path / "approved.csv"), stdout=io.StringIO())
+    assert read_csv(tmp_path / "approved.csv") == []
+
 
 @override_settings(EMOTION_IMAGE_TAGS=True)
 def test_approved_labels_become_image_tags_and_taking_back_removes_them(folder, django_user_model):

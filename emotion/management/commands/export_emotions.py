@@ -1,4 +1,4 @@
-"""Seed 004's CSV from the database: one label per image (its largest labelled face's)."""
+"""Seed 004's CSV from the database: one label per image (its largest face's)."""
 
 import csv
 
