@@ -13,6 +13,7 @@ import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,11 +160,21 @@ def scaled(face: DetectedFace, factor: float) -> DetectedFace:
     return DetectedFace(box, face.confidence, points)
 
 
+@dataclass
+class Prepared:
+    """A decoded image (upright, reduced) and its faces, before any label: the CPU part of a reading."""
+
+    image: PILImage.Image
+    factor: float  # from its pixels to the full-size image's
+    faces: list[DetectedFace]
+
+
 class Labeller(ABC):
     """Reads one file into a Reading (decode, find the faces, label each); `producer()` says who proposes."""
 
     detector: FaceDetector
     max_faces: int
+    prefetch = False  # True: runs decode and detect ahead on every core while readers wait on a remote model
 
     @abstractmethod
     def producer(self) -> Producer:
@@ -175,17 +186,32 @@ class Labeller(ABC):
     ) -> list[FaceReading]:
         """A reading per face, in the faces' order."""
 
-    def label_image(self, image: PILImage.Image, vocabulary: Vocabulary) -> list[FaceReading]:
-        """The readings of a decoded image's faces, as the detector finds them (none: "no face")."""
-        faces = self.detector.detect(np.asarray(image))[: self.max_faces]
+    def find_faces(self, image: PILImage.Image) -> list[DetectedFace]:
+        return self.detector.detect(np.asarray(image))[: self.max_faces]
+
+    def label_image(
+        self, image: PILImage.Image, faces: list[DetectedFace], vocabulary: Vocabulary
+    ) -> list[FaceReading]:
+        """The readings of a decoded image's faces (none: "no face")."""
         return self.label_faces(image, faces, vocabulary) if faces else []
 
-    def read(self, path: str, vocabulary: Vocabulary) -> Reading:
+    def prepare(self, path: str) -> Prepared | Reading:
+        """Decode and find the faces (a failed reading if the file cannot be decoded)."""
         try:
             image, factor = decode(path)
         except (imaging.ImageDecodeError, OSError) as exc:
             return Reading(error=describe_error(exc))
-        readings = self.label_image(image, vocabulary)
+        return Prepared(image, factor, self.find_faces(image))
+
+    def read(self, path: str, vocabulary: Vocabulary) -> Reading:
+        return self.finish(self.prepare(path), vocabulary)
+
+    def finish(self, prepared: Prepared | Reading, vocabulary: Vocabulary) -> Reading:
+        """Label a prepared image's faces (their boxes in full-size pixels)."""
+        if isinstance(prepared, Reading):
+            return prepared
+        image, factor = prepared.image, prepared.factor
+        readings = self.label_image(image, prepared.faces, vocabulary)
         for reading in readings:
             reading.face = scaled(reading.face, factor)
         size = (round(image.width * factor), round(image.height * factor))
@@ -251,9 +277,14 @@ class ChatLabeller(Labeller):
         config = self.client.config
         return chat_producer(config.model, IMAGE_PROMPT_VERSION if self.whole_image else PROMPT_VERSION, config.name)
 
-    def label_image(self, image, vocabulary):
+    prefetch = True
+
+    def find_faces(self, image):
+        return [] if self.whole_image else super().find_faces(image)  # whole images: no detection
+
+    def label_image(self, image, faces, vocabulary):
         if not self.whole_image:
-            return super().label_image(image, vocabulary)
+            return super().label_image(image, faces, vocabulary)
         reading = self.ask(image, DetectedFace((0, 0, image.width, image.height), 1.0), vocabulary)
         return [] if reading is None else [reading]  # None: the model sees no face
 
@@ -410,23 +441,49 @@ def read_all(
     labeller: Labeller, items: list, path_of: Callable[[object], str], threads: int
 ) -> Iterator[tuple[object, Reading]]:
     """Readings in completion order from `threads` reader threads; a RunStopped ends the run (raised here once
-    the readers have stopped), any other error becomes that item's failed reading."""
+    the readers have stopped), any other error becomes that item's failed reading. For a labeller that
+    prefetches (a chat model: the readers wait on the network, one per slot), a feeder decodes and detects the
+    items ahead, in their order, on every core, a bounded number at a time, and the readers take them in order."""
     vocabulary = Vocabulary.load()
     work: queue.Queue = queue.Queue()
-    for item in items:
-        work.put(item)
     done: queue.Queue = queue.Queue()
     stop = threading.Event()
+    readers = max(1, min(threads, len(items)))
+    cores = os.cpu_count() or 2
+    room = threading.Semaphore(readers + cores)  # prepared images waiting for a reader, at most
+
+    def feed() -> None:
+        with ThreadPoolExecutor(cores) as pool:
+            for item in items:
+                room.acquire()
+                if stop.is_set():
+                    break
+                work.put((item, pool.submit(labeller.prepare, path_of(item))))
+        for _ in range(readers):
+            work.put(None)
+
+    feeder = threading.Thread(target=feed, daemon=True) if labeller.prefetch and items else None
+    if feeder is None:
+        for item in items:
+            work.put((item, None))
 
     def reader() -> None:
         try:
             while not stop.is_set():
                 try:
-                    item = work.get_nowait()
+                    entry = work.get() if feeder else work.get_nowait()
                 except queue.Empty:
                     return
+                if entry is None or stop.is_set():
+                    return
+                item, ahead = entry
                 try:
-                    done.put((item, labeller.read(path_of(item), vocabulary)))
+                    if ahead is None:
+                        reading = labeller.read(path_of(item), vocabulary)
+                    else:
+                        room.release()
+                        reading = labeller.finish(ahead.result(), vocabulary)
+                    done.put((item, reading))
                 except RunStopped as exc:
                     stop.set()
                     done.put((item, exc))
@@ -439,8 +496,8 @@ def read_all(
         finally:
             connections.close_all()  # the request slots' connection of this thread
 
-    workers = [threading.Thread(target=reader, daemon=True) for _ in range(max(1, min(threads, len(items))))]
-    for worker in workers:
+    workers = [threading.Thread(target=reader, daemon=True) for _ in range(readers)]
+    for worker in [*workers, *([feeder] if feeder else [])]:
         worker.start()
     stopped = None
     try:
@@ -452,10 +509,15 @@ def read_all(
             yield item, result
     finally:
         stop.set()
+        room.release(readers + cores + 1)  # a feeder waiting for room sees the stop
         with work.mutex:
             work.queue.clear()
+        for _ in workers:
+            work.put(None)  # a reader waiting for the feeder ends
         for worker in workers:
             worker.join()
+        if feeder:
+            feeder.join()
     if stopped is not None:
         raise stopped
 
