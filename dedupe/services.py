@@ -28,6 +28,9 @@ RECIPE = "v1"  # underscores to spaces, the display name, the space's prefix
 DEFAULT_THRESHOLD = 0.85  # seed 001's default
 RECOMMENDED_THRESHOLD = 0.9  # MiniLM: lexical keys find the easy half, this band the rest with few siblings
 NEIGHBOURS = 10  # nearest neighbours read per tag from the index
+# "Did you mean" offers only tags this close to the typed text (MiniLM: puppy/dog 0.80, blonde/yellow hair 0.59,
+# puppy/cat 0.53; puppy/car 0.46, puppy/smile 0.31, puppy/sky 0.27).
+DID_YOU_MEAN_FLOOR = 0.5
 # HNSW candidates per lookup: pgvector's default 40 took 2.6x the time of 12 for the same recall of the pairs
 # >= 0.85 (0.996 of the exact pairs at 20k tags, k 10)
 EF_SEARCH = 16
@@ -210,13 +213,14 @@ def similar_tags(tag: Tag, k: int = 10, space: EmbeddingSpace | None = None) -> 
 
 
 def similar_to_text(text: str, k: int = 5, space: EmbeddingSpace | None = None) -> list[Similar]:
-    """Tags nearest to a typed text (autocomplete's "did you mean"), for the local model only (no server call
-    per keystroke)."""
+    """Tags that mean a typed text (autocomplete's "did you mean"): the nearest, at least DID_YOU_MEAN_FLOOR
+    similar, for the local model only (no server call per keystroke)."""
     space = space or active_space()
     client = local_client_for(space) if space else None
     if client is None or not text.strip():
         return []
-    return similar_to_vector(space, embed_array(client, [embedding_text(text, space.prefix)])[0], k)
+    found = similar_to_vector(space, embed_array(client, [embedding_text(text, space.prefix)])[0], k)
+    return [item for item in found if item.similarity >= DID_YOU_MEAN_FLOOR]
 
 
 def local_client_for(space: EmbeddingSpace) -> EmbeddingBackend | None:

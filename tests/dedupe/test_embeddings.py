@@ -63,6 +63,8 @@ def test_a_tag_not_embedded_yet_gets_neighbours_at_once(space):
     (kitten,) = make_tags("kitten")
     assert services.similar_tags(kitten, k=1)[0].tag.name == "cat"
     assert services.similar_to_text("automobile", k=1)[0].tag.name == "car"
+    meant = [item.tag.name for item in services.similar_to_text("puppy", k=3)]
+    assert meant[0] == "dog" and "car" not in meant  # the nearest three, less what means something else
 
 
 @pytest.mark.django_db
