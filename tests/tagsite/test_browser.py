@@ -17,7 +17,8 @@ def test_login_upload_see_thumbnail_find_by_tag(staff_page, live_server, tmp_pat
     result.locator("text=added").wait_for()
     thumbnail = result.locator("img")
     thumbnail.wait_for()
-    assert page.evaluate("img => img.naturalWidth", thumbnail.element_handle()) > 0
+    # the thumbnail decodes: the element appears before its picture has loaded, so wait for it (fails if it never does)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumbnail.element_handle(), timeout=10000)
     screenshot(page, "upload")
 
     page.click("text=Library")

@@ -52,8 +52,11 @@ def test_the_api_compares_the_file_with_tagsite_and_queues_a_write_for_moderator
     assert queued.status_code == 202 and queued.json()["url"] == f"/jobs/{job.pk}/"
     assert job.params == {
         "selection": {"ids": [photo.pk], "query": "", "folder": "", "all_dirty": False},
-        "options": {"mode": "append", "sidecar_only": False, "overwrite": False, "backup": False, "dry_run": False},
-    }
+        "options": {
+            "mode": "append", "sidecar_only": False, "overwrite": False, "backup": False, "dry_run": False,
+            "remove": [],
+        },
+    }  # fmt: skip
 
     write_images([photo.pk], WriteOptions(mode="append"))
     photo.refresh_from_db()
