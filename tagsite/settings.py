@@ -285,6 +285,6 @@ METADATA_SIDECAR_NAMING = os.environ.get("TAGSITE_METADATA_SIDECAR_NAMING", "dar
 METADATA_SIDECAR_ONLY = env_bool("TAGSITE_METADATA_SIDECAR_ONLY")  # never touch originals
 METADATA_AUTO_WRITE = env_bool("TAGSITE_METADATA_AUTO_WRITE")
 METADATA_WRITE_THREADS = int(os.environ.get("TAGSITE_METADATA_WRITE_THREADS", os.cpu_count() or 2))
-METADATA_BATCH_SIZE = int(os.environ.get("TAGSITE_METADATA_BATCH_SIZE", 16))  # files per ExifTool round trip
+METADATA_BATCH_SIZE = int(os.environ.get("TAGSITE_METADATA_BATCH_SIZE", 32))  # files per ExifTool round trip
 # Audits (JSONL + Markdown per run) and backups of originals.
 METADATA_DIR = Path(os.environ.get("TAGSITE_METADATA_DIR", VAR_DIR / "metadata")).resolve()
