@@ -6,6 +6,7 @@ down for it and its boxes scaled back to the image's own pixels.
 """
 
 import os
+import threading
 import warnings
 from importlib.metadata import version
 
@@ -21,6 +22,10 @@ import yuface  # noqa: E402
 from tagsite.ai.base import DetectedFace, FaceDetector
 
 MAX_SIDE = 960
+# One detection at a time per process: a worker's emotion run hung on its first image once, with two reader threads
+# entering yuface's native code together (its network is set up lazily on the first call). Decoding, cropping and
+# classifying stay parallel.
+_DETECT = threading.Lock()
 
 
 class YuFaceDetector(FaceDetector):
@@ -40,7 +45,7 @@ class YuFaceDetector(FaceDetector):
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-        with warnings.catch_warnings():  # it warns about sizes over 960, which never reach it
+        with _DETECT, warnings.catch_warnings():  # it warns about sizes over 960, which never reach it
             warnings.simplefilter("ignore")
             confidences, boxes, landmarks = yuface.detect(bgr, conf=self.min_confidence)
         faces = []
