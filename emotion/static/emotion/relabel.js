@@ -6,7 +6,7 @@
   const root = document.querySelector("[data-relabel-url]");
   if (!root || !root.dataset.canReview) return;
   const status = document.getElementById("review-status");
-  const token = () => (document.cookie.match(/csrftoken=([^;]+)/) || [, ""])[1];
+  const token = csrfToken;  // app.js
 
   root.addEventListener("change", async (event) => {
     const select = event.target.closest("select.relabel");

@@ -8,7 +8,7 @@
   const status = document.getElementById("review-status");
   const button = backlog.querySelector("button");
   const show = (text) => { status.textContent = text; status.className = "error"; };
-  const token = () => (document.cookie.match(/csrftoken=([^;]+)/) || ["", ""])[1];
+  const token = csrfToken;  // app.js
 
   async function follow(url) {  // the form stays disabled until the job ends
     try {

@@ -23,7 +23,7 @@
   const pending = (list) => list.filter((item) => item.classList.contains("pending"));
   let current = 0;
 
-  const token = () => (document.cookie.match(/csrftoken=([^;]+)/) || ["", ""])[1];
+  const token = csrfToken;  // app.js
 
   function show(text, error) {
     status.textContent = text;

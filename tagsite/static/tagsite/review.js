@@ -20,10 +20,7 @@
   const pendingIn = (list) => list.flatMap((card) => items(card).filter((item) => item.classList.contains("pending")));
   let current = 0;
 
-  function token() {
-    const match = document.cookie.match(/csrftoken=([^;]+)/);
-    return match ? match[1] : "";
-  }
+  const token = csrfToken;  // app.js
 
   function show(text, error) {
     if (!status) return;
