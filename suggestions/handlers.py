@@ -3,12 +3,11 @@ transaction has committed."""
 
 from django.conf import settings
 
-from suggestions.models import MLModelVersion
-
 
 def queue_tagging(sender, image_ids: list[int], **kwargs) -> None:
     if not settings.SUGGESTIONS_ON_INGEST:
         return
+    from suggestions.services import active_models
     from suggestions.tasks import queue_auto_tagging
 
-    queue_auto_tagging(image_ids, MLModelVersion.objects.filter(active=True).exclude(kind=MLModelVersion.Kind.VLM))
+    queue_auto_tagging(image_ids, active_models())

@@ -23,6 +23,7 @@ from suggestions.services.describe import StageFailed, ask_validated, clean_keyw
 from tagsite.ai.base import ChatBackend, LLMError
 from tagsite.ai.openai_compat import jpeg_bytes
 from tagsite.imaging import ImageDecodeError, open_image
+from tagsite.services.ingest import file_sha256
 from tagsite.services.jobs import describe_error
 
 log = logging.getLogger(__name__)
@@ -78,14 +79,6 @@ def safe_filename(answer: str, fallback: str = "image") -> tuple[str, list[str]]
     if name in RESERVED:  # a device on Windows (names here have no dot, so only the bare word is one)
         name = f"{name}-image"
     return name[:MAX_NAME], notes
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def claim(folder: Path, stem: str, extension: str) -> tuple[str, int, int]:

@@ -442,15 +442,11 @@ def describe_images(
     summary = Summary(images=len(images))
     if progress:
         progress.set_total(len(images))
-    clients: dict[tuple, ChatBackend] = {}
+    clients: dict[EndpointConfig, ChatBackend] = {}  # stages with the same configuration share a client
     for config in configs.values():
-        key = (config.kind, config.base_url, config.model, config.api_key, config.timeout, config.max_tokens)
-        if key not in clients:
-            clients[key] = client_for(config, "chat", image_long_side=options.long_side)
-    stage_client = {
-        stage: clients[(c.kind, c.base_url, c.model, c.api_key, c.timeout, c.max_tokens)]
-        for stage, c in configs.items()
-    }
+        if config not in clients:
+            clients[config] = client_for(config, "chat", image_long_side=options.long_side)
+    stage_client = {stage: clients[config] for stage, config in configs.items()}
     # Twice the servers' slots: a thread preparing its next request or waiting out a Retry-After leaves its slot to
     # another; the slots themselves (advisory locks) keep the requests in flight at the cap.
     slots = {c.base_url: c.max_parallel for c in configs.values()}
