@@ -90,7 +90,10 @@ def first_pass(
     answered, rest = [], []
     for tag in tags:
         code, vote = knn_vote(neighbours.get(tag.name, []))
-        (answered if code and vote >= cut else rest).append((tag, code, vote) if code and vote >= cut else tag)
+        if code and vote >= cut:
+            answered.append((tag, code, vote))
+        else:
+            rest.append(tag)
     if answered and not dry_run:
         categories = {c.code: c for c in ExtendedCategory.objects.filter(code__in={code for _, code, _ in answered})}
         made_by = producer(space)

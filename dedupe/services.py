@@ -188,9 +188,10 @@ def similar_to_vector(space: EmbeddingSpace, vector, k: int = 10, exclude: Itera
     column = _column(space)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT tag_id, 1 - ({column} <=> %s::vector) FROM dedupe_tagembedding "  # noqa: S608 - our own column
-            f"WHERE space_id = %s AND NOT (tag_id = ANY(%s)) ORDER BY {column} <=> %s::vector LIMIT %s",
-            [_literal(np.asarray(vector)), space.pk, exclude, _literal(np.asarray(vector)), k],
+            f"SELECT tag_id, 1 - ({column} <=> %(v)s::vector) FROM dedupe_tagembedding "  # noqa: S608 - our column
+            f"WHERE space_id = %(space)s AND NOT (tag_id = ANY(%(exclude)s)) ORDER BY {column} <=> %(v)s::vector "
+            "LIMIT %(k)s",
+            {"v": _literal(np.asarray(vector)), "space": space.pk, "exclude": exclude, "k": k},
         )
         rows = cursor.fetchall()
     tags = Tag.objects.in_bulk([pk for pk, _ in rows])

@@ -38,7 +38,7 @@ from tagsite.ai.base import (
 from tagsite.ai.registry import client_for, resolve_role
 from tagsite.models import Image, ImageStage, Job, Producer, Proposal
 from tagsite.review.services import auto_approve
-from tagsite.services.ingest import record_stage
+from tagsite.services.ingest import record_stage, scan_folder
 from tagsite.services.jobs import JobProgress, describe_error
 
 log = logging.getLogger(__name__)
@@ -661,12 +661,7 @@ def select_images(
 
 def image_files(folder: str, recursive: bool = True) -> list[str]:
     """Image files of a folder as an import would pick them (a dry run reads them where they are)."""
-    wanted = tuple(ext.lower() for ext in settings.IMAGE_EXTENSIONS)
-    found = []
-    for root, folders, files in os.walk(folder):
-        folders[:] = sorted(name for name in folders if not name.startswith(".")) if recursive else []
-        found += [os.path.join(root, name) for name in sorted(files) if name.lower().endswith(wanted)]
-    return found
+    return sorted(scan_folder(folder, recursive=recursive).files)
 
 
 def run(job: Job, progress: JobProgress) -> Summary:

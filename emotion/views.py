@@ -1,7 +1,6 @@
 """The emotion review screen: face crops grouped by proposed label, with their probabilities; approve, change
 the label or reject, one by one, per label group, or in bulk (the core's review script); and the face crops."""
 
-import io
 from collections import defaultdict
 from pathlib import Path
 
@@ -80,13 +79,9 @@ def face_crop(request, pk: int):
         except (imaging.ImageDecodeError, OSError) as exc:
             raise Http404(f"cannot read the image: {exc}") from exc
         box = tuple(round(value / factor) for value in face.box)
-        crop = services.face_crop(picture, box)
-        crop.thumbnail((CROP_SIDE, CROP_SIDE))
-        buffer = io.BytesIO()
-        crop.save(buffer, "JPEG", quality=88)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_bytes(buffer.getvalue())
+        temporary.write_bytes(imaging.thumbnail_jpeg(services.face_crop(picture, box), CROP_SIDE))
         temporary.replace(path)
     response = FileResponse(path.open("rb"), content_type="image/jpeg")
     response["Cache-Control"] = "private, max-age=31536000, immutable"  # the name holds the content hash and box
