@@ -38,9 +38,5 @@ def dedupe_tags_task(job, progress) -> None:
     progress.advance(len(clusters), clusters=len(clusters), proposed=len(proposals))
 
 
-def start_embedding(user=None, limit: int | None = None) -> Job:
-    return start_job("embed_tags", embed_tags_task, {"limit": limit}, user)
-
-
 def start_dedupe(user=None, threshold: float = services.DEFAULT_THRESHOLD) -> Job:
     return start_job("dedupe_tags", dedupe_tags_task, {"threshold": threshold}, user)

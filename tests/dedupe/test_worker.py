@@ -4,8 +4,9 @@ proposes; the job records what it did."""
 import pytest
 
 from dedupe.models import MergeProposal, TagEmbedding
-from dedupe.tasks import start_embedding
+from dedupe.tasks import embed_tags_task
 from tagsite.models import Job
+from tagsite.services.jobs import start_job
 from tests.conftest import wait_for
 from tests.dedupe.conftest import login
 from tests.dedupe.test_merge import library
@@ -16,7 +17,7 @@ from tests.dedupe.test_merge import library
 def test_the_worker_embeds_and_proposes_merges(celery_worker, client):
     library()
     login(client)
-    job = start_embedding()
+    job = start_job("embed_tags", embed_tags_task, {"limit": None})
     embedded = wait_for(lambda: Job.objects.filter(pk=job.pk, finished_at__isnull=False).first(), 60)
     assert embedded.status == "succeeded" and embedded.counts == {"embedded": 4}, embedded.message
     assert TagEmbedding.objects.count() == 4
