@@ -17,7 +17,8 @@ class TagSuggestions(ReviewKind):
     model = TagSuggestion
     label = "tag suggestions"
     screen = "suggestions-review"
-    related = ("image", "tag", "model_version")
+    related = ("tag", "model_version")
+    deferred = ("model_version__thresholds", "model_version__tag_thresholds", "model_version__disabled_labels")
     subject_fields = ("tag", "image")
 
     def apply(self, proposals: list[TagSuggestion], user) -> None:

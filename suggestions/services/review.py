@@ -65,8 +65,12 @@ def create_suggestions(
 
 def decide(suggestions: Iterable[TagSuggestion], status: str, user, via: str = "page") -> int:
     """Approve or reject suggestions through the review core (tagsite.review): approval tags the image with
-    provenance, rejection is remembered, a change of mind takes back what the approval added."""
-    ids = [s.pk for s in suggestions]
+    provenance, rejection is remembered, a change of mind takes back what the approval added. Of a queryset
+    only the ids are read."""
+    if isinstance(suggestions, QuerySet):
+        ids = list(suggestions.values_list("pk", flat=True))
+    else:
+        ids = [s.pk for s in suggestions]
     return len(review.decide(kind="tagsuggestion", ids=ids, status=status, user=user, via=via))
 
 

@@ -30,6 +30,7 @@ class ReviewKind:
     label: ClassVar[str] = ""
     screen: ClassVar[str] = ""  # URL name of the kind's own review screen, if it has one
     related: ClassVar[tuple[str, ...]] = ()  # select_related for decisions and listings
+    deferred: ClassVar[tuple[str, ...]] = ()  # big columns of those rows that neither reads (decoded per row)
     subject_fields: ClassVar[tuple[str, ...]] = ()  # foreign keys the `subject` filter matches (tag, image ...)
     decided_fields: ClassVar[tuple[str, ...]] = ()  # fields `apply`/`revert` set on the rows, saved with the status
 
@@ -66,7 +67,7 @@ class ReviewKind:
         )
 
     def queryset(self) -> QuerySet:
-        return self.model.objects.select_related("producer", *self.related)
+        return self.model.objects.select_related("producer", *self.related).defer(*self.deferred)
 
     def describe(self, proposal: Proposal) -> dict:
         """Kind-specific fields of a proposal for the generic API (what it proposes, about what)."""

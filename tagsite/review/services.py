@@ -87,6 +87,7 @@ def _decide(kind: ReviewKind, ids: list[int], status: str, user, via: str, rule,
         .filter(pk__in=ids)
         .order_by("pk")
         .select_related(*kind.related)
+        .defer(*kind.deferred)
     )
     outcome = Outcome(missing=sorted(set(ids) - {row.pk for row in rows}))
     changing, skipped, previous = [], [], {}
@@ -106,8 +107,11 @@ def _decide(kind: ReviewKind, ids: list[int], status: str, user, via: str, rule,
         kind.revert(to_revert, user)
     if to_apply:
         kind.apply(to_apply, user)
-    if changing:
-        kind.model.objects.bulk_update(changing, ["status", "decided_by", "decided_at", "via", *kind.decided_fields])
+    if changing:  # one status, user, time and via for all: an UPDATE by ids, not bulk_update's CASE per row and field
+        changed_ids = [row.pk for row in changing]
+        kind.model.objects.filter(pk__in=changed_ids).update(status=status, decided_by=user, decided_at=now, via=via)
+        if kind.decided_fields:
+            kind.model.objects.bulk_update(changing, kind.decided_fields)
     outcome.changed, outcome.skipped = [row.pk for row in changing], [row.pk for row in skipped]
     if changing:  # listeners (the metadata auto-write) act on committed decisions only
         changed = list(outcome.changed)
