@@ -5,11 +5,12 @@ page's view permission read; the moderators group (and superusers) decide and st
 """
 
 import django_filters
-from django.db.models import Count
+from django.db.models import Count, F
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.pagination import Cursor
 from rest_framework.response import Response
 
 from categorization import services
@@ -17,7 +18,9 @@ from categorization.models import CategoryProposal, ExtendedCategory
 from categorization.tasks import start_run
 from tagsite.api import JobSerializer
 from tagsite.models import Tag
+from tagsite.pagination import CappedCursorPagination
 from tagsite.review.api import CanReview
+from tagsite.services.lists import capped_count, page_key
 
 
 class CanView(permissions.BasePermission):
@@ -85,7 +88,7 @@ class ExtendedCategoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, 
 
 
 class PendingProposalSerializer(serializers.ModelSerializer):
-    category = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    category = serializers.CharField(source="category_code", read_only=True, help_text="Category code")
     model = serializers.CharField(source="producer.name", read_only=True)
 
     class Meta:
@@ -96,16 +99,12 @@ class PendingProposalSerializer(serializers.ModelSerializer):
 
 class TagCategorySerializer(serializers.ModelSerializer):
     category = serializers.CharField(source="category_code", read_only=True, allow_null=True)
-    pending_proposal = serializers.SerializerMethodField()
+    pending_proposal = PendingProposalSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = Tag
         fields = ["id", "name", "display_name", "usage_count", "category", "pending_proposal"]
         read_only_fields = fields
-
-    @extend_schema_field(PendingProposalSerializer(allow_null=True))
-    def get_pending_proposal(self, tag) -> dict | None:
-        return PendingProposalSerializer(tag.pending[0]).data if tag.pending else None
 
 
 class SetCategorySerializer(serializers.Serializer):
@@ -131,10 +130,39 @@ TAG_PARAMETERS = [
 ]
 
 
+class TagPagination(CappedCursorPagination):
+    """Most used first in keyset pages (`services.tag_page`, as on the page): a `?cursor=` names a tag, and a
+    page among the 68k tags used 0 times reads what the first page reads. DRF's own cursor filters on the
+    first field of the order alone, the usage count, and steps through the tags that share it by OFFSET."""
+
+    ordering = services.ORDER
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.request, self.base_url = request, request.build_absolute_uri()
+        self.count, self.count_capped = capped_count(queryset)
+        cursor = self.decode_cursor(request)
+        key = page_key(cursor.position) if cursor else None
+        backwards = bool(cursor and cursor.reverse)
+        self.keyset = services.tag_page(
+            queryset, self.get_page_size(request), after=None if backwards else key, before=key if backwards else None
+        )
+        self.display_page_controls = self.keyset.has_other_pages
+        return services.with_pending(self.keyset.items)
+
+    def get_next_link(self):
+        after = self.keyset.next_after
+        return None if after is None else self.encode_cursor(Cursor(offset=0, reverse=False, position=str(after)))
+
+    def get_previous_link(self):
+        before = self.keyset.previous_before
+        return None if before is None else self.encode_cursor(Cursor(offset=0, reverse=True, position=str(before)))
+
+
 class TagCategoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CategorizationViewSet):
     """Tags with their extended category and pending proposal, most used first, filtered as on the page."""
 
     serializer_class = TagCategorySerializer
+    pagination_class = TagPagination
     deciding = frozenset({"set_category"})
 
     def get_queryset(self):
@@ -143,6 +171,9 @@ class TagCategoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Categ
         if state not in dict(services.STATES):
             raise serializers.ValidationError({"state": [f"One of {', '.join(dict(services.STATES))}."]})
         return services.filter_tags(params.get("q", "").strip(), params.get("category", ""), state)
+
+    def get_object(self):
+        return services.with_pending([super().get_object()])[0]
 
     @extend_schema(parameters=TAG_PARAMETERS)
     def list(self, request, *args, **kwargs):
@@ -159,11 +190,14 @@ class TagCategoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Categ
 
 
 class CategoryProposalSerializer(serializers.ModelSerializer):
-    tag_name = serializers.CharField(source="tag.name", read_only=True)
-    category = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    model = serializers.CharField(source="producer.name", read_only=True)
-    prompt_version = serializers.CharField(source="producer.prompt_version", read_only=True)
-    reviewer = serializers.SlugRelatedField(source="decided_by", slug_field="username", read_only=True, allow_null=True)
+    """The related rows' names come from the viewset's annotations: no tag, category, producer and user objects
+    built for each proposal of a page."""
+
+    tag_name = serializers.CharField(read_only=True)
+    category = serializers.CharField(source="category_code", read_only=True, help_text="Category code")
+    model = serializers.CharField(source="model_name", read_only=True)
+    prompt_version = serializers.CharField(read_only=True)
+    reviewer = serializers.CharField(source="reviewer_name", read_only=True, allow_null=True)
     reviewed_at = serializers.DateTimeField(source="decided_at", read_only=True, allow_null=True)
 
     class Meta:
@@ -193,8 +227,15 @@ class CategoryProposalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, 
     core (`/api/review/categoryproposal/` is the generic form). Only pending proposals change: the counts say
     how many did."""
 
-    queryset = CategoryProposal.objects.select_related("tag", "category", "producer", "decided_by")
+    queryset = CategoryProposal.objects.annotate(
+        tag_name=F("tag__name"),
+        category_code=F("category__code"),
+        model_name=F("producer__name"),
+        prompt_version=F("producer__prompt_version"),
+        reviewer_name=F("decided_by__username"),
+    )
     serializer_class = CategoryProposalSerializer
+    pagination_class = CappedCursorPagination  # newest first by id, never OFFSET
     filterset_class = ProposalFilter
     deciding = frozenset({"accept", "reject", "accept_many", "reject_many"})
     review_kind = "categoryproposal"

@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
 from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory, TagCategory
 from categorization.retrieval import Example, LexicalIndex, Neighbour, Retriever, knn_vote, read_labelled
@@ -31,6 +31,7 @@ from tagsite.ai.base import ChatBackend, LLMError, LLMInvalidOutput, LLMTruncate
 from tagsite.models import AutoApproveRule, Job, LLMEndpoint, Producer, Proposal, Tag
 from tagsite.review import services as review
 from tagsite.services.jobs import JobProgress, describe_error
+from tagsite.services.lists import KeysetPage
 from tagsite.services.tags import tags_matching
 
 MAX_ATTEMPTS = 3
@@ -652,16 +653,14 @@ def summary_line(summary: Summary, dry_run: bool = False) -> str:
 # Human decisions
 
 STATES = [("all", "all tags"), ("uncategorised", "uncategorised"), ("proposal", "has a pending proposal")]
+ORDER = ("-usage_count", "name")  # most used first: the index `tag_usage_order` (name is unique, so a total order)
 
 
 def filter_tags(query: str = "", code: str = "", state: str = "all") -> QuerySet[Tag]:
-    """Tags matching the page's (and the API's) filters, most used first, each with its category's code in
-    `.category_code` (None when uncategorised) and its pending proposal in `.pending` (a list of at most one)."""
-    pending = CategoryProposal.objects.filter(status=CategoryProposal.Status.PENDING).select_related(
-        "category", "producer", "knn_category", "second_category", "llm_category"
-    )
-    tags = Tag.objects.annotate(category_code=F("category_link__category__code")).prefetch_related(
-        Prefetch("category_proposals", queryset=pending, to_attr="pending")
+    """Tags matching the page's (and the API's) filters, most used first, with only the fields a list shows and
+    their category's code in `.category_code` (None when uncategorised); `with_pending` adds the proposals."""
+    tags = Tag.objects.only("name", "display_name", "usage_count").annotate(
+        category_code=F("category_link__category__code")
     )
     if query:
         tags = tags.filter(tags_matching(query))
@@ -670,8 +669,67 @@ def filter_tags(query: str = "", code: str = "", state: str = "all") -> QuerySet
     if state == "uncategorised":
         tags = tags.filter(category_link__isnull=True)
     elif state == "proposal":  # Exists, not a join: a tag with two pending proposals is still one row
-        tags = tags.filter(Exists(pending.filter(tag=OuterRef("pk"))))
-    return tags.order_by("-usage_count", "name")
+        tags = tags.filter(Exists(CategoryProposal.objects.filter(tag=OuterRef("pk"), status=Status.PENDING)))
+    return tags.order_by(*ORDER)
+
+
+def with_pending(tags: list[Tag]) -> list[Tag]:
+    """The tags, each with its pending proposal in `.pending_proposal` (None without one), in one query for the
+    page: the proposal's producer and the codes of its categories (`category_code`, `knn_code`, `second_code`,
+    `llm_code`) as plain values beside it, not four category objects per row."""
+    pending = (
+        CategoryProposal.objects.filter(tag_id__in=[tag.pk for tag in tags], status=Status.PENDING)
+        .select_related("producer")
+        .only("tag_id", "status", "confidence", "producer__name", "producer__version", "producer__prompt_version")
+        .annotate(
+            category_code=F("category__code"),
+            knn_code=F("knn_category__code"),
+            second_code=F("second_category__code"),
+            llm_code=F("llm_category__code"),
+        )
+        .order_by("id")  # rows from before the one-pending constraint: the newest wins
+    )
+    by_tag = {proposal.tag_id: proposal for proposal in pending}
+    for tag in tags:
+        tag.pending_proposal = by_tag.get(tag.pk)
+    return tags
+
+
+def tag_page(tags: QuerySet[Tag], size: int, after: int | None = None, before: int | None = None) -> KeysetPage:
+    """The page of `size` tags (in `filter_tags`' order) that follows the tag `after`, or precedes the tag
+    `before`, or the first page; links by tag id like every list of the site, never an OFFSET.
+
+    The order is usage count, then name, and 68k of 140k tags share a usage count of 0: a single
+    `usage_count < u OR (usage_count = u AND name > n)` walks every tag of the anchor's count before it. Two
+    index ranges instead (the rest of the anchor's count by name, then the lower counts), at most `size + 1`
+    rows each, in one UNION ALL: a page 60,000 tags deep reads what the first page reads.
+    """
+    anchor_id = before if before is not None else after
+    anchor = Tag.objects.filter(pk=anchor_id).values_list("usage_count", "name").first() if anchor_id else None
+    if anchor is None:
+        rows = list(tags[: size + 1])
+        return KeysetPage(rows[:size], next_after=rows[size - 1].pk if len(rows) > size else None)
+    usage, name = anchor
+    if before is None:
+        same = tags.filter(usage_count=usage, name__gt=name).order_by("name")
+        rest = tags.filter(usage_count__lt=usage)
+        rows = list(same[: size + 1].union(rest[: size + 1], all=True).order_by(*ORDER)[: size + 1])
+        items = rows[:size]
+        return KeysetPage(
+            items,
+            next_after=items[-1].pk if len(rows) > size else None,
+            previous_before=items[0].pk if items else None,
+        )
+    same = tags.filter(usage_count=usage, name__lt=name).order_by("-name")
+    rest = tags.filter(usage_count__gt=usage).order_by("usage_count", "-name")
+    backwards = ("usage_count", "-name")
+    rows = list(same[: size + 1].union(rest[: size + 1], all=True).order_by(*backwards)[: size + 1])
+    items = rows[:size][::-1]
+    return KeysetPage(
+        items,
+        next_after=items[-1].pk if items else None,
+        previous_before=items[0].pk if len(rows) > size else None,
+    )
 
 
 def assign_category(tag_ids: Iterable[int], category: ExtendedCategory | None) -> int:
@@ -716,9 +774,25 @@ def _decide_pending(proposals: QuerySet[CategoryProposal], status: str, user, vi
     return len(review.decide(kind=REVIEW_KIND, ids=ids, status=status, user=user, via=via, only_pending=True))
 
 
+ESTIMATED_FROM = 10_000  # tags: past this many the chart's total is PostgreSQL's estimate
+
+
 def distribution() -> list[tuple[str, str, int]]:
     """(code, name, tag count) per category, then uncategorised, for the chart."""
     counted = ExtendedCategory.objects.annotate(n=Count("tag_links")).order_by("code")
     rows = list(counted.values_list("code", "name", "n"))
     # Every tag less the categorised ones: a count of one table, not an anti-join over every tag (half the time).
-    return [*rows, ("", "uncategorised", Tag.objects.count() - sum(n for _, _, n in rows))]
+    total, estimated = tag_total()
+    name = "uncategorised (estimated)" if estimated else "uncategorised"
+    return [*rows, ("", name, max(total - sum(n for _, _, n in rows), 0))]
+
+
+def tag_total() -> tuple[int, bool]:
+    """(how many tags, whether estimated): the planner's row estimate of the tag table (kept by autovacuum) once
+    it is past `ESTIMATED_FROM`, since counting 140k tags was most of the page's database time; else a count."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [Tag._meta.db_table])
+        row = cursor.fetchone()
+    if row and row[0] >= ESTIMATED_FROM:
+        return row[0], True
+    return Tag.objects.count(), False

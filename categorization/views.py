@@ -1,5 +1,7 @@
 """The /tag_categorize page: browse and filter tags, categorise by hand or in bulk, review LLM proposals."""
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -12,7 +14,7 @@ from categorization.tasks import start_run
 from tagsite.access import permission_required, require
 from tagsite.models import Job, Proposal
 from tagsite.review import services as review
-from tagsite.services.lists import CappedPaginator
+from tagsite.services.lists import CappedPaginator, count_label, page_key
 
 
 def number(value: str) -> int | None:
@@ -29,7 +31,12 @@ def filtered_tags(params) -> tuple:
 @permission_required("categorization.view_extendedcategory")
 def tag_categorize(request):
     tags, query, code, state = filtered_tags(request.GET)
-    page = CappedPaginator(tags, 100).get_page(request.GET.get("page"))  # counts and pages stop at 1,000 tags
+    page = services.tag_page(
+        tags, 100, after=page_key(request.GET.get("after")), before=page_key(request.GET.get("before"))
+    )
+    services.with_pending(page.items)
+    counted = CappedPaginator(tags, 100)  # only its count, which stops at 1,000 tags; pages go by keyset
+    filters = {"q": query, "category": code, "state": state}
     chart = services.distribution()
     biggest = max((count for _, _, count in chart), default=0) or 1
     job_id = number(request.GET.get("job", ""))
@@ -39,6 +46,8 @@ def tag_categorize(request):
         "categorization/tag_categorize.html",
         {
             "page": page,
+            "count": count_label(counted.count, counted.capped),
+            "filters": urlencode({key: value for key, value in filters.items() if value}),
             "query": query,
             "category": code,
             "state": state,

@@ -5,8 +5,9 @@ document.addEventListener("DOMContentLoaded", () => {
   // Each row's category select holds only its current value in the HTML; the options come from one template.
   const options = document.getElementById("category-options");
   if (options) document.querySelectorAll("select.category-select").forEach((select) => {
+    const current = select.value;
     select.replaceChildren(options.content.cloneNode(true));
-    select.value = select.dataset.current;
+    select.value = current;
   });
   const all = document.getElementById("select-all");
   if (all) all.addEventListener("change", () => {
