@@ -11,7 +11,7 @@ from suggestions.models import (
     TextProposal,
     UnmappedTag,
 )
-from tagsite.admin import LargeListAdmin, ReadOnlyAdmin, thumbnail_html
+from tagsite.admin import LargeListAdmin, RatingFilter, ReadOnlyAdmin, thumbnail_html
 from tagsite.review import services as review
 
 
@@ -111,7 +111,7 @@ class HeldPredictionAdmin(LargeListAdmin, ReadOnlyAdmin):
 @admin.register(ImageRun)
 class ImageRunAdmin(LargeListAdmin, ReadOnlyAdmin):
     list_display = ["image", "model_version", "rating", "created_at"]
-    list_filter = ["model_version", "rating"]
+    list_filter = ["model_version", RatingFilter]
     search_fields = ["image__path"]
     list_select_related = ["image", "model_version"]
 
