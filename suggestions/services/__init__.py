@@ -50,7 +50,14 @@ from suggestions.services.mappings import (
     set_mapping,
     worklist,
 )
-from suggestions.services.review import Candidate, create_suggestions, decide, review_images, review_queue
+from suggestions.services.review import (
+    Candidate,
+    create_suggestions,
+    decide,
+    review_images,
+    review_queue,
+    review_queue_count,
+)
 from suggestions.services.run import (
     RATING,
     STAGE,
@@ -74,7 +81,8 @@ __all__ = [
     "checked_thresholds", "create_suggestions", "decide", "download_model", "file_sha256", "images_to_tag",
     "import_tag_mappings", "install_model", "label_category", "label_thresholds", "map_to_same_name",
     "mcut_threshold", "predict_images", "read_graph_shape", "read_labels", "read_mapping_rows", "recommend_threshold",
-    "remap_pending", "resolve_labels", "resolve_worklist", "review_images", "review_queue", "review_report",
+    "remap_pending", "resolve_labels", "resolve_worklist", "review_images", "review_queue", "review_queue_count",
+    "review_report",
     "select_labels", "set_mapping", "step_at", "store_results", "suggest_tags", "tag_backlog", "threshold_steps",
     "threshold_vector", "wilson_bounds", "worklist",
 ]  # fmt: skip

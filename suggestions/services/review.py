@@ -11,6 +11,7 @@ from suggestions.models import (
 )
 from tagsite.models import Image, ImageTag, Tag
 from tagsite.review import services as review
+from tagsite.services.lists import capped_count
 from tagsite.services.tags import implication_edges
 
 
@@ -89,21 +90,51 @@ def review_queue(
     tag: str = "",
     min_confidence: float | None = None,
     max_confidence: float | None = None,
-) -> tuple[QuerySet[Image], QuerySet[TagSuggestion]]:
-    """Images with matching suggestions (the page orders them, oldest first), and those suggestions."""
+) -> tuple[QuerySet, QuerySet[TagSuggestion]]:
+    """Ids of the images with matching suggestions (distinct; the page orders them, oldest first), and those
+    suggestions."""
+    suggestions = _matching(status, model, min_confidence, max_confidence)
+    if tag:
+        suggestions = suggestions.filter(Q(tag_id__in=_tag_ids_by_prefix(tag)) | Q(external_tag__startswith=tag))
+    return suggestions.values_list("image_id", flat=True).distinct(), suggestions.select_related("tag", "model_version")
+
+
+def review_queue_count(
+    status: str = TagSuggestion.Status.PENDING,
+    model: str = "",
+    tag: str = "",
+    min_confidence: float | None = None,
+    max_confidence: float | None = None,
+) -> tuple[int, bool]:
+    """The queue's images, counted up to COUNT_CAP. With a tag filter the images of the named tags are counted
+    first, off the pending (tag, image) index: 1,000 of them are 1,000+ whatever the labels add, and the labels'
+    rows (every pending 1girl row, 12-34 ms) are read only for a rarer prefix."""
+    suggestions = _matching(status, model, min_confidence, max_confidence)
+    if tag:
+        tag_ids = _tag_ids_by_prefix(tag)
+        count, capped = capped_count(suggestions.filter(tag_id__in=tag_ids).values("image_id").distinct())
+        if capped:
+            return count, capped
+        suggestions = suggestions.filter(Q(tag_id__in=tag_ids) | Q(external_tag__startswith=tag))
+    return capped_count(suggestions.values("image_id").distinct())
+
+
+def _matching(
+    status: str, model: str, min_confidence: float | None, max_confidence: float | None
+) -> QuerySet[TagSuggestion]:
+    """Suggestions by status, model and confidence; the model's name is resolved to ids first, so one version's
+    rows come from its pending (model, image) index in image order."""
     suggestions = TagSuggestion.objects.all()
     if status:
         suggestions = suggestions.filter(status=status)
     if model:
-        suggestions = suggestions.filter(model_version__name=model)
-    if tag:
-        suggestions = suggestions.filter(Q(tag_id__in=_tag_ids_by_prefix(tag)) | Q(external_tag__startswith=tag))
+        versions = MLModelVersion.objects.filter(name=model).values_list("pk", flat=True)
+        suggestions = suggestions.filter(model_version_id__in=list(versions))
     if min_confidence is not None:
         suggestions = suggestions.filter(confidence__gte=min_confidence)
     if max_confidence is not None:
         suggestions = suggestions.filter(confidence__lte=max_confidence)
-    images = Image.objects.filter(pk__in=suggestions.values("image_id"))
-    return images, suggestions.select_related("tag", "model_version")
+    return suggestions
 
 
 PREFIX_TAG_IDS = 1000

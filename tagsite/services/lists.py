@@ -1,5 +1,6 @@
 """Long lists at scale: capped counts and keyset pages, so no request counts or skips a million rows."""
 
+import operator
 from dataclasses import dataclass
 
 from django.core.paginator import Paginator
@@ -40,23 +41,35 @@ class KeysetPage:
 
 
 def keyset_page(
-    queryset: QuerySet, size: int, after: int | None = None, before: int | None = None, *, oldest_first: bool = False
+    queryset: QuerySet,
+    size: int,
+    after: int | None = None,
+    before: int | None = None,
+    *,
+    oldest_first: bool = False,
+    key: str = "pk",
 ) -> KeysetPage:
     """The page of `size` rows (highest id first, lowest with `oldest_first`) past `after`, or before `before`,
     or the first one.
 
-    The query reads `size + 1` rows through the primary key however deep the page is.
+    The query reads `size + 1` rows through the primary key however deep the page is. Another `key` pages that
+    column's distinct values instead of model objects: the image ids of matching suggestions, read from the
+    suggestions' own (status, image) index rather than by walking images that have none.
     """
-    ahead, behind = ("pk__gt", "pk__lt") if oldest_first else ("pk__lt", "pk__gt")
-    forward, backward = ("pk", "-pk") if oldest_first else ("-pk", "pk")
+    ahead, behind = (f"{key}__gt", f"{key}__lt") if oldest_first else (f"{key}__lt", f"{key}__gt")
+    forward, backward = (key, f"-{key}") if oldest_first else (f"-{key}", key)
+    if key == "pk":
+        value = operator.attrgetter("pk")
+    else:
+        queryset, value = queryset.values_list(key, flat=True).distinct(), lambda item: item
     if before is not None:
         rows = list(queryset.filter(**{behind: before}).order_by(backward)[: size + 1])
         more_before = len(rows) > size
         items = rows[:size][::-1]
         return KeysetPage(
             items,
-            next_after=items[-1].pk if items else None,
-            previous_before=items[0].pk if items and more_before else None,
+            next_after=value(items[-1]) if items else None,
+            previous_before=value(items[0]) if items and more_before else None,
         )
     if after is not None:
         queryset = queryset.filter(**{ahead: after})
@@ -64,8 +77,8 @@ def keyset_page(
     items = rows[:size]
     return KeysetPage(
         items,
-        next_after=items[-1].pk if len(rows) > size else None,
-        previous_before=items[0].pk if items and after is not None else None,
+        next_after=value(items[-1]) if len(rows) > size else None,
+        previous_before=value(items[0]) if items and after is not None else None,
     )
 
 

@@ -98,9 +98,15 @@ def test_the_tag_filter_matches_a_tag_or_label_prefix_with_ids_resolved_first(ad
     )  # fmt: skip
     ids = sorted(image.pk for image in smiling)
     with CaptureQueriesContext(connection) as captured:
-        assert cards(admin_client.get("/suggestions/", {"tag": "smi"}).content.decode()) == [*ids, other.pk]
-    big = [query["sql"] for query in captured.captured_queries if 'U0."image_id"' in query["sql"]]
-    assert len(big) == 2 and not any("tagsite_tag" in sql for sql in big)  # page and count: no join to tags
+        page = admin_client.get("/suggestions/", {"tag": "smi"}).content.decode()
+    assert cards(page) == [*ids, other.pk] and "4 images" in page  # the label's image counts too
+    big = [
+        query["sql"]
+        for query in captured.captured_queries
+        if 'DISTINCT "suggestions_tagsuggestion"."image_id"' in query["sql"]
+    ]
+    # the page, the count of the named tags' images and (under 1,000 of them) of everything matched: no join to tags
+    assert len(big) == 3 and not any("tagsite_tag" in sql for sql in big)
     few = len(captured)  # read now: the next request resets the log
     assert cards(admin_client.get("/suggestions/", {"tag": "bo"}).content.decode()) == [other.pk]  # by tag name
     assert cards(admin_client.get("/suggestions/", {"tag": "smiling"}).content.decode()) == [other.pk]  # by label
@@ -111,6 +117,18 @@ def test_the_tag_filter_matches_a_tag_or_label_prefix_with_ids_resolved_first(ad
     with CaptureQueriesContext(connection) as more:
         admin_client.get("/suggestions/", {"tag": "smi"})
     assert len(more) == few
+
+
+@pytest.mark.django_db
+def test_a_tag_with_1000_images_is_counted_without_reading_the_labels(admin_client):
+    """1,000 images of the named tags are 1,000+ whatever the label prefix adds: the labels' rows (every pending
+    row of a common tag) are not read for the count."""
+    pending_images(1001)
+    with CaptureQueriesContext(connection) as captured:
+        page = admin_client.get("/suggestions/", {"tag": "smi"}).content.decode()
+    assert "1,000+ images" in page and len(cards(page)) == 12
+    counts = [query["sql"] for query in captured.captured_queries if "COUNT(*)" in query["sql"]]
+    assert len(counts) == 1 and "external_tag" not in counts[0]
 
 
 @pytest.mark.django_db
