@@ -52,7 +52,7 @@ def tag_categorize(request):
             "category": code,
             "state": state,
             "states": services.STATES,
-            "categories": ExtendedCategory.objects.all(),
+            "codes": [code for code, *_ in chart if code],  # the chart's categories: the selects' options
             "chart": [(c, name, n, round(100 * n / biggest, 1)) for c, name, n in chart],
             "job": job,
             "pending_total": review.capped_label(CategoryProposal.objects.filter(status=Proposal.Status.PENDING)),
