@@ -2,7 +2,8 @@ from django.contrib import admin
 
 from categorization import services
 from categorization.models import CachedAnswer, CategorizerEvaluation, CategoryProposal, ExtendedCategory, TagCategory
-from tagsite.admin import LargeListAdmin
+from tagsite.admin import LargeListAdmin, ValuesFilter
+from tagsite.models import Producer
 
 
 @admin.register(ExtendedCategory)
@@ -13,13 +14,14 @@ class ExtendedCategoryAdmin(admin.ModelAdmin):
 
 
 @admin.register(TagCategory)
-class TagCategoryAdmin(admin.ModelAdmin):
+class TagCategoryAdmin(LargeListAdmin):
     """Categorised tags by category (the core Tag admin knows no categories)."""
 
     list_display = ["tag", "category"]
     list_filter = ["category"]
     list_select_related = ["tag", "category"]
-    search_fields = ["tag__name", "tag__display_name"]
+    search_fields = ["tag__name"]  # by tag name or alias prefix: LargeListAdmin
+    tag_search = "tag"
     raw_id_fields = ["tag"]
 
 
@@ -73,10 +75,32 @@ class CategoryProposalAdmin(LargeListAdmin):
         self.message_user(request, f"{count} proposal(s) rejected.")
 
 
+class ChatModelFilter(ValuesFilter):
+    """The chat models that answered (their producers)."""
+
+    title = "model"
+    parameter_name = "model"
+
+    def values(self):
+        names = Producer.objects.filter(kind=Producer.Kind.CHAT).order_by("name").values_list("name", flat=True)
+        return [(name, name) for name in dict.fromkeys(names)]
+
+
+class PromptVersionFilter(ValuesFilter):
+    title = "prompt version"
+    parameter_name = "prompt_version"
+
+    def values(self):
+        chat = Producer.objects.filter(kind=Producer.Kind.CHAT).exclude(prompt_version="")
+        versions = chat.order_by("prompt_version").values_list("prompt_version", flat=True)
+        return [(version, version) for version in dict.fromkeys(versions)]
+
+
 @admin.register(CachedAnswer)
-class CachedAnswerAdmin(admin.ModelAdmin):
+class CachedAnswerAdmin(LargeListAdmin):
     list_display = ["tag_name", "category", "confidence", "model", "prompt_version", "created_at"]
-    list_filter = ["model", "prompt_version"]
+    list_filter = [ChatModelFilter, PromptVersionFilter]
+    list_select_related = ["category"]
     search_fields = ["tag_name"]
 
 

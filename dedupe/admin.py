@@ -116,7 +116,7 @@ class MergeProposalAdmin(LargeListAdmin):
 
 
 @admin.register(MustNotMerge)
-class MustNotMergeAdmin(admin.ModelAdmin):
+class MustNotMergeAdmin(LargeListAdmin):
     list_display = ["tag_a", "tag_b", "created_by", "created_at"]
     list_select_related = ["tag_a", "tag_b", "created_by"]
     search_fields = ["tag_a__name", "tag_b__name"]

@@ -308,11 +308,12 @@ class TagAliasForm(forms.ModelForm):
 
 
 @admin.register(TagAlias)
-class TagAliasAdmin(admin.ModelAdmin):
+class TagAliasAdmin(LargeListAdmin):
     form = TagAliasForm
     list_display = ["antecedent", "tag", "created_by", "created_at"]
     list_select_related = ["tag", "created_by"]
-    search_fields = ["antecedent", "tag__name"]
+    search_fields = ["antecedent", "tag__name"]  # a tag's aliases, by its name or an alias prefix: LargeListAdmin
+    tag_search = "tag"
     autocomplete_fields = ["tag"]
 
     def save_model(self, request, obj, form, change):
@@ -334,7 +335,7 @@ class TagImplicationForm(forms.ModelForm):
 
 
 @admin.register(TagImplication)
-class TagImplicationAdmin(admin.ModelAdmin):
+class TagImplicationAdmin(LargeListAdmin):
     form = TagImplicationForm
     list_display = ["antecedent", "consequent", "created_by", "created_at"]
     list_select_related = ["antecedent", "consequent", "created_by"]
