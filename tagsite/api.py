@@ -3,7 +3,6 @@
 import django_filters
 from django.conf import settings
 from django.db.models import Prefetch, QuerySet
-from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, parsers, permissions, serializers, status, viewsets
@@ -11,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
+from tagsite.links import object_url
 from tagsite.models import Image, ImageTag, Job, Tag, TagAlias, TagImplication
 from tagsite.pagination import CappedCursorPagination
 from tagsite.services import tags as tag_service
@@ -75,7 +75,7 @@ class ImageSerializer(serializers.ModelSerializer):
         return image.thumbnail_url or None
 
     def get_file_url(self, image) -> str:
-        return reverse("image-file", args=[image.pk])
+        return object_url("image-file", image.pk)
 
 
 class TagNamesSerializer(serializers.Serializer):
@@ -320,7 +320,7 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_url(self, job) -> str:
-        return reverse("job-detail", args=[job.pk])
+        return object_url("job-detail", job.pk)
 
 
 class JobListSerializer(JobSerializer):

@@ -144,9 +144,9 @@ class Image(models.Model):
     @property
     def thumbnail_url(self) -> str:
         """The thumbnail's link with its content version: browsers cache it for a year (see the view)."""
-        from django.urls import reverse
+        from tagsite.links import object_url
 
-        return f"{reverse('image-thumbnail', args=[self.pk])}?v={self.sha256[:16]}" if self.thumbnail else ""
+        return f"{object_url('image-thumbnail', self.pk)}?v={self.sha256[:16]}" if self.thumbnail else ""
 
 
 class ImageTag(models.Model):
