@@ -38,6 +38,7 @@ class MergeProposalAdmin(LargeListAdmin):
     list_display = ["__str__", "member_names", "confidence", "status", "producer", "decided_by", "via", "created_at"]
     list_filter = ["status", "producer"]
     list_select_related = ["producer", "decided_by"]
+    list_defer = ("excluded", "undo")
     search_fields = ["representative__name"]
     tag_search = "representative"
     inlines = [MemberInline]

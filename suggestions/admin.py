@@ -11,8 +11,11 @@ from suggestions.models import (
     TextProposal,
     UnmappedTag,
 )
-from tagsite.admin import LargeListAdmin, RatingFilter, ReadOnlyAdmin, thumbnail_html
+from tagsite.admin import IMAGE_LIST_DEFER, LargeListAdmin, RatingFilter, ReadOnlyAdmin, related_defer, thumbnail_html
 from tagsite.review import services as review
+
+# A model version's thresholds and disabled labels (per label: up to thousands): no list naming it shows them.
+MODEL_VERSION_LIST_DEFER = ("thresholds", "tag_thresholds", "disabled_labels")
 
 
 class ReviewActions:
@@ -84,6 +87,7 @@ class TagSuggestionAdmin(ReviewActions, LargeListAdmin):
     readonly_fields = [f.name for f in TagSuggestion._meta.fields]
     actions = ["approve", "reject"]
     list_select_related = ["image", "tag", "model_version", "decided_by"]
+    list_defer = (*related_defer("image", IMAGE_LIST_DEFER), *related_defer("model_version", MODEL_VERSION_LIST_DEFER))
 
     @admin.display(description="image")
     def thumb(self, suggestion):
@@ -106,6 +110,7 @@ class HeldPredictionAdmin(LargeListAdmin, ReadOnlyAdmin):
     list_filter = ["model_version", "unmapped__source"]
     search_fields = ["unmapped__external_tag", "image__path"]
     list_select_related = ["unmapped", "image", "model_version"]
+    list_defer = (*related_defer("image", IMAGE_LIST_DEFER), *related_defer("model_version", MODEL_VERSION_LIST_DEFER))
 
 
 @admin.register(ImageRun)
@@ -114,6 +119,7 @@ class ImageRunAdmin(LargeListAdmin, ReadOnlyAdmin):
     list_filter = ["model_version", RatingFilter]
     search_fields = ["image__path"]
     list_select_related = ["image", "model_version"]
+    list_defer = (*related_defer("image", IMAGE_LIST_DEFER), *related_defer("model_version", MODEL_VERSION_LIST_DEFER))
 
 
 @admin.register(PromptProfile)
@@ -135,6 +141,7 @@ class TextProposalAdmin(LargeListAdmin):
     readonly_fields = [f.name for f in TextProposal._meta.fields]
     actions = ["approve", "reject"]
     list_select_related = ["image", "producer", "decided_by"]
+    list_defer = related_defer("image", IMAGE_LIST_DEFER)
 
     @admin.display(description="image")
     def thumb(self, proposal):

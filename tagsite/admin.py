@@ -51,6 +51,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+# An image's columns no list shows (texts, JSON, file bookkeeping): deferred wherever a list selects images.
+IMAGE_LIST_DEFER = (
+    "mtime", "orientation", "frames", "rating", "error", "metadata_fingerprint", "metadata_written_at",
+    "metadata_fallback", "sidecars", "title", "caption", "description", "updated_at",
+)  # fmt: skip
+
+
+def related_defer(relation: str, fields: tuple[str, ...]) -> tuple[str, ...]:
+    """`list_defer` entries for the columns `fields` of a `list_select_related` relation."""
+    return tuple(f"{relation}__{name}" for name in fields)
+
+
 class LargeChangeList(ChangeList):
     """Rows link to their change page through one reverse() per page instead of one per row."""
 
@@ -199,10 +211,7 @@ class ReviewKindFilter(ValuesFilter):
 class ImageAdmin(LargeListAdmin):
     list_display = ["thumb", "filename", "status", "format", "width", "height", "size", "created_at"]
     list_filter = ["status", FormatFilter, ("created_at", admin.DateFieldListFilter)]
-    list_defer = (
-        "mtime", "orientation", "frames", "rating", "error", "metadata_fingerprint", "metadata_written_at",
-        "metadata_fallback", "sidecars", "title", "caption", "description", "updated_at",
-    )  # fmt: skip
+    list_defer = IMAGE_LIST_DEFER
     search_fields = ["path"]
     readonly_fields = [
         "thumb_large", "path", "sha256", "size", "mtime", "format", "width", "height", "orientation",
@@ -354,6 +363,7 @@ class ImageTagAdmin(LargeListAdmin):
     list_display = ["image", "tag", "source", "added_by", "model_name", "created_at"]
     list_filter = ["source"]
     list_select_related = ["image", "tag", "added_by"]
+    list_defer = related_defer("image", IMAGE_LIST_DEFER)
     search_fields = ["tag__name"]
     tag_search = "tag"
     autocomplete_fields = ["tag"]
@@ -382,6 +392,7 @@ class ImageTagAdmin(LargeListAdmin):
 class ImageStageAdmin(LargeListAdmin):
     list_display = ["image", "stage", "status", "error", "updated_at"]
     list_select_related = ["image"]
+    list_defer = related_defer("image", IMAGE_LIST_DEFER)
     list_filter = ["stage", "status"]
     search_fields = ["image__path", "error"]
     raw_id_fields = ["image"]
