@@ -32,12 +32,12 @@ def review_queue(request):
     Both read the image ids off the suggestions' indexes: images reviewed already (the oldest, in a queue worked
     oldest first) are never walked."""
     filters = page_query(request, QueueFilterSerializer)
-    image_ids, suggestions = services.review_queue(**filters)
     after, before = page_key(request.GET.get("after")), page_key(request.GET.get("before"))
-    page = keyset_page(image_ids, 12, after=after, before=before, oldest_first=True, key="image_id")
+    queue = services.review_queue_page(12, after, before, **filters)
+    page = queue.images
     images = Image.objects.only("path", "sha256", "thumbnail", "rating").in_bulk(page.items)
     by_image: dict[int, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    rows = suggestions.filter(image__in=page.items).order_by("-confidence", "pk")
+    rows = queue.suggestions.filter(image__in=page.items).order_by("-confidence", "pk")
     for pk, image_id, category, status, confidence, label, tag, name, display, model, version in rows.values_list(
         "pk", "image_id", "category", "status", "confidence", "external_tag", "tag_id", "tag__name",
         "tag__display_name", "model_version__name", "model_version__version",
@@ -63,15 +63,14 @@ def review_queue(request):
     query = request.GET.copy()
     for key in ("after", "before", "page"):
         query.pop(key, None)
-    count, capped = services.review_queue_count(**filters)
     return render(
         request,
         "suggestions/review.html",
         {
             "cards": cards,
             "page": page,
-            "count": count_label(count, capped),
-            "count_number": count,
+            "count": count_label(queue.count, queue.capped),
+            "count_number": queue.count,
             "filters": filters,
             "query": query.urlencode(),
             "statuses": TagSuggestion.Status.choices,

@@ -56,7 +56,7 @@ from suggestions.services.review import (
     decide,
     review_images,
     review_queue,
-    review_queue_count,
+    review_queue_page,
 )
 from suggestions.services.run import (
     RATING,
@@ -81,7 +81,7 @@ __all__ = [
     "checked_thresholds", "create_suggestions", "decide", "download_model", "file_sha256", "images_to_tag",
     "import_tag_mappings", "install_model", "label_category", "label_thresholds", "map_to_same_name",
     "mcut_threshold", "predict_images", "read_graph_shape", "read_labels", "read_mapping_rows", "recommend_threshold",
-    "remap_pending", "resolve_labels", "resolve_worklist", "review_images", "review_queue", "review_queue_count",
+    "remap_pending", "resolve_labels", "resolve_worklist", "review_images", "review_queue", "review_queue_page",
     "review_report",
     "select_labels", "set_mapping", "step_at", "store_results", "suggest_tags", "tag_backlog", "threshold_steps",
     "threshold_vector", "wilson_bounds", "worklist",

@@ -11,7 +11,7 @@ from suggestions.models import (
 )
 from tagsite.models import Image, ImageTag, Tag
 from tagsite.review import services as review
-from tagsite.services.lists import capped_count
+from tagsite.services.lists import KeysetPage, capped_count, keyset_page, keyset_slice
 from tagsite.services.tags import implication_edges
 
 
@@ -93,37 +93,54 @@ def review_queue(
 ) -> tuple[QuerySet, QuerySet[TagSuggestion]]:
     """Ids of the images with matching suggestions (distinct; the page orders them, oldest first), and those
     suggestions."""
-    suggestions = _matching(status, model, min_confidence, max_confidence)
-    if tag:
-        suggestions = suggestions.filter(Q(tag_id__in=_tag_ids_by_prefix(tag)) | Q(external_tag__startswith=tag))
+    suggestions, _ = _queue(status, model, tag, min_confidence, max_confidence)
     return suggestions.values_list("image_id", flat=True).distinct(), suggestions.select_related("tag", "model_version")
 
 
-def review_queue_count(
+@dataclass
+class QueuePage:
+    images: KeysetPage  # of image ids
+    count: int
+    capped: bool
+    suggestions: QuerySet[TagSuggestion]
+
+
+def review_queue_page(
+    size: int,
+    after: int | None = None,
+    before: int | None = None,
+    *,
     status: str = TagSuggestion.Status.PENDING,
     model: str = "",
     tag: str = "",
     min_confidence: float | None = None,
     max_confidence: float | None = None,
-) -> tuple[int, bool]:
-    """The queue's images, counted up to COUNT_CAP. With a tag filter the images of the named tags are counted
-    first, off the pending (tag, image) index: 1,000 of them are 1,000+ whatever the labels add, and the labels'
-    rows (every pending 1girl row, 12-34 ms) are read only for a rarer prefix."""
-    suggestions = _matching(status, model, min_confidence, max_confidence)
-    if tag:
-        tag_ids = _tag_ids_by_prefix(tag)
-        count, capped = capped_count(suggestions.filter(tag_id__in=tag_ids).values("image_id").distinct())
-        if capped:
-            return count, capped
-        suggestions = suggestions.filter(Q(tag_id__in=tag_ids) | Q(external_tag__startswith=tag))
-    return capped_count(suggestions.values("image_id").distinct())
+) -> QueuePage:
+    """The review page's image ids (keyset, oldest first), their count up to COUNT_CAP, and the matching suggestions.
+
+    With a tag filter the images of the named tags are counted first, off the pending (tag, image) index: 1,000 of
+    them are 1,000+ whatever the labels add, and the labels' rows (every pending 1girl row, 12-34 ms) are read only
+    for a rarer prefix. Past the cap a walk in image order meets a page at once; under it the ids are listed once,
+    since the planner, expecting a rare tag's rows spread evenly, would walk 800k rows to find them at the end.
+    """
+    suggestions, named = _queue(status, model, tag, min_confidence, max_confidence)
+    image_ids = suggestions.values_list("image_id", flat=True).distinct()
+    count, capped = capped_count(named.values("image_id").distinct()) if named is not None else (0, False)
+    if not capped:
+        count, capped = capped_count(image_ids)
+    if capped:
+        page = keyset_page(image_ids, size, after=after, before=before, oldest_first=True, key="image_id")
+    else:
+        page = keyset_slice(sorted(image_ids.order_by()), size, after=after, before=before)
+    return QueuePage(page, count, capped, suggestions)
 
 
-def _matching(
-    status: str, model: str, min_confidence: float | None, max_confidence: float | None
-) -> QuerySet[TagSuggestion]:
-    """Suggestions by status, model and confidence; the model's name is resolved to ids first, so one version's
-    rows come from its pending (model, image) index in image order."""
+def _queue(
+    status: str, model: str, tag: str, min_confidence: float | None, max_confidence: float | None
+) -> tuple[QuerySet[TagSuggestion], QuerySet[TagSuggestion] | None]:
+    """The queue's suggestions and, with a tag filter, those of the named tags alone (a subset: the label prefix
+    is or-ed to them). Names are resolved to ids first, so one model's or tag's rows come from its pending
+    (model or tag, image) index in image order."""
     suggestions = TagSuggestion.objects.all()
     if status:
         suggestions = suggestions.filter(status=status)
@@ -134,7 +151,11 @@ def _matching(
         suggestions = suggestions.filter(confidence__gte=min_confidence)
     if max_confidence is not None:
         suggestions = suggestions.filter(confidence__lte=max_confidence)
-    return suggestions
+    if not tag:
+        return suggestions, None
+    tag_ids = _tag_ids_by_prefix(tag)
+    named = suggestions.filter(tag_id__in=tag_ids)
+    return suggestions.filter(Q(tag_id__in=tag_ids) | Q(external_tag__startswith=tag)), named
 
 
 PREFIX_TAG_IDS = 1000
@@ -144,6 +165,6 @@ def _tag_ids_by_prefix(prefix: str) -> list[int] | QuerySet:
     """Ids of the tags named `prefix...`, resolved before the big query so the planner uses the pending (tag, image)
     and label indexes (a name matched across the join walks every pending row: 100-280 ms). A prefix naming more
     than 1,000 tags stays a subquery: its tags are common, and walking images in id order finds them quickly."""
-    tags = Tag.objects.filter(name__startswith=prefix).values_list("pk", flat=True)
+    tags = Tag.objects.filter(name__startswith=prefix).order_by().values_list("pk", flat=True)  # any 1,001 do
     ids = list(tags[: PREFIX_TAG_IDS + 1])
     return ids if len(ids) <= PREFIX_TAG_IDS else tags

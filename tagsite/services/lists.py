@@ -1,5 +1,6 @@
 """Long lists at scale: capped counts and keyset pages, so no request counts or skips a million rows."""
 
+import bisect
 import operator
 from dataclasses import dataclass
 
@@ -79,6 +80,27 @@ def keyset_page(
         items,
         next_after=value(items[-1]) if len(rows) > size else None,
         previous_before=value(items[0]) if items and after is not None else None,
+    )
+
+
+def keyset_slice(values: list[int], size: int, after: int | None = None, before: int | None = None) -> KeysetPage:
+    """keyset_page's page, oldest first, of ascending values already read: a filter matching fewer than COUNT_CAP
+    rows lists them once (the planner, expecting them spread evenly, would walk an index in order to find a rare
+    value's few rows at its end), and its page and links come from that list."""
+    if before is not None:
+        end = bisect.bisect_left(values, before)
+        items = values[max(end - size, 0) : end]
+        return KeysetPage(
+            items,
+            next_after=items[-1] if items else None,
+            previous_before=items[0] if items and end > size else None,
+        )
+    start = bisect.bisect_right(values, after) if after is not None else 0
+    items = values[start : start + size]
+    return KeysetPage(
+        items,
+        next_after=items[-1] if start + size < len(values) else None,
+        previous_before=items[0] if items and after is not None else None,
     )
 
 

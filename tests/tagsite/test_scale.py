@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tagsite.models import Image, Job, Tag
-from tagsite.services.lists import capped_count, keyset_page
+from tagsite.services.lists import capped_count, keyset_page, keyset_slice
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "danbooru_tags_sample.csv"
 
@@ -91,6 +91,21 @@ def test_keyset_pages_walk_forward_and_back_without_offset():
     back = keyset_page(Job.objects.all(), 3, before=last.previous_before)
     assert [job.pk for job in back] == ids[3:6]
     assert [job.pk for job in keyset_page(Job.objects.all(), 3, before=back.previous_before)] == ids[:3]
+
+
+def test_a_listed_keyset_page_walks_like_a_queried_one():
+    values = [2, 3, 5, 7, 11, 13, 17]
+    first = keyset_slice(values, 3)
+    assert first.items == [2, 3, 5] and (first.next_after, first.previous_before) == (5, None)
+    second = keyset_slice(values, 3, after=first.next_after)
+    assert second.items == [7, 11, 13] and second.previous_before == 7
+    last = keyset_slice(values, 3, after=second.next_after)
+    assert last.items == [17] and last.next_after is None
+    back = keyset_slice(values, 3, before=last.previous_before)
+    assert back.items == [7, 11, 13] and back.previous_before == 7
+    assert keyset_slice(values, 3, before=back.previous_before).items == [2, 3, 5]
+    assert keyset_slice(values, 3, before=back.previous_before).previous_before is None
+    assert keyset_slice(values, 3, after=4).items == [5, 7, 11]  # a key that is gone: the next values
 
 
 @pytest.mark.django_db
