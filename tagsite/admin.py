@@ -3,10 +3,10 @@ from urllib.parse import quote as url_quote
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.templatetags.admin_urls import add_preserved_filters
 from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import ChangeList
 from django.urls import reverse
-from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.http import RFC3986_SUBDELIMS
 from django.utils.safestring import mark_safe
@@ -64,13 +64,19 @@ def related_defer(relation: str, fields: tuple[str, ...]) -> tuple[str, ...]:
 
 
 class LargeChangeList(ChangeList):
-    """Rows link to their change page through one reverse() per page instead of one per row."""
+    """Rows link to their change page, with the list's filters and search kept, through a link made once per
+    page: Django reverses each row's link and, on a filtered or searched list, resolve()s it again to add the
+    filters (about 0.2 ms a row)."""
 
-    @cached_property
-    def change_url_pattern(self) -> str:
+    def __init__(self, request, *args, **kwargs):
+        super().__init__(request, *args, **kwargs)
         opts = self.opts
         name = f"admin:{opts.app_label}_{opts.model_name}_change"
-        return reverse(name, args=["__pk__"], current_app=self.model_admin.admin_site.name)
+        url = reverse(name, args=["__pk__"], current_app=self.model_admin.admin_site.name)
+        self.change_url_pattern = add_preserved_filters(
+            {"preserved_filters": self.preserved_filters, "opts": opts}, url
+        )
+        self.preserved_filters = ""  # only the rows' links read it: they have them already
 
     def get_queryset(self, request, exclude_parameters=None):
         queryset = super().get_queryset(request, exclude_parameters)
@@ -80,7 +86,7 @@ class LargeChangeList(ChangeList):
 
     def url_for_result(self, result):
         pk = url_quote(str(quote(getattr(result, self.pk_attname))), safe=RFC3986_SUBDELIMS + "/~:@")
-        return self.change_url_pattern.replace("__pk__", pk, 1)
+        return self.change_url_pattern.replace("__pk__", pk, 1)  # the path comes first
 
 
 class LargeListAdmin(admin.ModelAdmin):

@@ -112,7 +112,8 @@ def test_large_changelists_run_the_same_queries_for_5_and_50_rows(admin_client):
 
 @pytest.mark.django_db
 def test_row_checkbox_and_link_are_djangos(admin_client):
-    """The checkbox and change link written per page match what Django's widget and reverse() would give."""
+    """The checkbox and change link written once per page are what Django's widget and reverse() give, the link
+    keeping the list's search and order."""
     add_rows(0, 1)
     tag = Tag.objects.get(name="tag_0")
     page = admin_client.get("/admin/tagsite/tag/").content.decode()
@@ -121,3 +122,5 @@ def test_row_checkbox_and_link_are_djangos(admin_client):
         f'aria-label="Select this object for an action - tag 0">'
     ) in page
     assert f'href="/admin/tagsite/tag/{tag.pk}/change/"' in page
+    searched = admin_client.get("/admin/tagsite/tag/?q=tag_0&o=1").content.decode()
+    assert f'href="/admin/tagsite/tag/{tag.pk}/change/?_changelist_filters=q%3Dtag_0%26o%3D1"' in searched
