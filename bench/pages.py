@@ -61,7 +61,7 @@ class Endpoint:
     path: str
     method: str = "GET"
     body: object = None  # a callable giving each request's JSON body
-    kind: str = "api"  # api, page, or file: the goal differs
+    kind: str = "api"  # api, page, file or action (a decision): the goal differs
 
 
 @dataclass
@@ -251,7 +251,7 @@ def endpoints(client, models: dict) -> list[Endpoint]:
         Endpoint("review API, confidence", "/api/suggestions/?min_confidence=0.5&max_confidence=0.7"),
         Endpoint("review API, approved", "/api/suggestions/?status=approved"),
         Endpoint("review API, one image", f"/api/suggestions/?image={image}"),
-        Endpoint("approve 32", "/api/suggestions/decide/", "POST", approve),
+        Endpoint("approve 32", "/api/suggestions/decide/", "POST", approve, kind="action"),
         Endpoint("review hub", "/review/", kind="page"),
         Endpoint("review core API", "/api/review/tagsuggestion/?status=pending"),
         Endpoint(
@@ -260,7 +260,7 @@ def endpoints(client, models: dict) -> list[Endpoint]:
         Endpoint("review core API, tag", f"/api/review/tagsuggestion/?status=pending&tag={q(one)}"),
         Endpoint("review core API, producer", f"/api/review/tagsuggestion/?status=pending&producer={producer}"),
         Endpoint("review core API, confidence", "/api/review/tagsuggestion/?status=pending&min_confidence=0.8"),
-        Endpoint("review core approve 32", "/api/review/tagsuggestion/decide/", "POST", approve),
+        Endpoint("review core approve 32", "/api/review/tagsuggestion/decide/", "POST", approve, kind="action"),
         Endpoint("review core API, proposals", "/api/review/categoryproposal/?status=pending"),
         Endpoint("library", "/", kind="page"),
         Endpoint("library, 1 tag", f"/?q={q(one)}", kind="page"),
@@ -357,7 +357,8 @@ def drive(endpoint: Endpoint, clients: list, requests: int, cpu: ServerCPU) -> R
     return result
 
 
-GOALS = {"api": (15, 100, 400), "page": (30, 100, 400), "file": (15, 100, 400)}
+# (server CPU ms, 1-client p95 ms, many-client p95 ms): the issue sets CPU goals for lists and pages, not decisions
+GOALS = {"api": (15, 100, 400), "page": (30, 100, 400), "file": (15, 100, 400), "action": (None, 100, 400)}
 
 
 def print_table(rows: list[tuple[Endpoint, dict, dict]], clients: int) -> None:
@@ -365,10 +366,11 @@ def print_table(rows: list[tuple[Endpoint, dict, dict]], clients: int) -> None:
     head = f"{'endpoint':32} {columns} {'qry':>4} {'cpu':>6} │ {columns} {'cpu':>6}  goal"
     print(f"{'':32} {'1 client (ms)':^37} │ {f'{clients} clients (ms)':^36}")
     print(head)
+    missed = 0
     for endpoint, single, many in rows:
         cpu_goal, p95_single, p95_many = GOALS[endpoint.kind]
         met = (
-            max(single["cpu_ms"], many["cpu_ms"]) <= cpu_goal
+            (cpu_goal is None or max(single["cpu_ms"], many["cpu_ms"]) <= cpu_goal)
             and single["p95"] < p95_single
             and many["p95"] <= p95_many
             and not single["errors"] + many["errors"]
@@ -379,10 +381,12 @@ def print_table(rows: list[tuple[Endpoint, dict, dict]], clients: int) -> None:
             f"{single['errors']:4} {queries:>4} {single['cpu_ms']:6.1f} │ {many['p50']:6.0f} {many['p95']:6.0f} "
             f"{many['max']:6.0f} {many['errors']:4} {many['cpu_ms']:6.1f}  {'ok' if met else 'MISSED'}"
         )
+        missed += not met
     print(
         "cpu: server CPU ms per request (web workers + database backends). Goal: cpu <= 15 (API, files) / 30 (pages),"
     )
-    print(f"1-client p95 < 100, {clients}-client p95 <= 400, no errors.")
+    print(f"1-client p95 < 100, {clients}-client p95 <= 400, no errors (decisions: no CPU goal).")
+    print(f"{len(rows) - missed} of {len(rows)} endpoints meet every goal.")
 
 
 def main() -> None:
