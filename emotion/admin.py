@@ -1,10 +1,10 @@
 from django.contrib import admin
-from django.urls import reverse
 from django.utils.html import format_html
 
 from emotion.models import EmotionLabel, EmotionProposal, EmotionSynonym, Face, ImageEmotion
 from emotion.services import KIND
 from tagsite.admin import IMAGE_LIST_DEFER, LargeListAdmin, ReadOnlyAdmin, related_defer
+from tagsite.links import object_url
 from tagsite.review.services import decide
 
 
@@ -38,7 +38,7 @@ class EmotionSynonymAdmin(admin.ModelAdmin):
 
 def crop_html(face_id: int, size: int = 64) -> str:
     return format_html(
-        '<img src="{}" width="{}" height="{}" alt="">', reverse("emotion-face-crop", args=[face_id]), size, size
+        '<img src="{}" width="{}" height="{}" alt="">', object_url("emotion-face-crop", face_id), size, size
     )
 
 
