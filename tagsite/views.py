@@ -39,7 +39,7 @@ def library(request):
     images = images.only("path", "sha256", "thumbnail", "status", "error")
     after, before = page_key(request.GET.get("after")), page_key(request.GET.get("before"))
     page = keyset_page(images, 48, after=after, before=before)  # by id, never OFFSET
-    tile_tags = tag_names_by_image([image.pk for image in page], per_image=8)  # ranked links, then their tags
+    tile_tags = tag_names_by_image([image.pk for image in page], per_image=8)  # one query
     for image in page:
         # a tile's links joined here: 8 links on each of 48 tiles were a third of the page's template nodes (and
         # format_html costs 4 us a link); quote() leaves no character HTML gives a meaning, the display is escaped
