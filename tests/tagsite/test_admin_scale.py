@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils.timezone import localtime
 
 from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory, TagCategory
 from dedupe.models import MergeMember, MergeProposal, MustNotMerge
@@ -111,9 +112,9 @@ def test_large_changelists_run_the_same_queries_for_5_and_50_rows(admin_client):
 
 
 @pytest.mark.django_db
-def test_row_checkbox_and_link_are_djangos(admin_client):
+def test_rows_checkbox_link_and_timestamps(admin_client):
     """The checkbox and change link written once per page are what Django's widget and reverse() give, the link
-    keeping the list's search and order."""
+    keeping the list's search and order; date and time columns are sortable timestamps."""
     add_rows(0, 1)
     tag = Tag.objects.get(name="tag_0")
     page = admin_client.get("/admin/tagsite/tag/").content.decode()
@@ -124,3 +125,7 @@ def test_row_checkbox_and_link_are_djangos(admin_client):
     assert f'href="/admin/tagsite/tag/{tag.pk}/change/"' in page
     searched = admin_client.get("/admin/tagsite/tag/?q=tag_0&o=1").content.decode()
     assert f'href="/admin/tagsite/tag/{tag.pk}/change/?_changelist_filters=q%3Dtag_0%26o%3D1"' in searched
+    job = Job.objects.get()
+    jobs = admin_client.get("/admin/tagsite/job/?o=-7").content.decode()  # by creation, a timestamp column
+    assert f'<td class="field-created_at">{localtime(job.created_at):%Y-%m-%d\u00a0%H:%M}</td>' in jobs
+    assert '<td class="field-finished_at">-</td>' in jobs
