@@ -28,18 +28,8 @@ class TagCategoryAdmin(LargeListAdmin):
 @admin.register(CategoryProposal)
 class CategoryProposalAdmin(LargeListAdmin):
     list_display = [
-        "tag",
-        "category",
-        "confidence",
-        "knn_category",
-        "llm_category",
-        "second_category",
-        "producer",
-        "status",
-        "decided_by",
-        "via",
-        "created_at",
-    ]
+        "tag", "category", "confidence", "evidence", "producer", "status", "decided_by", "via", "created_at",
+    ]  # fmt: skip
     list_filter = ["status", "category", "producer"]
     list_select_related = ["tag", "category", "producer", "decided_by"]
     list_prefetch_related = ("knn_category", "llm_category", "second_category")  # 22 rows: no joins to plan
@@ -59,6 +49,12 @@ class CategoryProposalAdmin(LargeListAdmin):
         "created_at",
     ]
     actions = ["accept", "reject"]
+
+    @admin.display(description="kNN / LLM / second")
+    def evidence(self, proposal: CategoryProposal) -> str:
+        """The votes beside the proposal in one cell (three columns were a fifth of the page's cells)."""
+        votes = (proposal.knn_category, proposal.llm_category, proposal.second_category)
+        return " / ".join(vote.code if vote else "-" for vote in votes)
 
     def has_categorize_permission(self, request) -> bool:
         """The page's moderator rule: admin access alone does not decide proposals."""

@@ -247,7 +247,7 @@ class ReviewKindFilter(ValuesFilter):
 
 @admin.register(Image)
 class ImageAdmin(LargeListAdmin):
-    list_display = ["thumb", "filename", "status", "format", "width", "height", "size", "created_at"]
+    list_display = ["thumb", "filename", "status", "format", "dimensions", "size", "created_at"]
     list_filter = ["status", FormatFilter, ("created_at", admin.DateFieldListFilter)]
     list_defer = IMAGE_LIST_DEFER
     search_fields = ["path"]
@@ -287,6 +287,10 @@ class ImageAdmin(LargeListAdmin):
     @admin.display(description="thumbnail")
     def thumb(self, image):
         return thumbnail_html(image)
+
+    @admin.display(description="width × height", ordering="width")
+    def dimensions(self, image):
+        return f"{image.width} × {image.height}" if image.width else None
 
     @admin.display(description="thumbnail")
     def thumb_large(self, image):

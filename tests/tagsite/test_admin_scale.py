@@ -114,7 +114,8 @@ def test_large_changelists_run_the_same_queries_for_5_and_50_rows(admin_client):
 @pytest.mark.django_db
 def test_rows_checkbox_link_and_timestamps(admin_client):
     """The checkbox and change link written once per page are what Django's widget and reverse() give, the link
-    keeping the list's search and order; date and time columns are sortable timestamps."""
+    keeping the list's search and order; date and time columns are sortable timestamps, a category proposal's
+    votes one cell."""
     add_rows(0, 1)
     tag = Tag.objects.get(name="tag_0")
     page = admin_client.get("/admin/tagsite/tag/").content.decode()
@@ -129,3 +130,8 @@ def test_rows_checkbox_link_and_timestamps(admin_client):
     jobs = admin_client.get("/admin/tagsite/job/?o=-7").content.decode()  # by creation, a timestamp column
     assert f'<td class="field-created_at">{localtime(job.created_at):%Y-%m-%d\u00a0%H:%M}</td>' in jobs
     assert '<td class="field-finished_at">-</td>' in jobs
+    knn, llm, second = CategoryProposal.objects.values_list(
+        "knn_category__code", "llm_category__code", "second_category__code"
+    ).get()
+    proposals = admin_client.get("/admin/categorization/categoryproposal/").content.decode()
+    assert f'<td class="field-evidence">{knn} / {llm} / {second}</td>' in proposals
