@@ -19,6 +19,7 @@ from suggestions.filters import (
 )
 from suggestions.models import MLModelVersion, TagSuggestion, TextProposal, UnmappedTag
 from tagsite.access import require
+from tagsite.links import object_url
 from tagsite.models import Image, Tag
 from tagsite.services.lists import count_label, keyset_page, page_key
 
@@ -52,6 +53,8 @@ def review_queue(request):
     cards = [
         {
             "image": images[image_id],
+            "detail": object_url("image-detail", image_id),
+            "file": object_url("image-file", image_id),
             "groups": [
                 (Tag.DanbooruCategory(category).label, items)
                 for category, items in sorted(by_image[image_id].items(), key=lambda item: order(item[0]))

@@ -15,6 +15,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from tagsite.access import require
+from tagsite.links import object_url
 from tagsite.models import Image, Job
 from tagsite.review.services import pending_about_image
 from tagsite.services.ingest import ImportRefused, check_import_folder
@@ -41,6 +42,7 @@ def library(request):
     page = keyset_page(images, 48, after=after, before=before)  # by id, never OFFSET
     tile_tags = tag_names_by_image([image.pk for image in page], per_image=8)  # one query
     for image in page:
+        image.link = object_url("image-detail", image.pk)
         # a tile's links joined here: 8 links on each of 48 tiles were a third of the page's template nodes (and
         # format_html costs 4 us a link); quote() leaves no character HTML gives a meaning, the display is escaped
         links = (
@@ -103,7 +105,8 @@ def jobs(request):
     """The 50 newest jobs as plain rows (a template reads a dict key at once, a model attribute after a failed
     lookup); errors are on each job's page."""
     fields = ("id", "kind", "status", "total", "current", "message", "error_count", "started_at")
-    return render(request, "tagsite/jobs.html", {"jobs": Job.objects.values(*fields)[:50]})
+    jobs = [{**job, "link": object_url("job-detail", job["id"])} for job in Job.objects.values(*fields)[:50]]
+    return render(request, "tagsite/jobs.html", {"jobs": jobs})
 
 
 def job_detail(request, pk: int):
