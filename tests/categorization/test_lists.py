@@ -25,15 +25,15 @@ def test_keyset_pages_walk_a_usage_count_tie_forward_and_back():
     pages, page = [], services.tag_page(services.filter_tags(), 4)
     assert page.previous_before is None
     while True:
-        pages.append([tag.name for tag in page])
+        pages.append([tag["name"] for tag in page])
         if page.next_after is None:
             break
         page = services.tag_page(services.filter_tags(), 4, after=page.next_after)
     assert sum(pages, []) == order and len(pages) == 7
-    back = [[tag.name for tag in page]]
+    back = [[tag["name"] for tag in page]]
     while page.previous_before is not None:
         page = services.tag_page(services.filter_tags(), 4, before=page.previous_before)
-        back.insert(0, [tag.name for tag in page])
+        back.insert(0, [tag["name"] for tag in page])
     assert back == pages
 
 
@@ -44,11 +44,11 @@ def test_a_filtered_deep_page_and_an_unknown_key(admin_client):
     services.set_category(Tag.objects.filter(name__in=order[::2]).values_list("pk", flat=True), hat, None)
     uncategorised = services.filter_tags(state="uncategorised")
     middle = Tag.objects.get(name=order[11])
-    assert [tag.name for tag in services.tag_page(uncategorised, 3, after=middle.pk)] == order[13:19:2]
-    assert [tag.name for tag in services.tag_page(uncategorised, 3, before=middle.pk)] == order[5:11:2]
-    assert [tag.name for tag in services.tag_page(uncategorised, 3, after=10**9)] == order[1:7:2]  # the first page
+    assert [tag["name"] for tag in services.tag_page(uncategorised, 3, after=middle.pk)] == order[13:19:2]
+    assert [tag["name"] for tag in services.tag_page(uncategorised, 3, before=middle.pk)] == order[5:11:2]
+    assert [tag["name"] for tag in services.tag_page(uncategorised, 3, after=10**9)] == order[1:7:2]  # the first page
     page = admin_client.get("/tag_categorize", {"state": "uncategorised", "after": "x"}).context["page"]
-    assert [tag.name for tag in page] == order[1::2]
+    assert [tag["name"] for tag in page] == order[1::2]
 
 
 @pytest.mark.django_db
@@ -59,11 +59,11 @@ def test_the_page_links_next_and_previous_by_tag(admin_client):
     after = first.context["page"].next_after
     assert f'href="?q=tag&amp;state=all&amp;after={after}" rel="next"' in html and 'rel="prev"' not in html
     second = admin_client.get("/tag_categorize", {"q": "tag", "state": "all", "after": after})
-    assert [tag.name for tag in second.context["page"]] == order[100:200]
+    assert [tag["name"] for tag in second.context["page"]] == order[100:200]
     assert "1,000+" not in second.content.decode() and "230 tags" in second.content.decode()
     before = second.context["page"].previous_before
     back = admin_client.get("/tag_categorize", {"q": "tag", "before": before}).context["page"]
-    assert [tag.name for tag in back] == order[:100] and back.previous_before is None
+    assert [tag["name"] for tag in back] == order[:100] and back.previous_before is None
 
 
 @pytest.mark.django_db
