@@ -161,6 +161,20 @@ def test_the_library_pages_by_id_links(admin_client):
 
 
 @pytest.mark.django_db
+def test_a_tiles_tags_are_the_first_8_added_quoted_in_links_and_escaped(admin_client):
+    from tagsite.models import ImageTag
+
+    image = Image.objects.create(path="/photos/a.jpg", sha256="ab" * 32)
+    odd = Tag.objects.create(name='a&b "c"', display_name='<b>"x" & y</b>')
+    tags = [odd, *Tag.objects.bulk_create([Tag(name=f"tag_{n}", display_name=f"tag {n}") for n in range(9)])]
+    ImageTag.objects.bulk_create([ImageTag(image=image, tag=tag) for tag in tags])
+    html = admin_client.get("/").content.decode()
+    shown = re.findall(r'<a class="tag" href="\?q=([^"]*)">([^<]*)</a>', html)
+    assert len(shown) == 8 and shown[1:] == [(f"tag_{n}", f"tag {n}") for n in range(7)]
+    assert shown[0] == ("a%26b%20%22c%22", "&lt;b&gt;&quot;x&quot; &amp; y&lt;/b&gt;")
+
+
+@pytest.mark.django_db
 def test_the_images_api_pages_by_cursor_with_a_count(admin_client):
     Image.objects.bulk_create([Image(path=f"/photos/{n:03d}.jpg", sha256=f"{n:064x}") for n in range(60)])
     first = admin_client.get("/api/images/").json()
