@@ -134,8 +134,9 @@ class LargeListAdmin(admin.ModelAdmin):
         return LargeChangeList
 
     def get_list_display(self, request):
+        named = {*self.list_editable, *(self.list_display_links or ())}  # these must stay field names
         return [
-            timestamp_column(self.model, name) if is_datetime_field(self.model, name) else name
+            timestamp_column(self.model, name) if is_datetime_field(self.model, name) and name not in named else name
             for name in super().get_list_display(request)
         ]
 
