@@ -11,11 +11,34 @@ from suggestions.models import (
     TextProposal,
     UnmappedTag,
 )
-from tagsite.admin import IMAGE_LIST_DEFER, LargeListAdmin, RatingFilter, ReadOnlyAdmin, related_defer, thumbnail_html
+from tagsite.admin import (
+    IMAGE_LIST_DEFER,
+    LargeListAdmin,
+    RatingFilter,
+    ReadOnlyAdmin,
+    ValuesFilter,
+    related_defer,
+    thumbnail_html,
+)
 from tagsite.review import services as review
 
 # A model version's thresholds and disabled labels (per label: up to thousands): no list naming it shows them.
 MODEL_VERSION_LIST_DEFER = ("thresholds", "tag_thresholds", "disabled_labels")
+
+
+class LabelSourceFilter(ValuesFilter):
+    """The label sources the installed models look their labels up in."""
+
+    title = "source"
+    parameter_name = "source"
+
+    def values(self):
+        sources = MLModelVersion.objects.order_by("label_source").values_list("label_source", flat=True)
+        return [(source, source) for source in dict.fromkeys(sources)]
+
+
+class HeldSourceFilter(LabelSourceFilter):
+    parameter_name = "unmapped__source"
 
 
 class ReviewActions:
@@ -41,7 +64,7 @@ class MLModelVersionAdmin(admin.ModelAdmin):
 class TagMappingAdmin(LargeListAdmin):
     list_display = ["external_tag", "source", "tag", "confidence", "created_by", "created_at"]
     list_select_related = ["tag", "created_by"]
-    list_filter = ["source"]
+    list_filter = [LabelSourceFilter]
     search_fields = ["external_tag", "tag__name"]
     autocomplete_fields = ["tag"]
     readonly_fields = ["created_by", "created_at"]
@@ -107,7 +130,7 @@ class TagSuggestionAdmin(ReviewActions, LargeListAdmin):
 @admin.register(HeldPrediction)
 class HeldPredictionAdmin(LargeListAdmin, ReadOnlyAdmin):
     list_display = ["unmapped", "image", "model_version", "confidence"]
-    list_filter = ["model_version", "unmapped__source"]
+    list_filter = ["model_version", HeldSourceFilter]
     search_fields = ["unmapped__external_tag", "image__path"]
     list_select_related = ["unmapped", "image", "model_version"]
     list_defer = (*related_defer("image", IMAGE_LIST_DEFER), *related_defer("model_version", MODEL_VERSION_LIST_DEFER))
