@@ -107,17 +107,18 @@ def _decide(kind: ReviewKind, ids: list[int], status: str, user, via: str, rule,
         kind.revert(to_revert, user)
     if to_apply:
         kind.apply(to_apply, user)
+    outcome.changed, outcome.skipped = [row.pk for row in changing], [row.pk for row in skipped]
     if changing:  # one status, user, time and via for all: an UPDATE by ids, not bulk_update's CASE per row and field
-        changed_ids = [row.pk for row in changing]
-        kind.model.objects.filter(pk__in=changed_ids).update(status=status, decided_by=user, decided_at=now, via=via)
+        rows_changed = kind.model.objects.filter(pk__in=outcome.changed)
+        rows_changed.update(status=status, decided_by=user, decided_at=now, via=via)
         if kind.decided_fields:
             kind.model.objects.bulk_update(changing, kind.decided_fields)
-    outcome.changed, outcome.skipped = [row.pk for row in changing], [row.pk for row in skipped]
     if changing:  # listeners (the metadata auto-write) act on committed decisions only
         changed = list(outcome.changed)
         transaction.on_commit(
             lambda: decided.send(sender=kind.model, kind=kind.name, ids=changed, status=status, user=user, rule=rule)
         )
+    applied_ids = set(outcome.changed)
     Decision.objects.bulk_create(
         [
             Decision(
@@ -125,7 +126,7 @@ def _decide(kind: ReviewKind, ids: list[int], status: str, user, via: str, rule,
                 object_id=row.pk,
                 previous=previous[row.pk],
                 status=status,
-                applied=row in changing,
+                applied=row.pk in applied_ids,
                 user=user,
                 via=via,
                 rule=rule,
