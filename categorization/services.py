@@ -725,6 +725,8 @@ def tag_page(tags: QuerySet, size: int, after: int | None = None, before: int | 
     rest = tags.filter(usage_count__gt=usage).order_by("usage_count", "-name")
     backwards = ("usage_count", "-name")
     rows = list(same[: size + 1].union(rest[: size + 1], all=True).order_by(*backwards)[: size + 1])
+    if not rows:  # the tags before it have left the filter since (categorised, say): the first page
+        return tag_page(tags, size)
     items = rows[:size][::-1]
     return KeysetPage(
         items,

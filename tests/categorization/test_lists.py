@@ -47,6 +47,8 @@ def test_a_filtered_deep_page_and_an_unknown_key(admin_client):
     assert [tag["name"] for tag in services.tag_page(uncategorised, 3, after=middle.pk)] == order[13:19:2]
     assert [tag["name"] for tag in services.tag_page(uncategorised, 3, before=middle.pk)] == order[5:11:2]
     assert [tag["name"] for tag in services.tag_page(uncategorised, 3, after=10**9)] == order[1:7:2]  # the first page
+    first = Tag.objects.get(name=order[1])
+    assert [tag["name"] for tag in services.tag_page(uncategorised, 3, before=first.pk)] == order[1:7:2]  # the same
     page = admin_client.get("/tag_categorize", {"state": "uncategorised", "after": "x"}).context["page"]
     assert [tag["name"] for tag in page] == order[1::2]
 
