@@ -174,9 +174,13 @@ class ImageRun(models.Model):
 class TagSuggestion(Proposal):
     """A tag a model proposes for an image; approval tags the image (with the tags it implies)."""
 
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="suggestions")
-    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="suggestions")
-    model_version = models.ForeignKey(MLModelVersion, on_delete=models.CASCADE, related_name="suggestions")
+    # No index of their own: the unique (image, tag, model version), (tag, status) and (model version, status) lead
+    # with each; a decision rewrites every index of its rows (status changes), so each one costs every approval.
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="suggestions", db_index=False)
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="suggestions", db_index=False)
+    model_version = models.ForeignKey(
+        MLModelVersion, on_delete=models.CASCADE, related_name="suggestions", db_index=False
+    )
     external_tag = models.CharField(max_length=255, help_text="The model's own label.")
     category = models.SmallIntegerField(choices=Tag.DanbooruCategory.choices, default=0)
     confidence = models.FloatField(db_index=True)

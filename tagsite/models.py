@@ -41,7 +41,7 @@ class Tag(models.Model):
     class Meta:
         ordering = ["-usage_count", "name"]
         indexes = [
-            models.Index(fields=["name"], name="tag_name_prefix", opclasses=["varchar_pattern_ops"]),
+            # Prefix searches use the `_like` index Django makes for the unique name (a second one cost every write).
             # Tag lists, most used first (/tag_categorize, admin, API): a page is the index's first rows.
             models.Index(F("usage_count").desc(), "name", name="tag_usage_order"),
             GinIndex(fields=["words"], name="tag_words"),
@@ -159,8 +159,9 @@ class ImageTag(models.Model):
         MODEL = "model", "approved model suggestion"
         MERGE = "merge", "tag merge"
 
-    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="image_tags")
-    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="image_tags")
+    # No index of their own: (image, tag) and (tag, image) lead with each (every index costs each approval's insert).
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="image_tags", db_index=False)
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="image_tags", db_index=False)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.MANUAL)
     added_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     model_name = models.CharField(max_length=255, blank=True, help_text="Model that suggested it, if any.")
