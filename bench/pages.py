@@ -140,7 +140,7 @@ def start_web(database_url: str, port: int, log: Path) -> subprocess.Popen:
     workers = os.environ.get("TAGSITE_WEB_WORKERS", "2")
     env = {**os.environ, "DATABASE_URL": database_url}
     command = [sys.executable, "-m", "gunicorn", "bench.pages:application", "--bind", f"127.0.0.1:{port}",
-               "--workers", workers, "--threads", "4"]  # fmt: skip
+               "--workers", workers, "--threads", "4", "--access-logfile", str(log.with_suffix(".access"))]  # fmt: skip
     web = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     import httpx
 
