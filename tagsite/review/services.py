@@ -202,29 +202,31 @@ class KindCounts:
 
 
 def pending_counts(kinds: Iterable[ReviewKind], cap: int = COUNT_CAP) -> list[KindCounts]:
-    """Pending proposals per kind and per producer, each count capped: the hub's numbers."""
+    """Pending proposals per kind and per producer, each count capped: the hub's numbers. One query per kind (every
+    proposal has a producer, so the kind's count is the producers' sum) and one for the producers."""
+    pending = {kind.name: _pending_per_producer(kind, cap) for kind in kinds}
+    producers = Producer.objects.in_bulk({pk for counts in pending.values() for pk in counts})
     result = []
     for kind in kinds:
-        pending = kind.model.objects.filter(status=Status.PENDING)
-        producer_ids = _producers_with_pending(kind)
-        per_producer = [
-            (producer, *capped_count(pending.filter(producer=producer), cap))
-            for producer in Producer.objects.filter(pk__in=producer_ids)
-        ]
-        result.append(KindCounts(kind, *capped_count(pending, cap), per_producer))
+        counts = pending[kind.name]
+        total = sum(counts.values())
+        ordered = sorted((producers[pk] for pk in counts), key=lambda p: (p.name, p.version, p.prompt_version))
+        per_producer = [(producer, min(counts[producer.pk], cap), counts[producer.pk] > cap) for producer in ordered]
+        result.append(KindCounts(kind, min(total, cap), total > cap, per_producer))
     return result
 
 
-def _producers_with_pending(kind: ReviewKind) -> list[int]:
-    """Producers of a kind with at least one pending proposal: one index probe per producer, not a GROUP BY."""
+def _pending_per_producer(kind: ReviewKind, cap: int) -> dict[int, int]:
+    """Producer id -> its pending proposals of a kind, counted up to cap + 1 (one index probe per producer)."""
     table = connection.ops.quote_name(kind.model._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT p.id FROM tagsite_producer p WHERE EXISTS (SELECT 1 FROM {table} x "  # noqa: S608 - a model's table
-            "WHERE x.producer_id = p.id AND x.status = %s)",
-            [Status.PENDING],
+            "SELECT id, n FROM (SELECT p.id, (SELECT count(*) FROM (SELECT 1 FROM "  # noqa: S608 - a model's table
+            f"{table} x WHERE x.producer_id = p.id AND x.status = %s LIMIT %s) AS rows) AS n "
+            "FROM tagsite_producer p) AS counted WHERE n > 0",
+            [Status.PENDING, cap + 1],
         )
-        return [pk for (pk,) in cursor.fetchall()]
+        return dict(cursor.fetchall())
 
 
 def pending_about_image(image_id: int, user, limit: int = 50) -> list[dict]:
