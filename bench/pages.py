@@ -283,7 +283,7 @@ def endpoints(client, models: dict) -> list[Endpoint]:
         Endpoint("tag_categorize", "/tag_categorize", kind="page"),
         Endpoint("tag_categorize, search", f"/tag_categorize?q={q(one[:3])}", kind="page"),
         Endpoint("tag_categorize, category", f"/tag_categorize?category={category}", kind="page"),
-        Endpoint("tag_categorize, uncategorised", "/tag_categorize?state=uncategorized", kind="page"),
+        Endpoint("tag_categorize, uncategorised", "/tag_categorize?state=uncategorised", kind="page"),
         Endpoint("tag_categorize, proposals", "/tag_categorize?state=proposal", kind="page"),
         Endpoint("tag_categorize, deep", deepen(client, "/tag_categorize"), kind="page"),
         Endpoint("tag-categories API", "/api/tag-categories/"),

@@ -109,7 +109,7 @@ class TagSuggestionViewSet(viewsets.ReadOnlyModelViewSet):
         query.is_valid(raise_exception=True)
         filters = dict(query.validated_data)
         image = filters.pop("image")
-        _, suggestions = services.review_queue(**filters)
+        suggestions = services.review_queue(**filters)
         if image is not None:
             suggestions = suggestions.filter(image_id=image)
         return suggestions  # QueuePagination orders them

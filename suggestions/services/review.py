@@ -90,11 +90,10 @@ def review_queue(
     tag: str = "",
     min_confidence: float | None = None,
     max_confidence: float | None = None,
-) -> tuple[QuerySet, QuerySet[TagSuggestion]]:
-    """Ids of the images with matching suggestions (distinct; the page orders them, oldest first), and those
-    suggestions."""
+) -> QuerySet[TagSuggestion]:
+    """The queue's suggestions (the API pages them, oldest image first), filters resolved to ids."""
     suggestions, _ = _queue(status, model, tag, min_confidence, max_confidence)
-    return suggestions.values_list("image_id", flat=True).distinct(), suggestions.select_related("tag", "model_version")
+    return suggestions.select_related("tag", "model_version")
 
 
 @dataclass
