@@ -30,7 +30,14 @@ ADMIN_LISTS = [
     "/admin/categorization/categoryproposal/",
     "/admin/categorization/categoryproposal/?q={prefix}",
 ]
-PAGES = ["/", "/?q={tag}", "/api/images/", "/api/images/?tags={tag}", "/jobs/", "/api/jobs/", "/tag_categorize"]
+PAGES = [
+    "/", "/?q={tag}", "/?q=~{tag}", "/api/images/", "/api/images/?tags={tag}", "/api/images/?any={tag}",
+    "/jobs/", "/api/jobs/", "/tag_categorize", "/tag_categorize?q={prefix}",
+    "/suggestions/", "/suggestions/?tag={tag}", "/api/suggestions/", "/api/suggestions/?tag={prefix}", "/review/",
+    "/api/review/tagsuggestion/?status=pending", "/api/review/tagsuggestion/?status=pending&tag={tag}",
+    "/api/review/categoryproposal/?status=pending", "/api/tags/", "/api/tags/autocomplete/?q=a",
+    "/api/tag-categories/", "/api/category-proposals/?status=pending", "/api/categories/",
+]  # fmt: skip
 
 
 def ensure_categories() -> None:
@@ -198,10 +205,10 @@ def test_api_lists_count_up_to_a_cap(admin_client, monkeypatch):
 
 
 @pytest.mark.django_db
-def test_tag_categorize_counts_and_pages_up_to_a_cap(admin_client, monkeypatch):
-    from tagsite.services.lists import CappedPaginator
+def test_tag_categorize_counts_up_to_a_cap(admin_client, monkeypatch):
+    from categorization import views
 
     Tag.objects.bulk_create([Tag(name=f"tag_{n}", display_name=f"tag {n}") for n in range(5)])
     assert "5 tags" in admin_client.get("/tag_categorize").content.decode()
-    monkeypatch.setattr(CappedPaginator, "cap", 3)
+    monkeypatch.setattr(views, "capped_count", lambda tags: capped_count(tags, 3))
     assert "3+ tags" in admin_client.get("/tag_categorize").content.decode()
