@@ -127,8 +127,10 @@ class MergeProposalViewSet(viewsets.ReadOnlyModelViewSet):
     deciding = ("representative", "drop", "add", "decide", "decide_many")
 
     def get_queryset(self):
-        proposals = MergeProposal.objects.select_related("producer", "decided_by").prefetch_related(
-            Prefetch("members", MergeMember.objects.order_by("-similarity", "name"))
+        proposals = (
+            MergeProposal.objects.select_related("producer", "decided_by")
+            .defer("undo")  # every image a merge touched: not shown; decisions load it themselves
+            .prefetch_related(Prefetch("members", MergeMember.objects.order_by("-similarity", "name")))
         )
         if wanted := self.request.query_params.get("status"):
             proposals = proposals.filter(status=wanted)

@@ -611,20 +611,27 @@ def client_for_options(url: str = "", model: str = "", kind: str = "") -> Embedd
 
 
 def thumbnails(tag_ids: Iterable[int], per_tag: int = 3) -> dict[int, list[Image]]:
-    """A few images per tag (newest first) for the merge screen, in one query."""
-    from django.db.models import F, Window
-    from django.db.models.functions import RowNumber
-
-    rows = (
-        ImageTag.objects.filter(tag_id__in=list(tag_ids))
-        .exclude(image__thumbnail="")
-        .annotate(n=Window(RowNumber(), partition_by=F("tag_id"), order_by=F("image_id").desc()))
-        .filter(n__lte=per_tag)
-        .select_related("image")
+    """A few images per tag (newest first) for the merge screen, in one query: per tag the first rows of the
+    (tag, image) index backwards, not a window over every image of the tag (41k for 1girl), and only the
+    columns a thumbnail link needs."""
+    ids = sorted(set(tag_ids))
+    if not ids:
+        return {}
+    rows = Image.objects.raw(
+        f"""SELECT image.id, image.thumbnail, image.sha256, image.path, member.tag_id AS member_tag
+        FROM unnest(%s::bigint[]) AS member(tag_id)
+        CROSS JOIN LATERAL (
+            SELECT image.id, image.thumbnail, image.sha256, image.path
+            FROM {ImageTag._meta.db_table} link JOIN {Image._meta.db_table} image ON image.id = link.image_id
+            WHERE link.tag_id = member.tag_id AND image.thumbnail <> ''
+            ORDER BY link.image_id DESC LIMIT %s
+        ) image
+        ORDER BY member.tag_id, image.id DESC""",
+        [ids, per_tag],
     )
     found: dict[int, list[Image]] = defaultdict(list)
-    for link in rows:
-        found[link.tag_id].append(link.image)
+    for image in rows:
+        found[image.member_tag].append(image)
     return dict(found)
 
 

@@ -22,7 +22,12 @@ PERMISSION = "dedupe.review_mergeproposal"
 @permission_required("dedupe.view_mergeproposal")
 def merges(request):
     status = request.GET.get("status", Proposal.Status.PENDING)
-    proposals = MergeProposal.objects.filter(status=status).select_related("producer").order_by("-confidence", "-id")
+    proposals = (
+        MergeProposal.objects.filter(status=status)
+        .select_related("producer")
+        .defer("undo")  # every image a merge touched: the screen does not show it
+        .order_by("-confidence", "-id")
+    )
     if producer := request.GET.get("producer", ""):
         proposals = proposals.filter(producer_id=int(producer) if producer.isdigit() else 0)
     page = CappedPaginator(proposals, 20).get_page(request.GET.get("page"))
