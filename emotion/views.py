@@ -12,6 +12,7 @@ from emotion import services
 from emotion.models import EmotionLabel, EmotionProposal, Face
 from tagsite import imaging
 from tagsite.access import permission_required
+from tagsite.admin import IMAGE_LIST_DEFER, related_defer
 from tagsite.models import Producer, Proposal
 from tagsite.review import get_kind
 from tagsite.review.services import capped_label
@@ -30,19 +31,21 @@ def review(request):
     state = request.GET.get("status", Proposal.Status.PENDING)
     label = request.GET.get("label", "")
     producer = number(request.GET.get("producer", ""))
-    proposals = EmotionProposal.objects.select_related("face", "image", "label", "proposed_label", "producer").order_by(
-        "pk"
+    labels = list(EmotionLabel.objects.all())
+    proposals = (
+        EmotionProposal.objects.select_related("face", "image", "label", "proposed_label", "producer")
+        .defer(*related_defer("image", IMAGE_LIST_DEFER))  # sidecars, metadata...: the screen shows the file name
+        .order_by("pk")
     )
     if state in Proposal.Status.values:
         proposals = proposals.filter(status=state)
-    if label:
-        proposals = proposals.filter(label__name=label)
+    if label:  # the name resolved to its id among the few labels, not joined into the big query
+        proposals = proposals.filter(label_id=next((row.pk for row in labels if row.name == label), None))
     if producer is not None:
         proposals = proposals.filter(producer_id=producer)
     after = number(request.GET.get("after", ""))
     page = list((proposals.filter(pk__gt=after) if after else proposals)[: PAGE_SIZE + 1])
     more, page = len(page) > PAGE_SIZE, page[:PAGE_SIZE]
-    labels = list(EmotionLabel.objects.all())
     grouped: dict[int, list] = defaultdict(list)
     for proposal in page:
         top = sorted(proposal.face.probabilities.items(), key=lambda item: -item[1])[:3]

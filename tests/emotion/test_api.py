@@ -44,9 +44,10 @@ def test_export_csv_relabel_and_the_review_api(client, folder, django_user_model
     answer = client.get("/api/emotions/export.csv?all=1")
     assert answer.status_code == 200 and answer["Content-Type"].startswith("text/csv")
     assert 'filename="llm_labels.csv"' in answer["Content-Disposition"]
-    rows = list(csv.reader(io.StringIO(answer.content.decode())))
+    rows = list(csv.reader(io.StringIO(b"".join(answer.streaming_content).decode())))
     assert rows[0] == ["filename", "path", "emotion", "confidence"] and len(rows) == 4
-    assert list(csv.reader(io.StringIO(client.get("/api/emotions/export.csv").content.decode()))) == [rows[0]]
+    approved = b"".join(client.get("/api/emotions/export.csv").streaming_content).decode()
+    assert list(csv.reader(io.StringIO(approved))) == [rows[0]]
 
     astronaut = EmotionProposal.objects.get(image__path__endswith="astronaut.png")
     answer = client.post(

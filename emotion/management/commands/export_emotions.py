@@ -16,14 +16,14 @@ class Command(SchemaCommand):
         parser.add_argument("--all", action="store_true", help="Pending labels too, not only approved ones")
 
     def handle(self, *args, output, **options):
-        proposals = services.image_labels(only_approved=not options["all"])
+        labels = services.image_labels(only_approved=not options["all"])
         if output == "-":
             writer = csv.writer(self.stdout)
-            for row in services.csv_rows(proposals):
+            for row in services.csv_rows(labels):
                 writer.writerow(row)
             return
         try:
-            rows = services.write_csv(output, proposals)
+            rows = services.write_csv(output, labels)
         except OSError as exc:
             raise CommandError(f"cannot write {output}: {exc.strerror or exc}") from exc
         self.stdout.write(self.style.SUCCESS(f"Wrote {rows} labels to {output}"))
