@@ -137,10 +137,12 @@ def free_port() -> int:
 
 def start_web(database_url: str, port: int, log: Path) -> subprocess.Popen:
     """gunicorn as `serve` starts it, with the query-counting wrapper around the same application."""
-    workers = os.environ.get("TAGSITE_WEB_WORKERS", "2")
+    from tagsite.management.commands.serve import gunicorn_arguments
+
+    workers = int(os.environ.get("TAGSITE_WEB_WORKERS", "2"))
     env = {**os.environ, "DATABASE_URL": database_url}
-    command = [sys.executable, "-m", "gunicorn", "bench.pages:application", "--bind", f"127.0.0.1:{port}",
-               "--workers", workers, "--threads", "4", "--access-logfile", str(log.with_suffix(".access"))]  # fmt: skip
+    arguments = gunicorn_arguments("bench.pages:application", "127.0.0.1", port, workers, log.with_suffix(".access"))
+    command = [sys.executable, *arguments]
     web = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     import httpx
 
