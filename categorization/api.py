@@ -17,7 +17,7 @@ from categorization import services
 from categorization.models import CategoryProposal, ExtendedCategory
 from categorization.tasks import start_run
 from tagsite.api import JobSerializer
-from tagsite.models import Tag
+from tagsite.models import Producer, Tag
 from tagsite.pagination import CappedCursorPagination
 from tagsite.review.api import CanReview
 from tagsite.services.lists import capped_count, page_key
@@ -210,8 +210,17 @@ class CategoryProposalSerializer(serializers.ModelSerializer):
 
 
 class ProposalFilter(django_filters.FilterSet):
-    category = django_filters.CharFilter(field_name="category__code", help_text="Category code")
-    model = django_filters.CharFilter(field_name="producer__name", help_text="The producing model's name")
+    """Names are looked up in their small tables first: the proposals are filtered by ids, not through a join."""
+
+    category = django_filters.CharFilter(method="by_category", help_text="Category code")
+    model = django_filters.CharFilter(method="by_model", help_text="The producing model's name")
+
+    def by_category(self, queryset, name, value):
+        found = ExtendedCategory.objects.filter(code=value).values_list("pk", flat=True).first()
+        return queryset.filter(category_id=found) if found else queryset.none()
+
+    def by_model(self, queryset, name, value):
+        return queryset.filter(producer_id__in=list(Producer.objects.filter(name=value).values_list("pk", flat=True)))
 
     class Meta:
         model = CategoryProposal

@@ -15,6 +15,7 @@ import hashlib
 import queue
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import OperationalError, connections, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
 from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory, TagCategory
@@ -665,8 +666,9 @@ def filter_tags(query: str = "", code: str = "", state: str = "all") -> QuerySet
     )
     if query:
         tags = tags.filter(tags_matching(query))
-    if code:
-        tags = tags.filter(category_link__category__code=code)
+    if code:  # the code's id first: the tags are filtered by it, not by a join to the categories
+        category = ExtendedCategory.objects.filter(code=code).values_list("pk", flat=True).first()
+        tags = tags.filter(category_link__category_id=category) if category else tags.none()
     if state == "uncategorised":
         tags = tags.filter(category_link__isnull=True)
     elif state == "proposal":  # Exists, not a join: a tag with two pending proposals is still one row
@@ -737,7 +739,8 @@ def tag_page(tags: QuerySet, size: int, after: int | None = None, before: int | 
 
 def assign_category(tag_ids: Iterable[int], category: ExtendedCategory | None) -> int:
     """Put tags in a category (None: uncategorise them), one statement; returns how many of the tags exist."""
-    existing = list(Tag.objects.filter(pk__in=list(tag_ids)).values_list("pk", flat=True))
+    # In id order: the upsert locks the rows in the order given, the same order for every caller (no deadlock).
+    existing = list(Tag.objects.filter(pk__in=list(tag_ids)).order_by("pk").values_list("pk", flat=True))
     if category is None:
         TagCategory.objects.filter(tag_id__in=existing).delete()
     else:
@@ -752,14 +755,27 @@ def assign_category(tag_ids: Iterable[int], category: ExtendedCategory | None) -
 
 def set_category(tag_ids: Iterable[int], category: ExtendedCategory | None, user, via: str = Via.PAGE) -> int:
     """Categorise tags by hand; their pending proposals are settled by the same decision (approved when they
-    proposed this category, rejected otherwise), through the review core so the audit has them."""
+    proposed this category, rejected otherwise), through the review core so the audit has them. All in one
+    transaction, so the decisions' deadlock retry is done here, for the whole (inside a caller's: its to retry)."""
     tag_ids = list(tag_ids)
-    with transaction.atomic():
-        updated = assign_category(tag_ids, category)
-        pending = CategoryProposal.objects.filter(tag_id__in=tag_ids, status=Status.PENDING)
-        for status, chosen in ((Status.APPROVED, pending.filter(category=category)), (Status.REJECTED, pending)):
-            ids = list(chosen.values_list("pk", flat=True))
-            review.decide(kind=REVIEW_KIND, ids=ids, status=status, user=user, via=via, only_pending=True)
+    attempts = 1 if connections["default"].in_atomic_block else review.DEADLOCK_RETRIES
+    for attempt in range(1, attempts + 1):
+        try:
+            with transaction.atomic():
+                return _set_category(tag_ids, category, user, via)
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != "40P01" or attempt == attempts:
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _set_category(tag_ids: list[int], category: ExtendedCategory | None, user, via: str) -> int:
+    updated = assign_category(tag_ids, category)
+    pending = CategoryProposal.objects.filter(tag_id__in=tag_ids, status=Status.PENDING)
+    for status, chosen in ((Status.APPROVED, pending.filter(category=category)), (Status.REJECTED, pending)):
+        ids = list(chosen.values_list("pk", flat=True))
+        review.decide(kind=REVIEW_KIND, ids=ids, status=status, user=user, via=via, only_pending=True)
     return updated
 
 
