@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 from tagsite.links import object_url
 from tagsite.models import Image, ImageTag, Job, Tag, TagAlias, TagImplication
-from tagsite.pagination import CappedCursorPagination
+from tagsite.pagination import CappedCursorPagination, TagCursorPagination
 from tagsite.services import tags as tag_service
 from tagsite.services.ingest import ImportRefused, UploadRejected, check_import_folder, store_upload
 from tagsite.services.jobs import request_cancel, start_job
@@ -234,6 +234,7 @@ class TagViewSet(
 
     permission_classes = [StaffModelPermissions]
     serializer_class = TagSerializer
+    pagination_class = TagCursorPagination  # a keyset on (usage count, name): every tag reachable, no OFFSET
     filterset_fields = ["danbooru_category"]
 
     def get_queryset(self):
@@ -269,12 +270,19 @@ class TagAliasSerializer(serializers.ModelSerializer):
             raise ValidationError({"non_field_errors": [str(exc)]}) from exc
 
 
+class AliasPagination(CappedCursorPagination):
+    """By antecedent (unique: a keyset with no OFFSET for ties), as admin lists them."""
+
+    ordering = "antecedent"
+
+
 class TagAliasViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
     """Aliases: `antecedent` is rewritten to the target tag. Chains are flattened, cycles rejected."""
 
     queryset = TagAlias.objects.select_related("tag")
     permission_classes = [StaffModelPermissions]
     serializer_class = TagAliasSerializer
+    pagination_class = AliasPagination
 
 
 class TagImplicationSerializer(serializers.ModelSerializer):
@@ -302,6 +310,7 @@ class TagImplicationViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, v
     queryset = TagImplication.objects.select_related("antecedent", "consequent")
     permission_classes = [StaffModelPermissions]
     serializer_class = TagImplicationSerializer
+    pagination_class = CappedCursorPagination  # newest first by id
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -324,10 +333,11 @@ class JobSerializer(serializers.ModelSerializer):
 
 
 class JobListSerializer(JobSerializer):
-    """A job in the list: its first errors (up to 200 entries each) are on its own URL, not repeated per job."""
+    """A job in the list: its first errors (up to 200 entries each) and its parameters (a write or merge job's
+    can list 100k image ids) are on its own URL, not repeated per job."""
 
     class Meta(JobSerializer.Meta):
-        fields = [name for name in JobSerializer.Meta.fields if name != "errors"]
+        fields = [name for name in JobSerializer.Meta.fields if name not in ("errors", "params")]
         read_only_fields = fields
 
 
@@ -349,10 +359,11 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Job.objects.select_related("created_by", "cancelled_by")
     serializer_class = JobSerializer
     filterset_fields = ["kind", "status"]
+    pagination_class = CappedCursorPagination  # newest first by id, every job reachable
 
     def get_queryset(self):
         jobs = super().get_queryset()
-        return jobs.defer("errors") if self.action == "list" else jobs
+        return jobs.defer("errors", "params") if self.action == "list" else jobs
 
     def get_serializer_class(self):
         return JobListSerializer if self.action == "list" else JobSerializer

@@ -84,6 +84,51 @@ def keyset_page(
     )
 
 
+TAG_ORDER = ("-usage_count", "name")  # most used first: the index `tag_usage_order` (name is unique: a total order)
+
+
+def tag_keyset_page(tags: QuerySet, size: int, after: int | None = None, before: int | None = None) -> KeysetPage:
+    """The page of `size` tags, most used first, that follows the tag `after`, or precedes the tag `before`, or
+    the first page; links by tag id, never an OFFSET. `tags` may be model objects or `values()` rows.
+
+    68k of 140k tags share a usage count of 0: a single `usage_count < u OR (usage_count = u AND name > n)` walks
+    every tag of the anchor's count before it. Two index ranges instead (the rest of the anchor's count by name,
+    then the lower counts), at most `size + 1` rows each, in one UNION ALL: a page 60,000 tags deep reads what
+    the first page reads.
+    """
+    from tagsite.models import Tag
+
+    ident = lambda row: row["id"] if isinstance(row, dict) else row.pk  # noqa: E731
+    tags = tags.order_by(*TAG_ORDER)
+    anchor_id = before if before is not None else after
+    anchor = Tag.objects.filter(pk=anchor_id).values_list("usage_count", "name").first() if anchor_id else None
+    if anchor is None:
+        rows = list(tags[: size + 1])
+        return KeysetPage(rows[:size], next_after=ident(rows[size - 1]) if len(rows) > size else None)
+    usage, name = anchor
+    if before is None:
+        same = tags.filter(usage_count=usage, name__gt=name).order_by("name")
+        rest = tags.filter(usage_count__lt=usage)
+        rows = list(same[: size + 1].union(rest[: size + 1], all=True).order_by(*TAG_ORDER)[: size + 1])
+        items = rows[:size]
+        return KeysetPage(
+            items,
+            next_after=ident(items[-1]) if len(rows) > size else None,
+            previous_before=ident(items[0]) if items else None,
+        )
+    same = tags.filter(usage_count=usage, name__lt=name).order_by("-name")
+    rest = tags.filter(usage_count__gt=usage).order_by("usage_count", "-name")
+    rows = list(same[: size + 1].union(rest[: size + 1], all=True).order_by("usage_count", "-name")[: size + 1])
+    if not rows:  # the tags before it have left the filter since: the first page
+        return tag_keyset_page(tags, size)
+    items = rows[:size][::-1]
+    return KeysetPage(
+        items,
+        next_after=ident(items[-1]) if items else None,
+        previous_before=ident(items[0]) if len(rows) > size else None,
+    )
+
+
 def keyset_slice(values: list[int], size: int, after: int | None = None, before: int | None = None) -> KeysetPage:
     """keyset_page's page, oldest first, of ascending values already read: a filter matching fewer than COUNT_CAP
     rows lists them once (the planner, expecting them spread evenly, would walk an index in order to find a rare
