@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib import messages
+from django.db.models import Prefetch
 from django.http import FileResponse, Http404, HttpResponseNotModified
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -16,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from tagsite.access import require
 from tagsite.links import object_url
-from tagsite.models import Image, Job
+from tagsite.models import Image, ImageTag, Job
 from tagsite.review.services import pending_about_image
 from tagsite.services.ingest import ImportRefused, check_import_folder
 from tagsite.services.jobs import request_cancel, start_job
@@ -70,7 +71,8 @@ def library(request):
 
 
 def image_detail(request, pk: int):
-    image = get_object_or_404(Image.objects.prefetch_related("image_tags__tag", "stages"), pk=pk)
+    links = ImageTag.objects.select_related("tag", "added_by")  # each tag's title names who added it
+    image = get_object_or_404(Image.objects.prefetch_related(Prefetch("image_tags", links), "stages"), pk=pk)
     metadata = comparison(image) if image.status == Image.Status.OK else None  # the file against tagsite
     proposals = pending_about_image(image.pk, request.user)
     return render(request, "tagsite/image_detail.html", {"image": image, "metadata": metadata, "proposals": proposals})
@@ -102,20 +104,37 @@ def import_server_folder(request):
 
 
 def jobs(request):
-    """The 50 newest jobs as plain rows (a template reads a dict key at once, a model attribute after a failed
-    lookup); errors are on each job's page."""
+    """Jobs, newest first, 50 a page with links by id (never OFFSET), as plain rows (a template reads a dict key
+    at once, a model attribute after a failed lookup); parameters and errors are on each job's page."""
     fields = ("id", "kind", "status", "total", "current", "message", "error_count", "started_at")
-    jobs = [{**job, "link": object_url("job-detail", job["id"])} for job in Job.objects.values(*fields)[:50]]
-    return render(request, "tagsite/jobs.html", {"jobs": jobs})
+    after, before = page_key(request.GET.get("after")), page_key(request.GET.get("before"))
+    page = keyset_page(Job.objects.only(*fields), 50, after=after, before=before)
+    jobs = [{**{name: getattr(job, name) for name in fields}, "link": object_url("job-detail", job.pk)} for job in page]
+    # only the newest page follows the API's first page live; an older one stays as it is
+    return render(request, "tagsite/jobs.html", {"jobs": jobs, "page": page, "live": after is None and before is None})
 
 
 def job_detail(request, pk: int):
     """One job: parameters, progress, timings, errors with what they are about, advice, and a cancel button."""
     job = get_object_or_404(Job.objects.select_related("created_by", "cancelled_by"), pk=pk)
     can_cancel = not job.finished and request.user.has_perm("tagsite.cancel_job")
-    context = {"job": job, "can_cancel": can_cancel, "timings": job_timings(job)}
+    context = {"job": job, "can_cancel": can_cancel, "timings": job_timings(job), "params": job_params(job.params)}
     context["audit_files"] = [name for name in AUDIT_FILES if (audit_folder(job.pk) / name).is_file()]
     return render(request, "tagsite/job_detail.html", context)
+
+
+PARAM_ITEMS = 20
+
+
+def job_params(params: dict) -> list[tuple[str, object]]:
+    """A job's parameters to show: a long list (a write or merge job's image ids, up to 100k) as its first
+    PARAM_ITEMS items and how many there are in all, not a page of numbers."""
+    shown = []
+    for key, value in params.items():
+        if isinstance(value, list) and len(value) > PARAM_ITEMS:
+            value = f"{', '.join(map(str, value[:PARAM_ITEMS]))}, … ({len(value):,} in all)"
+        shown.append((key, value))
+    return shown
 
 
 AUDIT_FILES = {"audit.jsonl": "application/x-ndjson", "summary.md": "text/markdown; charset=utf-8"}
