@@ -3,6 +3,7 @@ the same services as the merge screen; approve/reject actions through the review
 embedding spaces, and the similar tags on the tag page."""
 
 from django.contrib import admin, messages
+from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
@@ -12,6 +13,7 @@ from dedupe.models import EmbeddingSpace, MergeMember, MergeProposal, MustNotMer
 from tagsite.admin import LargeListAdmin, ReadOnlyAdmin, TagAdmin
 from tagsite.models import Proposal, Tag
 from tagsite.review.services import decide
+from tagsite.services.lists import tag_ids_by_prefix
 
 
 class MemberInline(admin.TabularInline):
@@ -120,8 +122,15 @@ class MergeProposalAdmin(LargeListAdmin):
 class MustNotMergeAdmin(LargeListAdmin):
     list_display = ["tag_a", "tag_b", "created_by", "created_at"]
     list_select_related = ["tag_a", "tag_b", "created_by"]
-    search_fields = ["tag_a__name", "tag_b__name"]
+    search_fields = ["tag_a__name", "tag_b__name"]  # by tag name or alias prefix, either side of the pair
     raw_id_fields = ["tag_a", "tag_b"]
+
+    def get_search_results(self, request, queryset, search_term):
+        """The tags are found first (by name or alias prefix), the pairs filtered by their ids."""
+        if not search_term.strip():
+            return queryset, False
+        tags = tag_ids_by_prefix(search_term)
+        return queryset.filter(Q(tag_a_id__in=tags) | Q(tag_b_id__in=tags)), False
 
 
 @admin.register(EmbeddingSpace)

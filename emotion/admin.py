@@ -5,7 +5,23 @@ from emotion.models import EmotionLabel, EmotionProposal, EmotionSynonym, Face, 
 from emotion.services import KIND
 from tagsite.admin import IMAGE_LIST_DEFER, LargeListAdmin, ReadOnlyAdmin, related_defer
 from tagsite.links import object_url
+from tagsite.models import Image
 from tagsite.review.services import decide
+from tagsite.services.lists import COUNT_CAP
+
+
+class ImagePathSearch:
+    """Search by part of an image's path: the images are found first (at most 1,000) and the rows filtered by
+    their ids, not a match of every row's joined path."""
+
+    search_fields = ["image__path"]
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        images = list(Image.objects.filter(path__contains=term).values_list("pk", flat=True)[:COUNT_CAP])
+        return queryset.filter(image_id__in=images), False
 
 
 class SynonymInline(admin.TabularInline):
@@ -43,20 +59,18 @@ def crop_html(face_id: int, size: int = 64) -> str:
 
 
 @admin.register(ImageEmotion)
-class ImageEmotionAdmin(LargeListAdmin, ReadOnlyAdmin):
+class ImageEmotionAdmin(ImagePathSearch, LargeListAdmin, ReadOnlyAdmin):
     list_display = ["image", "producer", "outcome", "detail", "created_at"]
     list_filter = ["outcome", "producer"]
     list_select_related = ["image", "producer"]
     list_defer = related_defer("image", IMAGE_LIST_DEFER)
-    search_fields = ["image__path"]
 
 
 @admin.register(Face)
-class FaceAdmin(LargeListAdmin, ReadOnlyAdmin):
+class FaceAdmin(ImagePathSearch, LargeListAdmin, ReadOnlyAdmin):
     list_display = ["crop", "image", "index", "x", "y", "width", "height", "detection_confidence", "note"]
     list_select_related = ["image"]
     list_defer = ("probabilities", *related_defer("image", IMAGE_LIST_DEFER))
-    search_fields = ["image__path"]
 
     @admin.display(description="face")
     def crop(self, face: Face) -> str:
@@ -64,13 +78,12 @@ class FaceAdmin(LargeListAdmin, ReadOnlyAdmin):
 
 
 @admin.register(EmotionProposal)
-class EmotionProposalAdmin(LargeListAdmin):
+class EmotionProposalAdmin(ImagePathSearch, LargeListAdmin):
     list_display = ["crop", "image", "label", "proposed_label", "confidence", "producer", "status", "decided_by", "via"]
     list_filter = ["status", "label", "producer"]
     list_select_related = ["face", "image", "producer", "decided_by"]
     list_prefetch_related = ("label", "proposed_label")  # seven labels: no joins to plan
     list_defer = ("face__probabilities", *related_defer("image", IMAGE_LIST_DEFER))
-    search_fields = ["image__path"]
     raw_id_fields = ["face", "image", "job"]
     # Decisions go through the actions (the review core), never through an edited status.
     readonly_fields = [

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from psycopg.errors import DeadlockDetected
 
 from categorization import services
-from categorization.models import CategoryProposal, ExtendedCategory, TagCategory
+from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory, TagCategory
 from tagsite.models import Proposal, Tag
 from tests.categorization.conftest import category_of, chat_producer
 
@@ -91,3 +91,15 @@ def test_set_category_retries_its_transaction_on_a_deadlock(django_user_model):
         CategoryProposal.objects.get(tag=tags[1]).category == chosen
     )
     assert TagCategory.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_cached_answers_are_searched_by_name_prefix(admin_client):
+    category = ExtendedCategory.objects.first()
+    CachedAnswer.objects.bulk_create(
+        CachedAnswer(tag_name=name, category=category, model="m", prompt_version="v", confidence=0.5)
+        for name in ("long_hair", "short_hair", "long_sleeves", "so_long")
+    )
+    found = admin_client.get("/admin/categorization/cachedanswer/", {"q": "Long "}).context["cl"]  # not so_long
+    assert sorted(answer.tag_name for answer in found.result_list) == ["long_hair", "long_sleeves"]
+    assert admin_client.get("/admin/categorization/cachedanswer/", {"q": " "}).context["cl"].result_count == 4

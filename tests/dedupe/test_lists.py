@@ -6,7 +6,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from dedupe import services
-from dedupe.models import MergeMember, MergeProposal
+from dedupe.models import MergeMember, MergeProposal, MustNotMerge
 from tagsite.models import Image, ImageTag, Producer
 from tests.dedupe.conftest import make_tags
 
@@ -63,3 +63,14 @@ def test_thumbnails_are_each_tags_newest_images_with_a_thumbnail():
     }
     assert found[cat.pk][0].thumbnail_url.endswith(f"?v={images[5].sha256[:16]}")
     assert services.thumbnails([]) == {}
+
+
+def test_must_not_merge_admin_search_finds_the_tags_first(admin_client):
+    cat, dog, bird = make_tags("cat", "dog", "bird")
+    MustNotMerge.objects.create(tag_a=cat, tag_b=dog)
+    MustNotMerge.objects.create(tag_a=bird, tag_b=cat)
+    with CaptureQueriesContext(connection) as captured:
+        answer = admin_client.get("/admin/dedupe/mustnotmerge/", {"q": "do"})
+    assert answer.status_code == 200 and answer.context["cl"].result_count == 1
+    assert not [query["sql"] for query in captured if "mustnotmerge" in query["sql"] and "LIKE" in query["sql"]]
+    assert admin_client.get("/admin/dedupe/mustnotmerge/", {"q": "cat"}).context["cl"].result_count == 2

@@ -90,3 +90,13 @@ def test_the_export_is_each_images_largest_faces_newest_label_by_path(admin_clie
         expected[3],
     ]
     assert newer.image_id == first.image_id and second.status == "approved"
+
+
+@pytest.mark.parametrize("model", ["emotionproposal", "face", "imageemotion"])
+def test_admin_searches_find_the_images_first(admin_client, model):
+    faces(3)
+    with CaptureQueriesContext(connection) as captured:
+        answer = admin_client.get(f"/admin/emotion/{model}/", {"q": "/9998."})
+    assert answer.status_code == 200 and answer.context["cl"].result_count == 1
+    assert not [query["sql"] for query in captured if "emotion_" in query["sql"] and "LIKE" in query["sql"]]
+    assert admin_client.get(f"/admin/emotion/{model}/", {"q": "nowhere"}).context["cl"].result_count == 0
