@@ -3,7 +3,7 @@
 
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import permissions, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
@@ -65,7 +65,7 @@ class ProposalSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.ChoiceField(choices=Proposal.Status.choices)
     confidence = serializers.FloatField()
-    producer = ProducerSerializer()
+    producer = serializers.SerializerMethodField()
     job = serializers.IntegerField(source="job_id", allow_null=True)
     created_at = serializers.DateTimeField()
     decided_by = serializers.CharField(source="decided_by.username", read_only=True, allow_null=True)
@@ -75,6 +75,14 @@ class ProposalSerializer(serializers.Serializer):
 
     def get_subject(self, proposal) -> dict:
         return self.context["kind"].describe(proposal)
+
+    @extend_schema_field(ProducerSerializer)
+    def get_producer(self, proposal) -> dict:
+        """Each producer serialized once per list: a page's 50 rows have one or two."""
+        seen = self.context.setdefault("producers", {})
+        if proposal.producer_id not in seen:
+            seen[proposal.producer_id] = ProducerSerializer(proposal.producer).data
+        return seen[proposal.producer_id]
 
 
 class ReviewQuerySerializer(serializers.Serializer):
