@@ -7,6 +7,7 @@ from django.conf import settings
 
 from emotion.models import EmotionProposal
 from emotion.services import IMAGE_PROMPT_VERSION
+from tagsite.admin import IMAGE_LIST_DEFER, related_defer
 from tagsite.models import ImageTag, Proposal
 from tagsite.review import ReviewKind
 from tagsite.services.tags import Tagging, get_or_create_tags, tag_images, untag_images
@@ -25,6 +26,7 @@ class EmotionLabels(ReviewKind):
     label = "emotion labels"
     screen = "emotion-review"
     related = ("image", "label", "proposed_label", "face")
+    deferred = related_defer("image", IMAGE_LIST_DEFER)  # sidecars, metadata...: only the image's path is read
     subject_fields = ("image", "label")
 
     def apply(self, proposals: list[EmotionProposal], user) -> None:

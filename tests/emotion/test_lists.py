@@ -42,7 +42,10 @@ def queries(client, url: str) -> tuple[int, list[str], bytes]:
     return len(captured), [query["sql"] for query in captured], body
 
 
-@pytest.mark.parametrize("url", ["/emotion/", "/emotion/?label=happy", "/api/emotions/export.csv?all=1"])
+@pytest.mark.parametrize(
+    "url",
+    ["/emotion/", "/emotion/?label=happy", "/api/emotions/export.csv?all=1", "/api/review/emotion/?status=pending"],
+)
 def test_the_same_queries_for_5_and_50_faces_without_heavy_image_columns(admin_client, url):
     faces(5)
     few, _, _ = queries(admin_client, url)
