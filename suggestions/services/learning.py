@@ -1,10 +1,13 @@
 """Learning from review: precision per model and label, and thresholds that reach a target precision."""
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from statistics import NormalDist
+
+from django.db.models import Count, Min, Q
 
 from suggestions.models import (
     MLModelVersion,
@@ -12,14 +15,21 @@ from suggestions.models import (
 )
 from suggestions.services.install import read_labels
 from suggestions.services.run import threshold_vector
+from tagsite.models import Tag
 
 CONFIDENCE_LEVEL = 0.95  # one-sided: how sure a recommendation must be that the target precision holds
 TURN_OFF_BELOW = 0.5  # a label whose approval rate is below this even at the optimistic bound is turned off
 
 
+@functools.cache
+def z_score(confidence: float) -> float:
+    """The normal quantile of a confidence level: the report asks it for every step of every label."""
+    return NormalDist().inv_cdf(confidence)
+
+
 def wilson_bounds(approved: int, decided: int, confidence: float = CONFIDENCE_LEVEL) -> tuple[float, float]:
     """One-sided Wilson score bounds of an approval rate: wide for a few decisions, narrow for many."""
-    z = NormalDist().inv_cdf(confidence)
+    z = z_score(confidence)
     rate, spread = approved / decided, z * z / decided
     centre = rate + spread / 2
     margin = z * math.sqrt(rate * (1 - rate) / decided + spread / (4 * decided))
@@ -67,7 +77,11 @@ def recommend_threshold(
     Never a raise for a label whose precision at the current threshold already reaches the target:
     raising it would only drop correct tags (the all-approved label raised to its lowest score).
     """
-    steps = threshold_steps(outcomes, confidence)
+    return recommend_from_steps(threshold_steps(outcomes, confidence), target_precision, current)
+
+
+def recommend_from_steps(steps: list[ThresholdStep], target_precision: float, current: float) -> float | None:
+    """recommend_threshold on a label's steps already computed."""
     reaching = [step.threshold for step in steps if step.lower >= target_precision]
     if not reaching:
         return None
@@ -106,21 +120,29 @@ def review_report(
     target_precision: float = 0.9,
     confidence: float = CONFIDENCE_LEVEL,
 ) -> list[TagPrecision]:
-    """Per model version and label: decisions, precision at the current threshold with its bound, a recommendation."""
-    suggestions = TagSuggestion.objects.all()
+    """Per model version and label: decisions, precision at the current threshold with its bound, a recommendation.
+
+    Labels and their pending suggestions (most of a million) are counted in SQL; only decided ones, the evidence,
+    come to Python, and tag names are read for the labels' tags alone."""
+    suggestions = TagSuggestion.objects.order_by()  # no default ordering: it joins and sorts every image
     if models is not None:
-        suggestions = suggestions.filter(model_version__in=list(models))
+        suggestions = suggestions.filter(model_version__in=[model.pk for model in models])
     decided: dict[tuple[int, str], list[tuple[float, bool]]] = defaultdict(list)
-    names: dict[tuple[int, str], str] = {}
+    tags: dict[tuple[int, str], int] = {}
     pending: dict[tuple[int, str], int] = defaultdict(int)
-    rows = suggestions.values_list("model_version_id", "external_tag", "tag__name", "confidence", "status")
-    for model_id, label, tag_name, score, status in rows.iterator():
-        key = (model_id, label)
-        names.setdefault(key, tag_name)
-        if status == TagSuggestion.Status.PENDING:
-            pending[key] += 1
-        elif status in (TagSuggestion.Status.APPROVED, TagSuggestion.Status.REJECTED):  # a rule's approval is no
-            decided[key].append((score, status == TagSuggestion.Status.APPROVED))  # evidence of precision
+    labels = suggestions.values("model_version_id", "external_tag").annotate(
+        tag=Min("tag_id"), waiting=Count("pk", filter=Q(status=TagSuggestion.Status.PENDING))
+    )
+    for model_id, label, tag_id, count in labels.values_list("model_version_id", "external_tag", "tag", "waiting"):
+        tags[model_id, label], pending[model_id, label] = tag_id, count
+    # a rule's approval is no evidence of precision
+    outcomes = suggestions.filter(status__in=[TagSuggestion.Status.APPROVED, TagSuggestion.Status.REJECTED])
+    for model_id, label, score, status in outcomes.values_list(
+        "model_version_id", "external_tag", "confidence", "status"
+    ).iterator():
+        decided[model_id, label].append((score, status == TagSuggestion.Status.APPROVED))
+    tag_names = dict(Tag.objects.filter(pk__in=set(tags.values())).values_list("pk", "name"))
+    names = {key: tag_names[tag_id] for key, tag_id in tags.items()}
     versions = MLModelVersion.objects.in_bulk({model_id for model_id, _ in names})
     thresholds = {pk: label_thresholds(version) for pk, version in versions.items()}
     report = []
@@ -128,8 +150,9 @@ def review_report(
         outcomes = decided.get((model_id, label), [])
         disabled = label in versions[model_id].disabled_labels
         threshold = float(thresholds[model_id].get(label, 0.0))
-        now = step_at(threshold_steps(outcomes, confidence), threshold)
-        recommended = None if disabled else recommend_threshold(outcomes, target_precision, threshold, confidence)
+        steps = threshold_steps(outcomes, confidence)
+        now = step_at(steps, threshold)
+        recommended = None if disabled else recommend_from_steps(steps, target_precision, threshold)
         report.append(
             TagPrecision(
                 model_version=versions[model_id],
