@@ -33,8 +33,14 @@ class LabelSourceFilter(ValuesFilter):
     parameter_name = "source"
 
     def values(self):
-        sources = MLModelVersion.objects.order_by("label_source").values_list("label_source", flat=True)
-        return [(source, source) for source in dict.fromkeys(sources)]
+        return [(source, source) for source in services.label_sources()]
+
+
+class ModelVersionFilter(admin.RelatedFieldListFilter):
+    """The model versions by name, without loading each one's per-label thresholds."""
+
+    def field_choices(self, field, request, model_admin):
+        return [(version.pk, str(version)) for version in MLModelVersion.objects.only("name", "version")]
 
 
 class HeldSourceFilter(LabelSourceFilter):
@@ -76,14 +82,14 @@ class TagMappingAdmin(LargeListAdmin):
 
 
 @admin.register(UnmappedTag)
-class UnmappedTagAdmin(ReviewActions, admin.ModelAdmin):
+class UnmappedTagAdmin(ReviewActions, LargeListAdmin):
     list_display = ["external_tag", "source", "category", "waiting", "first_seen"]
-    list_filter = ["source", "category"]
+    list_filter = [LabelSourceFilter, "category"]
     search_fields = ["external_tag"]
     actions = ["map_same_name", "ignore"]
 
     def get_queryset(self, request):
-        return services.worklist()
+        return super().get_queryset(request).annotate(waiting=services.images_waiting())
 
     @admin.display(ordering="waiting", description="images waiting")
     def waiting(self, entry):
@@ -102,7 +108,7 @@ class UnmappedTagAdmin(ReviewActions, admin.ModelAdmin):
 @admin.register(TagSuggestion)
 class TagSuggestionAdmin(ReviewActions, LargeListAdmin):
     list_display = ["thumb", "tag", "external_tag", "confidence", "model_version", "status", "decided_by", "via"]
-    list_filter = ["status", "model_version", "category"]
+    list_filter = ["status", ("model_version", ModelVersionFilter), "category"]
     search_fields = ["tag__name"]  # by tag name or alias prefix: LargeListAdmin
     tag_search = "tag"
     ordering = ["-id"]  # newest first through the primary key, not a sort of a million rows
@@ -130,7 +136,7 @@ class TagSuggestionAdmin(ReviewActions, LargeListAdmin):
 @admin.register(HeldPrediction)
 class HeldPredictionAdmin(LargeListAdmin, ReadOnlyAdmin):
     list_display = ["unmapped", "image", "model_version", "confidence"]
-    list_filter = ["model_version", HeldSourceFilter]
+    list_filter = [("model_version", ModelVersionFilter), HeldSourceFilter]
     search_fields = ["unmapped__external_tag", "image__path"]
     list_select_related = ["unmapped", "image", "model_version"]
     list_defer = (*related_defer("image", IMAGE_LIST_DEFER), *related_defer("model_version", MODEL_VERSION_LIST_DEFER))
@@ -139,7 +145,7 @@ class HeldPredictionAdmin(LargeListAdmin, ReadOnlyAdmin):
 @admin.register(ImageRun)
 class ImageRunAdmin(LargeListAdmin, ReadOnlyAdmin):
     list_display = ["image", "model_version", "rating", "created_at"]
-    list_filter = ["model_version", RatingFilter]
+    list_filter = [("model_version", ModelVersionFilter), RatingFilter]
     search_fields = ["image__path"]
     list_select_related = ["image", "model_version"]
     list_defer = (*related_defer("image", IMAGE_LIST_DEFER), *related_defer("model_version", MODEL_VERSION_LIST_DEFER))

@@ -2,9 +2,12 @@
 accepting (edited) VLM texts."""
 
 from django.db import transaction
+from django.db.models import Q
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import Cursor
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -18,6 +21,7 @@ from tagsite.models import Image, Proposal
 from tagsite.pagination import CappedCursorPagination
 from tagsite.review import services as review
 from tagsite.review.api import CanReview
+from tagsite.services.lists import capped_count
 from tagsite.services.writeback import select_images
 from tagsite.writeback_web import job_answer
 
@@ -84,10 +88,64 @@ class DecisionResultSerializer(serializers.Serializer):
 
 
 class QueuePagination(CappedCursorPagination):
-    """The queue's order (oldest image first, each image's tags by category and confidence) in keyset pages:
-    `?cursor=` links by image id, so page 900 reads what page 1 does instead of skipping rows with OFFSET."""
+    """The queue's order (oldest image first, each image's tags by category and confidence) in keyset pages: a
+    `?cursor=` holds the last row's whole sort key, so page 900 reads what page 1 does, and deciding rows between
+    two pages skips none (DRF's own cursor keys on the image id alone and steps through an image's rows by OFFSET,
+    which shifts when rows before it leave the queue)."""
 
     ordering = ("image_id", "category", "-confidence", "id")
+    key_types = (int, int, float, int)
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.request, self.base_url = request, request.build_absolute_uri()
+        self.count, self.count_capped = capped_count(queryset)
+        cursor = self.decode_cursor(request)
+        key, backwards = (self._key(cursor.position), cursor.reverse) if cursor else (None, False)
+        size = self.get_page_size(request)
+        flipped = [field[1:] if field.startswith("-") else f"-{field}" for field in self.ordering]
+        order = flipped if backwards else self.ordering
+        if key is not None:
+            queryset = queryset.filter(self._past(key, backwards))
+        rows = list(queryset.order_by(*order)[: size + 1])
+        more = len(rows) > size
+        items = rows[:size][::-1] if backwards else rows[:size]
+        self.next_key = self._position(items[-1]) if items and (backwards or more) else None
+        self.previous_key = self._position(items[0]) if items and (more if backwards else key is not None) else None
+        self.display_page_controls = bool(self.next_key or self.previous_key)
+        return items
+
+    def _key(self, position: str | None) -> tuple | None:
+        try:
+            values = (position or "").split(":")
+            return tuple(kind(value) for kind, value in zip(self.key_types, values, strict=True)) if position else None
+        except ValueError:
+            raise NotFound(self.invalid_cursor_message) from None
+
+    def _position(self, suggestion) -> str:
+        return ":".join(repr(getattr(suggestion, field.removeprefix("-"))) for field in self.ordering)
+
+    def _past(self, key: tuple, backwards: bool) -> Q:
+        """Rows after `key` in the order (before it `backwards`): the first field as a range the (status, image)
+        index serves, the rest compared in order within the key's image."""
+        fields = [field.removeprefix("-") for field in self.ordering]
+        later = Q()
+        for index, field in enumerate(self.ordering):
+            ascending = not field.startswith("-")
+            lookup = "gt" if ascending != backwards else "lt"
+            later |= Q(
+                **dict(zip(fields[:index], key[:index], strict=True)), **{f"{fields[index]}__{lookup}": key[index]}
+            )
+        return Q(**{f"{fields[0]}__{'lte' if backwards else 'gte'}": key[0]}) & later
+
+    def get_next_link(self):
+        if self.next_key is None:
+            return None
+        return self.encode_cursor(Cursor(offset=0, reverse=False, position=self.next_key))
+
+    def get_previous_link(self):
+        if self.previous_key is None:
+            return None
+        return self.encode_cursor(Cursor(offset=0, reverse=True, position=self.previous_key))
 
 
 class TagSuggestionViewSet(viewsets.ReadOnlyModelViewSet):
@@ -181,12 +239,28 @@ class MLModelVersionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MLModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
-    """Installed tagger versions (install with `manage.py install_model`)."""
+class MLModelVersionListSerializer(MLModelVersionSerializer):
+    """The list's: per-label thresholds (up to thousands a version) only in a version's own answer."""
 
-    queryset = MLModelVersion.objects.all()
+    class Meta(MLModelVersionSerializer.Meta):
+        fields = [field for field in MLModelVersionSerializer.Meta.fields if field != "tag_thresholds"]
+        read_only_fields = fields
+
+
+class MLModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
+    """Installed tagger versions (install with `manage.py install_model`); a version's per-label thresholds are
+    in its own answer (`/api/model-versions/{id}/`), not in the list."""
+
     serializer_class = MLModelVersionSerializer
     filterset_fields = ["name", "active"]
+
+    def get_queryset(self):
+        if self.action == "list":
+            return MLModelVersion.objects.defer("tag_thresholds", "disabled_labels")
+        return MLModelVersion.objects.all()
+
+    def get_serializer_class(self):
+        return MLModelVersionListSerializer if self.action == "list" else MLModelVersionSerializer
 
 
 class UnmappedTagSerializer(serializers.ModelSerializer):
@@ -198,10 +272,37 @@ class UnmappedTagSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class WorklistPagination(CappedCursorPagination):
+    """The worklist's order (most waited on first) in keyset pages: a `?cursor=` holds the last entry's sort key
+    (`services.worklist_page`), where DRF's own cursor would key on the count alone and step through ties by OFFSET.
+    Its own, not the project default: the order is not by id."""
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.request, self.base_url = request, request.build_absolute_uri()
+        self.count, self.count_capped = capped_count(queryset)
+        cursor = self.decode_cursor(request)
+        position = cursor.position if cursor else None
+        backwards = bool(cursor and cursor.reverse)
+        self.keyset = services.worklist_page(
+            queryset, self.get_page_size(request), None if backwards else position, position if backwards else None
+        )
+        self.display_page_controls = self.keyset.has_other_pages
+        return self.keyset.items
+
+    def get_next_link(self):
+        after = self.keyset.next_after
+        return None if after is None else self.encode_cursor(Cursor(offset=0, reverse=False, position=after))
+
+    def get_previous_link(self):
+        before = self.keyset.previous_before
+        return None if before is None else self.encode_cursor(Cursor(offset=0, reverse=True, position=before))
+
+
 class UnmappedTagViewSet(viewsets.ReadOnlyModelViewSet):
     """The worklist of labels predicted without a mapping, most waited on first."""
 
     serializer_class = UnmappedTagSerializer
+    pagination_class = WorklistPagination
 
     def get_queryset(self):
         query = WorklistFilterSerializer(data=self.request.query_params)
@@ -241,18 +342,20 @@ class TextAccept(APIView):
             if len(edits[pk]) > Image._meta.get_field("title").max_length:
                 return Response({"detail": f"title #{pk} is longer than 255 characters"}, status=400)
         ids = [item["id"] for item in data.validated_data["items"]]
+        # The edits first, committed on their own: a pending proposal's text is the moderator's to edit whatever the
+        # decision does, and decide() outside a transaction of ours retries a deadlock.
         with transaction.atomic():
             pending = TextProposal.objects.select_for_update().filter(
                 pk__in=list(edits), status=Proposal.Status.PENDING
             )
-            for proposal in pending:
-                if proposal.text != edits[proposal.pk]:
-                    proposal.text = edits[proposal.pk]
-                    proposal.save(update_fields=["text"])
-            outcome = review.decide(
-                kind="textproposal", ids=ids, status=Proposal.Status.APPROVED, user=request.user,
-                via=data.validated_data["via"],
-            )  # fmt: skip
+            edited = [proposal for proposal in pending.only("text") if proposal.text != edits[proposal.pk]]
+            for proposal in edited:
+                proposal.text = edits[proposal.pk]
+            TextProposal.objects.bulk_update(edited, ["text"])
+        outcome = review.decide(
+            kind="textproposal", ids=ids, status=Proposal.Status.APPROVED, user=request.user,
+            via=data.validated_data["via"],
+        )  # fmt: skip
         return Response(outcome.as_json())
 
 

@@ -4,8 +4,6 @@ from collections import defaultdict
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.paginator import Paginator
-from django.db.models import Q
 from django.shortcuts import redirect, render
 
 from suggestions import services
@@ -21,7 +19,7 @@ from suggestions.models import MLModelVersion, TagSuggestion, TextProposal, Unma
 from tagsite.access import require
 from tagsite.links import object_url
 from tagsite.models import Image, Tag
-from tagsite.services.lists import count_label, keyset_page, page_key
+from tagsite.services.lists import capped_count, count_label, keyset_slice, page_key
 
 CATEGORY_ORDER = [Tag.DanbooruCategory.CHARACTER, Tag.DanbooruCategory.COPYRIGHT, Tag.DanbooruCategory.ARTIST]
 REVIEW = "suggestions.review_tagsuggestion"
@@ -81,7 +79,7 @@ def review_queue(request):
             "threshold": settings.SUGGESTIONS_DEFAULT_THRESHOLDS["general"] + 0.15,
             "can_review": request.user.has_perm(REVIEW),
             "show_similar": request.user.is_staff,
-            "active_models": MLModelVersion.objects.filter(active=True),
+            "active_models": MLModelVersion.objects.filter(active=True).only("name", "version"),
         },
     )
 
@@ -105,12 +103,24 @@ def unmapped(request):
             messages.success(request, f"{count} label{'s' if count != 1 else ''}: {action.replace('_', ' ')}")
         return redirect(request.get_full_path())
     source = page_query(request, WorklistFilterSerializer)["source"]
-    page = Paginator(services.worklist(source or None), 100).get_page(request.GET.get("page"))
-    sources = UnmappedTag.objects.order_by("source").values_list("source", flat=True).distinct()
+    after, before = request.GET.get("after"), request.GET.get("before")
+    page = services.worklist_page(services.worklist(source or None), 100, after, before)
+    count, capped = capped_count(UnmappedTag.objects.filter(source=source) if source else UnmappedTag.objects.all())
+    query = request.GET.copy()
+    for key in ("after", "before", "page"):
+        query.pop(key, None)
     return render(
         request,
         "suggestions/unmapped.html",
-        {"page": page, "source": source, "sources": sources, "can_review": request.user.has_perm(REVIEW)},
+        {
+            "page": page,
+            "count": count_label(count, capped),
+            "count_number": count,
+            "query": query.urlencode(),
+            "source": source,
+            "sources": services.label_sources(),
+            "can_review": request.user.has_perm(REVIEW),
+        },
     )
 
 
@@ -171,16 +181,17 @@ TEXT_REVIEW = "suggestions.review_textproposal"
 def text_review(request):
     """The VLM stages' review screen: per image (large), each field's pending proposal editable in place, keyword
     chips, "Apply metadata"; keyset pages of images with pending texts or VLM keywords (`?producer=` narrows)."""
+    vlm = list(MLModelVersion.objects.filter(kind=MLModelVersion.Kind.VLM).values_list("pk", flat=True))
     texts = TextProposal.objects.filter(status=TextProposal.Status.PENDING)
-    keywords = TagSuggestion.objects.filter(
-        status=TagSuggestion.Status.PENDING, model_version__kind=MLModelVersion.Kind.VLM
-    )
+    keywords = TagSuggestion.objects.filter(status=TagSuggestion.Status.PENDING, model_version__in=vlm)
     if (producer := request.GET.get("producer", "")).isdigit():
         texts, keywords = texts.filter(producer_id=producer), keywords.filter(producer_id=producer)
-    images = Image.objects.filter(Q(pk__in=texts.values("image_id")) | Q(pk__in=keywords.values("image_id")))
     after, before = page_key(request.GET.get("after")), page_key(request.GET.get("before"))
-    page = keyset_page(images, 12, after=after, before=before, oldest_first=True)
-    ids = [image.pk for image in page]
+    # each table's next image ids off its pending index, merged: the union's page is among each one's first 13
+    ids = sorted({pk for rows in (texts, keywords) for pk in _next_image_ids(rows, 12 + 1, after, before)})
+    page = keyset_slice(ids, 12, after=after, before=before)
+    ids = page.items
+    images = Image.objects.only("path", "sha256", "thumbnail", *TextProposal.Field.values).in_bulk(ids)
     by_image: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for proposal in texts.filter(image_id__in=ids).select_related("producer").order_by("pk"):
         by_image[proposal.image_id][proposal.field].append(proposal)
@@ -192,11 +203,12 @@ def text_review(request):
         chips[image_id].append({"pk": pk, "label": label, "tag": tag, "display": display, "confidence": confidence})
     cards = [
         {
-            "image": image,
-            "fields": [(name, getattr(image, name), by_image[image.pk][name]) for name in TextProposal.Field.values],
-            "keywords": chips[image.pk],
+            "image": images[pk],
+            "fields": [(name, getattr(images[pk], name), by_image[pk][name]) for name in TextProposal.Field.values],
+            "keywords": chips[pk],
         }
-        for image in page
+        for pk in ids
+        if pk in images
     ]
     query = request.GET.copy()
     for key in ("after", "before"):
@@ -212,3 +224,13 @@ def text_review(request):
             "can_write": request.user.has_perm("tagsite.write_metadata"),
         },
     )
+
+
+def _next_image_ids(proposals, size: int, after: int | None, before: int | None) -> list[int]:
+    """The `size` image ids of pending proposals next past `after` (or before `before`), in key order."""
+    ids = proposals.values_list("image_id", flat=True).distinct()
+    if before is not None:
+        return list(ids.filter(image_id__lt=before).order_by("-image_id")[:size])
+    if after is not None:
+        ids = ids.filter(image_id__gt=after)
+    return list(ids.order_by("image_id")[:size])

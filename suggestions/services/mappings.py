@@ -7,9 +7,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from suggestions.models import (
+    HeldPrediction,
     MLModelVersion,
     TagMapping,
     TagSuggestion,
@@ -17,6 +19,7 @@ from suggestions.models import (
 )
 from suggestions.services.review import Candidate, create_suggestions
 from tagsite.models import Image, Tag
+from tagsite.services.lists import KeysetPage, page_key
 from tagsite.services.tags import get_or_create_tags, resolve_names
 
 
@@ -133,14 +136,68 @@ def resolve_worklist(entries: Iterable[UnmappedTag], action: str, tag_name: str 
     return len(entries)
 
 
+def images_waiting() -> Coalesce:
+    """An entry's images waiting, counted for the rows a list shows (on the held predictions' unique index)
+    instead of grouping every held prediction."""
+    held = HeldPrediction.objects.filter(unmapped=OuterRef("pk")).order_by().values("unmapped")
+    return Coalesce(Subquery(held.annotate(images=Count("image", distinct=True)).values("images")), 0)
+
+
+def label_sources() -> list[str]:
+    """The label sources of the installed models (worklist entries are theirs), without a DISTINCT over entries."""
+    sources = MLModelVersion.objects.order_by("label_source").values_list("label_source", flat=True)
+    return list(dict.fromkeys(sources))
+
+
+WORKLIST_ORDER = ("-waiting", "external_tag", "pk")
+
+
 def worklist(source: str | None = None) -> QuerySet[UnmappedTag]:
     """Unmapped labels, the most predicted first, with how many images wait on each."""
-    entries = UnmappedTag.objects.annotate(
-        waiting=Count("predictions__image", distinct=True), predictions_count=Count("predictions")
-    )
+    entries = UnmappedTag.objects.annotate(waiting=Count("predictions__image", distinct=True))
     if source:
         entries = entries.filter(source=source)
-    return entries.order_by("-waiting", "external_tag")
+    return entries.order_by(*WORKLIST_ORDER)
+
+
+def worklist_key(entry: UnmappedTag) -> str:
+    """A page link's position: the entry's whole sort key, so the link holds when the entry itself is resolved."""
+    return f"{entry.waiting}:{entry.pk}:{entry.external_tag}"
+
+
+def parse_worklist_key(value: str | None) -> tuple[int, int, str] | None:
+    """(waiting, id, label) of a page link, or None for a missing or malformed one (the first page)."""
+    waiting, pk, label = (value or "").split(":", 2) if (value or "").count(":") >= 2 else ("", "", "")
+    if not (page_key(waiting) is not None and page_key(pk) is not None and label):
+        return None
+    return int(waiting), int(pk), label
+
+
+def worklist_page(
+    entries: QuerySet[UnmappedTag], size: int, after: str | None = None, before: str | None = None
+) -> KeysetPage:
+    """A keyset page of `worklist()` past the `after` key (or before `before`): no OFFSET, links by sort key."""
+    key, forward = parse_worklist_key(before), False
+    if key is None:
+        key, forward = parse_worklist_key(after), True
+    if key is not None:
+        waiting, pk, label = key
+        more, ahead = ("lt", "gt") if forward else ("gt", "lt")
+        entries = entries.filter(
+            Q(**{f"waiting__{more}": waiting})
+            | Q(waiting=waiting, **{f"external_tag__{ahead}": label})
+            | Q(waiting=waiting, external_tag=label, **{f"pk__{ahead}": pk})
+        )
+    if not forward:
+        entries = entries.reverse()
+    rows = list(entries[: size + 1])
+    items = rows[:size] if forward else rows[:size][::-1]
+    more_rows = len(rows) > size
+    return KeysetPage(
+        items,
+        next_after=worklist_key(items[-1]) if items and (more_rows or not forward) else None,
+        previous_before=worklist_key(items[0]) if items and (key is not None if forward else more_rows) else None,
+    )
 
 
 MAPPING_COLUMNS = ("danbooru_tag", "internal_tag_title", "action")

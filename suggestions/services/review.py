@@ -93,7 +93,9 @@ def review_queue(
 ) -> QuerySet[TagSuggestion]:
     """The queue's suggestions (the API pages them, oldest image first), filters resolved to ids."""
     suggestions, _ = _queue(status, model, tag, min_confidence, max_confidence)
-    return suggestions.select_related("tag", "model_version")
+    # each row names its model version: not with the version's per-label thresholds (thousands) joined to it
+    heavy = [f"model_version__{field}" for field in ("thresholds", "tag_thresholds", "disabled_labels")]
+    return suggestions.select_related("tag", "model_version").defer(*heavy)
 
 
 @dataclass
