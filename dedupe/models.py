@@ -70,7 +70,11 @@ class MergeProposal(Proposal):
     class Meta:
         ordering = ["-confidence", "-id"]
         permissions = [("review_mergeproposal", "Can approve or reject tag merge proposals")]
-        indexes = [models.Index(fields=["status", "producer"])]
+        indexes = [
+            models.Index(fields=["status", "producer"]),
+            # The merge screen's keyset pages, most confident first: a page reads its rows from the anchor on.
+            models.Index(fields=["status", "-confidence", "-id"], name="merge_review_order"),
+        ]
 
     def __str__(self) -> str:
         return f"merge into {self.representative_name} ({self.status})"

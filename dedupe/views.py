@@ -14,33 +14,81 @@ from dedupe.tasks import start_dedupe
 from tagsite.access import permission_required, require
 from tagsite.models import Proposal, Tag
 from tagsite.review import services as review
-from tagsite.services.lists import CappedPaginator
+from tagsite.services.lists import KeysetPage, page_key
 
 PERMISSION = "dedupe.review_mergeproposal"
 
 
+PAGE_SIZE = 20
+ORDER = ("-confidence", "-id")  # most confident first: the index `merge_review_order`
+
+
+def merge_page(proposals, size: int, after: int | None = None, before: int | None = None) -> KeysetPage:
+    """The page of `size` proposals past the proposal `after`, or before `before`, or the first: a range of the
+    (status, confidence, id) index from the anchor's confidence (its ties by id filtered out), never an OFFSET."""
+    anchor_id = before if before is not None else after
+    anchor = (
+        MergeProposal.objects.filter(pk=anchor_id).values_list("confidence", flat=True).first() if anchor_id else None
+    )
+    if anchor is None:
+        rows = list(proposals.order_by(*ORDER)[: size + 1])
+        return KeysetPage(rows[:size], next_after=rows[size - 1].pk if len(rows) > size else None)
+    if before is None:
+        rows = list(
+            proposals.filter(confidence__lte=anchor)
+            .exclude(confidence=anchor, pk__gte=anchor_id)
+            .order_by(*ORDER)[: size + 1]
+        )
+        items = rows[:size]
+        return KeysetPage(
+            items,
+            next_after=items[-1].pk if len(rows) > size else None,
+            previous_before=items[0].pk if items else None,
+        )
+    rows = list(
+        proposals.filter(confidence__gte=anchor)
+        .exclude(confidence=anchor, pk__lte=anchor_id)
+        .order_by("confidence", "id")[: size + 1]
+    )
+    if not rows:  # the proposals before it have left the list since: the first page
+        return merge_page(proposals, size)
+    items = rows[:size][::-1]
+    return KeysetPage(
+        items,
+        next_after=items[-1].pk,
+        previous_before=items[0].pk if len(rows) > size else None,
+    )
+
+
 @permission_required("dedupe.view_mergeproposal")
 def merges(request):
+    """A status's clusters (pending by default), most confident first, in keyset pages (`?after=`, `?before=`)."""
     status = request.GET.get("status", Proposal.Status.PENDING)
     proposals = (
         MergeProposal.objects.filter(status=status)
         .select_related("producer")
         .defer("undo")  # every image a merge touched: the screen does not show it
-        .order_by("-confidence", "-id")
+        .prefetch_related("members")
     )
     if producer := request.GET.get("producer", ""):
         proposals = proposals.filter(producer_id=int(producer) if producer.isdigit() else 0)
-    page = CappedPaginator(proposals, 20).get_page(request.GET.get("page"))
-    rows = list(page.object_list.prefetch_related("members"))
+    page = merge_page(
+        proposals, PAGE_SIZE, after=page_key(request.GET.get("after")), before=page_key(request.GET.get("before"))
+    )
+    rows = page.items
     thumbs = services.thumbnails({m.tag_id for p in rows for m in p.members.all() if m.tag_id})
     for proposal in rows:
         proposal.rows = [(m, thumbs.get(m.tag_id, [])) for m in proposal.members.all()]
+    query = request.GET.copy()
+    for key in ("after", "before"):
+        query.pop(key, None)
     return render(
         request,
         "dedupe/merges.html",
         {
             "page": page,
             "proposals": rows,
+            "query": query.urlencode(),
             "status": status,
             "statuses": Proposal.Status.choices,
             "pending_total": review.capped_label(MergeProposal.objects.filter(status=Proposal.Status.PENDING)),

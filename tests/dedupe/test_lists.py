@@ -14,14 +14,14 @@ pytestmark = pytest.mark.django_db
 URLS = ["/dedupe/", "/api/merge-proposals/?status=pending", "/api/review/mergeproposal/?status=pending"]
 
 
-def proposals(count: int) -> None:
+def proposals(count: int, confidence=lambda n: 0.9) -> None:
     producer = Producer.objects.get_or_create(kind=Producer.Kind.EMBEDDING, name="minilm")[0]
     start = MergeProposal.objects.count()
     for n in range(start, start + count):
         tags = make_tags(f"tag_{n}", f"tag{n}", f"tags_{n}")
         proposal = MergeProposal.objects.create(
             producer=producer,
-            confidence=0.9,
+            confidence=confidence(n),
             representative=tags[0],
             representative_name=tags[0].name,
             undo={"members": [{"images": [[1, "ai"]] * 50}]},
@@ -74,3 +74,22 @@ def test_must_not_merge_admin_search_finds_the_tags_first(admin_client):
     assert answer.status_code == 200 and answer.context["cl"].result_count == 1
     assert not [query["sql"] for query in captured if "mustnotmerge" in query["sql"] and "LIKE" in query["sql"]]
     assert admin_client.get("/admin/dedupe/mustnotmerge/", {"q": "cat"}).context["cl"].result_count == 2
+
+
+def test_the_merge_screen_pages_by_keys_through_confidence_ties(admin_client):
+    proposals(45, confidence=lambda n: (n % 4) / 10)  # about 11 share each confidence
+    order = list(MergeProposal.objects.order_by("-confidence", "-id").values_list("pk", flat=True))
+    pages, url = [], "/dedupe/?status=pending"
+    while url:
+        answer = admin_client.get(url)
+        page = answer.context["page"]
+        pages.append([proposal.pk for proposal in page])
+        html = answer.content.decode()
+        url = f"/dedupe/?status=pending&after={page.next_after}" if page.next_after else None
+        assert (f'after={page.next_after}" rel="next"' in html) == bool(url)
+    assert sum(pages, []) == order and [len(page) for page in pages] == [20, 20, 5]
+    back = admin_client.get("/dedupe/", {"status": "pending", "before": order[40]}).context["page"]
+    assert [proposal.pk for proposal in back] == order[20:40] and back.previous_before == order[20]
+    first = admin_client.get("/dedupe/", {"status": "pending", "before": order[20]}).context["page"]
+    assert [proposal.pk for proposal in first] == order[:20] and first.previous_before is None
+    assert admin_client.get("/dedupe/", {"status": "pending", "after": "x"}).context["page"].items[0].pk == order[0]
