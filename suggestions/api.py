@@ -279,7 +279,7 @@ class WorklistPagination(CappedCursorPagination):
 
     def paginate_queryset(self, queryset, request, view=None):
         self.request, self.base_url = request, request.build_absolute_uri()
-        self.count, self.count_capped = capped_count(queryset)
+        self.count, self.count_capped = capped_count(queryset.values("pk"))  # entries, not their images waiting
         cursor = self.decode_cursor(request)
         position = cursor.position if cursor else None
         backwards = bool(cursor and cursor.reverse)

@@ -104,8 +104,9 @@ def unmapped(request):
         return redirect(request.get_full_path())
     source = page_query(request, WorklistFilterSerializer)["source"]
     after, before = request.GET.get("after"), request.GET.get("before")
-    page = services.worklist_page(services.worklist(source or None), 100, after, before)
-    count, capped = capped_count(UnmappedTag.objects.filter(source=source) if source else UnmappedTag.objects.all())
+    entries = services.worklist(source or None)
+    page = services.worklist_page(entries, 100, after, before)
+    count, capped = capped_count(entries.values("pk"))  # entries, not their images waiting
     query = request.GET.copy()
     for key in ("after", "before", "page"):
         query.pop(key, None)

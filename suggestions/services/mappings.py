@@ -137,8 +137,8 @@ def resolve_worklist(entries: Iterable[UnmappedTag], action: str, tag_name: str 
 
 
 def images_waiting() -> Coalesce:
-    """An entry's images waiting, counted for the rows a list shows (on the held predictions' unique index)
-    instead of grouping every held prediction."""
+    """An entry's images waiting, one lookup on the held predictions' unique index per entry: a list in another
+    order counts the rows it shows alone, instead of grouping every held prediction."""
     held = HeldPrediction.objects.filter(unmapped=OuterRef("pk")).order_by().values("unmapped")
     return Coalesce(Subquery(held.annotate(images=Count("image", distinct=True)).values("images")), 0)
 
@@ -154,7 +154,7 @@ WORKLIST_ORDER = ("-waiting", "external_tag", "pk")
 
 def worklist(source: str | None = None) -> QuerySet[UnmappedTag]:
     """Unmapped labels, the most predicted first, with how many images wait on each."""
-    entries = UnmappedTag.objects.annotate(waiting=Count("predictions__image", distinct=True))
+    entries = UnmappedTag.objects.annotate(waiting=images_waiting())
     if source:
         entries = entries.filter(source=source)
     return entries.order_by(*WORKLIST_ORDER)
