@@ -310,7 +310,6 @@ class TagImplicationViewSet(mixins.CreateModelMixin, mixins.DestroyModelMixin, v
     queryset = TagImplication.objects.select_related("antecedent", "consequent")
     permission_classes = [StaffModelPermissions]
     serializer_class = TagImplicationSerializer
-    pagination_class = CappedCursorPagination  # newest first by id
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -359,7 +358,6 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Job.objects.select_related("created_by", "cancelled_by")
     serializer_class = JobSerializer
     filterset_fields = ["kind", "status"]
-    pagination_class = CappedCursorPagination  # newest first by id, every job reachable
 
     def get_queryset(self):
         jobs = super().get_queryset()

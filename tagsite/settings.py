@@ -196,7 +196,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "tagsite.pagination.CappedPageNumberPagination",  # counts stop at 1,000
+    "DEFAULT_PAGINATION_CLASS": "tagsite.pagination.CappedCursorPagination",  # keyset pages, counts stop at 1,000
     "PAGE_SIZE": 50,
 }
 SPECTACULAR_SETTINGS = {
