@@ -15,7 +15,6 @@ import hashlib
 import queue
 import random
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
-from django.db import OperationalError, connections, transaction
+from django.db import connections, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
 from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory, TagCategory
@@ -758,16 +757,8 @@ def set_category(tag_ids: Iterable[int], category: ExtendedCategory | None, user
     proposed this category, rejected otherwise), through the review core so the audit has them. All in one
     transaction, so the decisions' deadlock retry is done here, for the whole (inside a caller's: its to retry)."""
     tag_ids = list(tag_ids)
-    attempts = 1 if connections["default"].in_atomic_block else review.DEADLOCK_RETRIES
-    for attempt in range(1, attempts + 1):
-        try:
-            with transaction.atomic():
-                return _set_category(tag_ids, category, user, via)
-        except OperationalError as exc:
-            if getattr(exc.__cause__, "sqlstate", None) != "40P01" or attempt == attempts:
-                raise
-            time.sleep(0.05 * attempt)
-    raise AssertionError("unreachable")
+    work = lambda: _set_category(tag_ids, category, user, via)  # noqa: E731
+    return review.atomic_with_deadlock_retry(work, f"categorising {len(tag_ids)} tags")
 
 
 def _set_category(tag_ids: list[int], category: ExtendedCategory | None, user, via: str) -> int:

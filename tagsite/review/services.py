@@ -2,9 +2,10 @@
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from django.db import OperationalError, connection, transaction
 from django.db.models import QuerySet
@@ -20,6 +21,7 @@ Status = Proposal.Status
 # Sent after a decide call's transaction commits, with the kind's name, the ids it changed, the status, user, rule.
 decided = Signal()
 DEADLOCK_RETRIES = 3
+T = TypeVar("T")
 
 
 @dataclass
@@ -68,15 +70,22 @@ def decide(
     if rule is not None and rule.kind != kind.name:
         raise ValueError(f"rule {rule.name!r} is for {rule.kind}, not {kind.name}")
     ids = sorted({int(pk) for pk in ids})
-    attempts = 1 if connection.in_atomic_block else DEADLOCK_RETRIES  # inside a caller's transaction: its to retry
+    work = lambda: _decide(kind, ids, status, user, via, rule, only_pending or rule is not None)  # noqa: E731
+    return atomic_with_deadlock_retry(work, f"deciding {len(ids)} {kind.name}")
+
+
+def atomic_with_deadlock_retry(work: Callable[[], T], what: str) -> T:
+    """`work()` in a transaction, run again (up to DEADLOCK_RETRIES times in all) when PostgreSQL picked it as
+    a deadlock's victim. Inside a caller's transaction it runs once: only the caller can retry the whole."""
+    attempts = 1 if connection.in_atomic_block else DEADLOCK_RETRIES
     for attempt in range(1, attempts + 1):
         try:
             with transaction.atomic():
-                return _decide(kind, ids, status, user, via, rule, only_pending or rule is not None)
+                return work()
         except OperationalError as exc:
             if getattr(exc.__cause__, "sqlstate", None) != "40P01" or attempt == attempts:
                 raise
-            log.warning("deadlock deciding %d %s, retry %d: %s", len(ids), kind.name, attempt, exc)
+            log.warning("deadlock %s, retry %d: %s", what, attempt, exc)
             time.sleep(0.05 * attempt)
     raise AssertionError("unreachable")
 
