@@ -148,11 +148,16 @@ def report(request):
     target = settings.SUGGESTIONS_TARGET_PRECISION if query["target"] is None else query["target"]
     model = query["model"]
     versions = MLModelVersion.objects.filter(name=model) if model else None
+    try:
+        rows = services.review_report(versions, target)
+    except (OSError, services.ModelInstallError) as exc:  # a model's label file moved or broke: say so, no 500
+        rows = []
+        messages.error(request, f"No report: a model's label file cannot be read ({exc}). Reinstall that model.")
     return render(
         request,
         "suggestions/report.html",
         {
-            "rows": services.review_report(versions, target),
+            "rows": rows,
             "target": target,
             "confidence_level": services.CONFIDENCE_LEVEL,
             "model": model,

@@ -226,3 +226,13 @@ def test_a_malformed_threshold_to_apply_is_a_message(admin_client, wd14, value):
     assert response.status_code == 200 and "Nothing applied: " in response.content.decode()
     wd14.refresh_from_db()
     assert wd14.tag_thresholds == {}
+
+
+@pytest.mark.django_db
+def test_the_report_says_which_label_file_is_missing(admin_client, wd14, tmp_path):
+    services.suggest_tags(wd14, [add_image(tmp_path / "lib", "red.png", RED)])
+    wd14.labels_file = str(tmp_path / "gone" / "selected_tags.csv")
+    wd14.save(update_fields=["labels_file"])
+    response = admin_client.get("/suggestions/report/")
+    page = response.content.decode()
+    assert response.status_code == 200 and "label file cannot be read" in page and "gone/selected_tags.csv" in page
