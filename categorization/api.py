@@ -10,7 +10,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.pagination import Cursor
 from rest_framework.response import Response
 
 from categorization import services
@@ -18,9 +17,8 @@ from categorization.models import CategoryProposal, ExtendedCategory
 from categorization.tasks import start_run
 from tagsite.api import JobSerializer
 from tagsite.models import Producer, Tag
-from tagsite.pagination import CappedCursorPagination
+from tagsite.pagination import CappedCursorPagination, TagCursorPagination
 from tagsite.review.api import CanReview
-from tagsite.services.lists import capped_count, page_key
 
 
 class CanView(permissions.BasePermission):
@@ -130,32 +128,11 @@ TAG_PARAMETERS = [
 ]
 
 
-class TagPagination(CappedCursorPagination):
-    """Most used first in keyset pages (`services.tag_page`, as on the page): a `?cursor=` names a tag, and a
-    page among the 68k tags used 0 times reads what the first page reads. DRF's own cursor filters on the
-    first field of the order alone, the usage count, and steps through the tags that share it by OFFSET."""
-
-    ordering = services.ORDER
+class TagPagination(TagCursorPagination):
+    """The core's tag keyset pages (most used first, `?cursor=` names a tag), each tag with its pending proposal."""
 
     def paginate_queryset(self, queryset, request, view=None):
-        self.request, self.base_url = request, request.build_absolute_uri()
-        self.count, self.count_capped = capped_count(queryset)
-        cursor = self.decode_cursor(request)
-        key = page_key(cursor.position) if cursor else None
-        backwards = bool(cursor and cursor.reverse)
-        self.keyset = services.tag_page(
-            queryset, self.get_page_size(request), after=None if backwards else key, before=key if backwards else None
-        )
-        self.display_page_controls = self.keyset.has_other_pages
-        return services.with_pending(self.keyset.items)
-
-    def get_next_link(self):
-        after = self.keyset.next_after
-        return None if after is None else self.encode_cursor(Cursor(offset=0, reverse=False, position=str(after)))
-
-    def get_previous_link(self):
-        before = self.keyset.previous_before
-        return None if before is None else self.encode_cursor(Cursor(offset=0, reverse=True, position=str(before)))
+        return services.with_pending(super().paginate_queryset(queryset, request, view))
 
 
 class TagCategoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, CategorizationViewSet):

@@ -31,7 +31,7 @@ from tagsite.ai.base import ChatBackend, LLMError, LLMInvalidOutput, LLMTruncate
 from tagsite.models import AutoApproveRule, Job, LLMEndpoint, Producer, Proposal, Tag
 from tagsite.review import services as review
 from tagsite.services.jobs import JobProgress, describe_error
-from tagsite.services.lists import KeysetPage
+from tagsite.services.lists import TAG_ORDER
 from tagsite.services.tags import tags_matching
 
 MAX_ATTEMPTS = 3
@@ -653,7 +653,6 @@ def summary_line(summary: Summary, dry_run: bool = False) -> str:
 # Human decisions
 
 STATES = [("all", "all tags"), ("uncategorised", "uncategorised"), ("proposal", "has a pending proposal")]
-ORDER = ("-usage_count", "name")  # most used first: the index `tag_usage_order` (name is unique, so a total order)
 
 
 def filter_tags(query: str = "", code: str = "", state: str = "all") -> QuerySet:
@@ -672,7 +671,7 @@ def filter_tags(query: str = "", code: str = "", state: str = "all") -> QuerySet
         tags = tags.filter(category_link__isnull=True)
     elif state == "proposal":  # Exists, not a join: a tag with two pending proposals is still one row
         tags = tags.filter(Exists(CategoryProposal.objects.filter(tag=OuterRef("pk"), status=Status.PENDING)))
-    return tags.order_by(*ORDER)
+    return tags.order_by(*TAG_ORDER)
 
 
 def with_pending(tags: list[dict]) -> list[dict]:
@@ -695,45 +694,6 @@ def with_pending(tags: list[dict]) -> list[dict]:
     for tag in tags:
         tag["pending_proposal"] = by_tag.get(tag["id"])
     return tags
-
-
-def tag_page(tags: QuerySet, size: int, after: int | None = None, before: int | None = None) -> KeysetPage:
-    """The page of `size` tags (in `filter_tags`' order) that follows the tag `after`, or precedes the tag
-    `before`, or the first page; links by tag id like every list of the site, never an OFFSET.
-
-    The order is usage count, then name, and 68k of 140k tags share a usage count of 0: a single
-    `usage_count < u OR (usage_count = u AND name > n)` walks every tag of the anchor's count before it. Two
-    index ranges instead (the rest of the anchor's count by name, then the lower counts), at most `size + 1`
-    rows each, in one UNION ALL: a page 60,000 tags deep reads what the first page reads.
-    """
-    anchor_id = before if before is not None else after
-    anchor = Tag.objects.filter(pk=anchor_id).values_list("usage_count", "name").first() if anchor_id else None
-    if anchor is None:
-        rows = list(tags[: size + 1])
-        return KeysetPage(rows[:size], next_after=rows[size - 1]["id"] if len(rows) > size else None)
-    usage, name = anchor
-    if before is None:
-        same = tags.filter(usage_count=usage, name__gt=name).order_by("name")
-        rest = tags.filter(usage_count__lt=usage)
-        rows = list(same[: size + 1].union(rest[: size + 1], all=True).order_by(*ORDER)[: size + 1])
-        items = rows[:size]
-        return KeysetPage(
-            items,
-            next_after=items[-1]["id"] if len(rows) > size else None,
-            previous_before=items[0]["id"] if items else None,
-        )
-    same = tags.filter(usage_count=usage, name__lt=name).order_by("-name")
-    rest = tags.filter(usage_count__gt=usage).order_by("usage_count", "-name")
-    backwards = ("usage_count", "-name")
-    rows = list(same[: size + 1].union(rest[: size + 1], all=True).order_by(*backwards)[: size + 1])
-    if not rows:  # the tags before it have left the filter since (categorised, say): the first page
-        return tag_page(tags, size)
-    items = rows[:size][::-1]
-    return KeysetPage(
-        items,
-        next_after=items[-1]["id"] if items else None,
-        previous_before=items[0]["id"] if len(rows) > size else None,
-    )
 
 
 def assign_category(tag_ids: Iterable[int], category: ExtendedCategory | None) -> int:

@@ -14,7 +14,7 @@ from categorization.tasks import start_run
 from tagsite.access import permission_required, require
 from tagsite.models import Job, Proposal
 from tagsite.review import services as review
-from tagsite.services.lists import capped_count, count_label, page_key
+from tagsite.services.lists import capped_count, count_label, page_key, tag_keyset_page
 
 
 def number(value: str) -> int | None:
@@ -31,7 +31,7 @@ def filtered_tags(params) -> tuple:
 @permission_required("categorization.view_extendedcategory")
 def tag_categorize(request):
     tags, query, code, state = filtered_tags(request.GET)
-    page = services.tag_page(
+    page = tag_keyset_page(
         tags, 100, after=page_key(request.GET.get("after")), before=page_key(request.GET.get("before"))
     )
     services.with_pending(page.items)

@@ -8,6 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from categorization import services
 from categorization.models import CategoryProposal, ExtendedCategory
 from tagsite.models import Tag
+from tagsite.services.lists import tag_keyset_page
 from tests.categorization.conftest import chat_producer
 
 
@@ -22,17 +23,17 @@ def tags_with_ties(count: int) -> list[str]:
 @pytest.mark.django_db
 def test_keyset_pages_walk_a_usage_count_tie_forward_and_back():
     order = tags_with_ties(25)
-    pages, page = [], services.tag_page(services.filter_tags(), 4)
+    pages, page = [], tag_keyset_page(services.filter_tags(), 4)
     assert page.previous_before is None
     while True:
         pages.append([tag["name"] for tag in page])
         if page.next_after is None:
             break
-        page = services.tag_page(services.filter_tags(), 4, after=page.next_after)
+        page = tag_keyset_page(services.filter_tags(), 4, after=page.next_after)
     assert sum(pages, []) == order and len(pages) == 7
     back = [[tag["name"] for tag in page]]
     while page.previous_before is not None:
-        page = services.tag_page(services.filter_tags(), 4, before=page.previous_before)
+        page = tag_keyset_page(services.filter_tags(), 4, before=page.previous_before)
         back.insert(0, [tag["name"] for tag in page])
     assert back == pages
 
@@ -44,11 +45,11 @@ def test_a_filtered_deep_page_and_an_unknown_key(admin_client):
     services.set_category(Tag.objects.filter(name__in=order[::2]).values_list("pk", flat=True), hat, None)
     uncategorised = services.filter_tags(state="uncategorised")
     middle = Tag.objects.get(name=order[11])
-    assert [tag["name"] for tag in services.tag_page(uncategorised, 3, after=middle.pk)] == order[13:19:2]
-    assert [tag["name"] for tag in services.tag_page(uncategorised, 3, before=middle.pk)] == order[5:11:2]
-    assert [tag["name"] for tag in services.tag_page(uncategorised, 3, after=10**9)] == order[1:7:2]  # the first page
+    assert [tag["name"] for tag in tag_keyset_page(uncategorised, 3, after=middle.pk)] == order[13:19:2]
+    assert [tag["name"] for tag in tag_keyset_page(uncategorised, 3, before=middle.pk)] == order[5:11:2]
+    assert [tag["name"] for tag in tag_keyset_page(uncategorised, 3, after=10**9)] == order[1:7:2]  # the first page
     first = Tag.objects.get(name=order[1])
-    assert [tag["name"] for tag in services.tag_page(uncategorised, 3, before=first.pk)] == order[1:7:2]  # the same
+    assert [tag["name"] for tag in tag_keyset_page(uncategorised, 3, before=first.pk)] == order[1:7:2]  # the same
     page = admin_client.get("/tag_categorize", {"state": "uncategorised", "after": "x"}).context["page"]
     assert [tag["name"] for tag in page] == order[1::2]
 
