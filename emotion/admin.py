@@ -3,11 +3,11 @@ from django.utils.html import format_html
 
 from emotion.models import EmotionLabel, EmotionProposal, EmotionSynonym, Face, ImageEmotion
 from emotion.services import KIND
-from tagsite.admin import IMAGE_LIST_DEFER, LargeListAdmin, ReadOnlyAdmin, related_defer
+from tagsite.admin import LargeListAdmin, ReadOnlyAdmin
 from tagsite.links import object_url
 from tagsite.models import Image
 from tagsite.review.services import decide
-from tagsite.services.lists import COUNT_CAP
+from tagsite.services.lists import COUNT_CAP, IMAGE_LIST_DEFER, related_defer
 
 
 class ImagePathSearch:

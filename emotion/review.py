@@ -7,9 +7,9 @@ from django.conf import settings
 
 from emotion.models import EmotionProposal
 from emotion.services import IMAGE_PROMPT_VERSION
-from tagsite.admin import IMAGE_LIST_DEFER, related_defer
 from tagsite.models import ImageTag, Proposal
 from tagsite.review import ReviewKind
+from tagsite.services.lists import IMAGE_LIST_DEFER, related_defer
 from tagsite.services.tags import Tagging, get_or_create_tags, tag_images, untag_images
 
 TAG_PREFIX = "emotion:"

@@ -12,10 +12,10 @@ from emotion import services
 from emotion.models import EmotionLabel, EmotionProposal, Face
 from tagsite import imaging
 from tagsite.access import permission_required
-from tagsite.admin import IMAGE_LIST_DEFER, related_defer
 from tagsite.models import Producer, Proposal
 from tagsite.review import get_kind
 from tagsite.review.services import capped_label
+from tagsite.services.lists import IMAGE_LIST_DEFER, related_defer
 
 PAGE_SIZE = 120
 CROP_SIDE = 160

@@ -11,16 +11,9 @@ from suggestions.models import (
     TextProposal,
     UnmappedTag,
 )
-from tagsite.admin import (
-    IMAGE_LIST_DEFER,
-    LargeListAdmin,
-    RatingFilter,
-    ReadOnlyAdmin,
-    ValuesFilter,
-    related_defer,
-    thumbnail_html,
-)
+from tagsite.admin import LargeListAdmin, RatingFilter, ReadOnlyAdmin, ValuesFilter, thumbnail_html
 from tagsite.review import services as review
+from tagsite.services.lists import IMAGE_LIST_DEFER, related_defer
 
 # A model version's thresholds and disabled labels (per label: up to thousands): no list naming it shows them.
 MODEL_VERSION_LIST_DEFER = ("thresholds", "tag_thresholds", "disabled_labels")

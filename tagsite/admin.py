@@ -34,7 +34,7 @@ from tagsite.models import (
 )
 from tagsite.services import tags as tag_service
 from tagsite.services.ingest import UploadRejected, store_upload
-from tagsite.services.lists import COUNT_CAP, CappedPaginator, tag_ids_by_prefix
+from tagsite.services.lists import COUNT_CAP, IMAGE_LIST_DEFER, CappedPaginator, related_defer, tag_ids_by_prefix
 
 # Every admin page rendered the whole app list again in a sidebar (about 40 models: 3.5 ms a page, a sixth of a
 # 50-row list); the index and the breadcrumbs link the same pages.
@@ -58,18 +58,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-
-# An image's columns no list shows (texts, JSON, file bookkeeping): deferred wherever a list selects images.
-IMAGE_LIST_DEFER = (
-    "mtime", "orientation", "frames", "rating", "error", "metadata_fingerprint", "metadata_written_at",
-    "metadata_fallback", "sidecars", "title", "caption", "description", "updated_at",
-)  # fmt: skip
-
-
-def related_defer(relation: str, fields: tuple[str, ...]) -> tuple[str, ...]:
-    """`list_defer` entries for the columns `fields` of a `list_select_related` relation."""
-    return tuple(f"{relation}__{name}" for name in fields)
 
 
 class LargeChangeList(ChangeList):

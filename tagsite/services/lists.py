@@ -10,6 +10,16 @@ from django.db.models import QuerySet
 from django.utils.functional import cached_property
 
 COUNT_CAP = 1000
+# An image's columns no list shows (texts, JSON, file bookkeeping): deferred wherever a list selects images.
+IMAGE_LIST_DEFER = (
+    "mtime", "orientation", "frames", "rating", "error", "metadata_fingerprint", "metadata_written_at",
+    "metadata_fallback", "sidecars", "title", "caption", "description", "updated_at",
+)  # fmt: skip
+
+
+def related_defer(relation: str, fields: tuple[str, ...]) -> tuple[str, ...]:
+    """`defer()` entries for the columns `fields` of a select_related relation."""
+    return tuple(f"{relation}__{name}" for name in fields)
 
 
 def capped_count(queryset: QuerySet, cap: int = COUNT_CAP) -> tuple[int, bool]:
