@@ -5,9 +5,8 @@ from emotion.models import EmotionLabel, EmotionProposal, EmotionSynonym, Face, 
 from emotion.services import KIND
 from tagsite.admin import LargeListAdmin, ReadOnlyAdmin
 from tagsite.links import object_url
-from tagsite.models import Image
 from tagsite.review.services import decide
-from tagsite.services.lists import COUNT_CAP, IMAGE_LIST_DEFER, related_defer
+from tagsite.services.lists import IMAGE_LIST_DEFER, image_ids_by_path, related_defer
 
 
 class ImagePathSearch:
@@ -20,8 +19,7 @@ class ImagePathSearch:
         term = search_term.strip()
         if not term:
             return queryset, False
-        images = list(Image.objects.filter(path__contains=term).values_list("pk", flat=True)[:COUNT_CAP])
-        return queryset.filter(image_id__in=images), False
+        return queryset.filter(image_id__in=image_ids_by_path(term)), False
 
 
 class SynonymInline(admin.TabularInline):

@@ -201,6 +201,14 @@ def tag_ids_by_prefix(term: str, limit: int = 200) -> list[int]:
     return list(dict.fromkeys([*ids, *aliased]))[:limit]
 
 
+def image_ids_by_path(term: str, limit: int = COUNT_CAP) -> list[int]:
+    """Ids of (at most `limit`) images whose path contains `term`: searches over rows about images filter by these
+    instead of matching the joined path of every row."""
+    from tagsite.models import Image
+
+    return list(Image.objects.filter(path__contains=term).values_list("pk", flat=True)[:limit])
+
+
 def tag_names_by_image(image_ids: list[int], per_image: int | None = None) -> dict[int, list[tuple[str, str]]]:
     """(name, display name) of each image's tags, in the order they were added, at most `per_image` each.
 
