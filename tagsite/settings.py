@@ -215,6 +215,7 @@ SPECTACULAR_SETTINGS = {
         "ProposalViaEnum": "tagsite.models.Proposal.Via",
         "DecideViaEnum": ["api", "page"],
         "DecideStatusEnum": ["approved", "rejected", "pending"],  # the review core's decide and dedupe's merges
+        "ModelVersionKindEnum": "suggestions.models.MLModelVersion.Kind",  # its list and detail, beside Producer's
     },
 }
 
