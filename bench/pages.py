@@ -450,7 +450,7 @@ def main() -> None:
             cpu = ServerCPU(web.pid, db["NAME"])
             rows = []
             for endpoint in chosen:
-                drive(endpoint, [first], 1, cpu)  # warm up: caches, connections
+                drive(endpoint, clients, 1, cpu)  # warm up caches and every web thread's database connection
                 single = drive(endpoint, [first], args.requests, cpu)
                 many = drive(endpoint, clients, max(args.requests // 4, 2), cpu)
                 rows.append((endpoint, single.summary(), many.summary()))
