@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import re
+import select
 import shutil
 import tempfile
 import threading
@@ -22,6 +23,26 @@ _local = threading.local()
 
 class MetadataError(RuntimeError):
     pass
+
+
+def _read_until(fd: int, ending: bytes, block_size: int) -> bytes:
+    """pyexiftool's pipe reader (PyExifTool 0.5.6, pinned), raising when ExifTool exits in the middle of a command.
+
+    The library's own loops forever at end of file (select says readable, read returns nothing): a killed
+    ExifTool held its writer thread at 100 % CPU and the write run never ended. Raised, the round trip fails,
+    the thread's ExifTool is replaced and only that batch's files fail."""
+    chunks, tail = [], b""
+    while not tail.strip().endswith(ending):
+        select.select([fd], [], [])
+        chunk = os.read(fd, block_size)
+        if not chunk:
+            raise BrokenPipeError("ExifTool exited in the middle of a command")
+        chunks.append(chunk)
+        tail = (tail + chunk)[-(len(ending) + 4) :]
+    return b"".join(chunks)
+
+
+exiftool.exiftool._read_fd_endswith = _read_until
 
 
 def exiftool_path() -> str:
@@ -180,11 +201,11 @@ def read_fields(paths: list[str]) -> dict[str, dict[str, list[str]]]:
         fast = ["-fast2", *READ]  # these fields sit before the image data: no scan for trailers, no maker notes
         try:
             records = helper.get_tags(list(names.values()), list(READ_FIELDS), params=fast)
-        except Exception:  # noqa: BLE001 - one unreadable file: read the others one by one
+        except Exception:  # noqa: BLE001 - one unreadable file (or a dead ExifTool): read the others one by one
             records = []
             for name in names.values():
                 try:
-                    records += helper.get_tags([name], list(READ_FIELDS), params=fast)
+                    records += _helper().get_tags([name], list(READ_FIELDS), params=fast)
                 except Exception as exc:  # noqa: BLE001
                     logger.warning("ExifTool could not read %r: %s", name, exc)
         for record in records:

@@ -590,3 +590,29 @@ def test_a_tiff_whose_xmp_cannot_be_written_falls_back_too(tmp_path):
 
     assert result.status == "written" and result.fallback == "EXIF:UserComment", result.error
     assert user_comment(path) == [", ".join(writeback.held_fields([image.pk])[image.pk]["keywords"])]
+
+
+def test_an_exiftool_that_dies_mid_command_fails_the_read_instead_of_spinning():
+    """pyexiftool's reader looped forever at end of file (a killed ExifTool held a writer thread at 100 % CPU)."""
+    import threading
+
+    import exiftool
+
+    import tagsite.metadata  # noqa: F401 - replaces the reader
+
+    read, write = os.pipe()
+    os.write(write, b'[{"SourceFile": "half an answer')
+    os.close(write)
+    raised = []
+
+    def read_to_the_end():
+        try:
+            exiftool.exiftool._read_fd_endswith(read, b"{ready}", 4096)
+        except BrokenPipeError as exc:
+            raised.append(exc)
+
+    reader = threading.Thread(target=read_to_the_end, daemon=True)
+    reader.start()
+    reader.join(5)
+    os.close(read)
+    assert raised and "exited in the middle of a command" in str(raised[0])
