@@ -57,6 +57,11 @@ def words(name: str) -> list[str]:
     return [SPELLINGS.get(word, word) for word in _WORDS.split(text) if word]
 
 
+def symbolic(name: str) -> bool:
+    """Kaomoji and symbols (fewer than two letters or digits: `:p`, `;p`, `^_^`): their punctuation is the tag."""
+    return sum(ch.isalnum() for ch in name) < 2
+
+
 def singular(word: str) -> str:
     """A cautious singular: `ies` -> `y`, a final `s` dropped, but not after `s`, `u` or `i` (`glasses`,
     `status`, `bikinis` stay), so a plural never lands on a different word."""
@@ -69,10 +74,9 @@ def singular(word: str) -> str:
 
 def lexical_key(name: str) -> str:
     """Names with the same key are the same tag written differently: case, spaces/underscores/hyphens,
-    punctuation, accents, `&`/`and`, British/American spelling, a plural last word. Kaomoji and symbols (fewer
-    than two letters or digits: `:p`, `;p`, `^_^`) are their punctuation, so they keep it."""
+    punctuation, accents, `&`/`and`, British/American spelling, a plural last word. Symbolic names keep theirs."""
     found = words(name)
-    if not found or sum(ch.isalnum() for ch in name) < 2:
+    if not found or symbolic(name):
         return name.casefold()
     found[-1] = singular(found[-1])
     return "".join(found)
@@ -82,7 +86,7 @@ def order_key(name: str) -> str:
     """The same words in another order (`closed_eyes`/`eyes_closed`, `hyuuga_hinata`/`hinata_hyuuga`): words
     sorted, none singularised (`arms_up` and `arm_up` are different tags). Empty for one-word names."""
     found = words(name)
-    return " ".join(sorted(found)) if len(found) > 1 and sum(ch.isalnum() for ch in name) >= 2 else ""
+    return " ".join(sorted(found)) if len(found) > 1 and not symbolic(name) else ""
 
 
 def siblings(a: str, b: str) -> bool:
