@@ -153,15 +153,13 @@ def main() -> None:
 
         chat_images = ingest_paths(chat_files)
         with OpenAITestServer(latency=args.latency, slots=args.slots) as server:
-            asked = lambda body: body["response_format"]["json_schema"]["schema"]["properties"]  # noqa: E731
-            server.chat_rule = lambda body: (
-                {"emotion": "happy", "confidence": 0.9}
-                | (
-                    {"face": True}
-                    if "face" in asked(body)
-                    else {}  # whole-image mode's schema asks whether one is seen
-                )
-            )
+
+            def answer(body: dict) -> dict:
+                """A smile; whole-image mode's schema also asks whether a face is seen."""
+                asked = body["response_format"]["json_schema"]["schema"]["properties"]
+                return {"emotion": "happy", "confidence": 0.9, **({"face": True} if "face" in asked else {})}
+
+            server.chat_rule = answer
             os.environ.update(
                 TAGSITE_LLM_EMOTION_URL=server.url,
                 TAGSITE_LLM_EMOTION_KIND="openai",
@@ -178,10 +176,9 @@ def main() -> None:
                 whole_summary = label_images(whole, chat_images, threads=threads)
                 whole_seconds = time.perf_counter() - started
                 assert whole_summary.images == len(chat_images) and whole_summary.failed == 0, whole_summary.line()
-            with open_labeller("llm") as (chat, threads, _):
                 sample = chat_files[: args.baseline_sample]
                 started = time.perf_counter()
-                baseline_done = seed_004_loop(chat.client, sample)
+                baseline_done = seed_004_loop(whole.client, sample)
                 baseline_seconds = time.perf_counter() - started
             peak = server.max_in_flight
     chat_rate = chat_summary.images / chat_seconds
