@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 
 from suggestions import services
 from suggestions.models import (
+    MODEL_VERSION_LIST_DEFER,
     HeldPrediction,
     ImageRun,
     MLModelVersion,
@@ -14,9 +15,6 @@ from suggestions.models import (
 from tagsite.admin import LargeListAdmin, RatingFilter, ReadOnlyAdmin, ValuesFilter, thumbnail_html
 from tagsite.review import services as review
 from tagsite.services.lists import IMAGE_LIST_DEFER, related_defer
-
-# A model version's thresholds and disabled labels (per label: up to thousands): no list naming it shows them.
-MODEL_VERSION_LIST_DEFER = ("thresholds", "tag_thresholds", "disabled_labels")
 
 
 class LabelSourceFilter(ValuesFilter):

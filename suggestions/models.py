@@ -102,6 +102,10 @@ class MLModelVersion(models.Model):
         super().save(*args, **kwargs)
 
 
+# A model version's per-label JSON (up to thousands of labels): lists and joins naming a version defer it.
+MODEL_VERSION_LIST_DEFER = ("thresholds", "tag_thresholds", "disabled_labels")
+
+
 class TagMapping(models.Model):
     """An external label (a Danbooru tag, a theme model's label) mapped to an internal tag, or ignored."""
 

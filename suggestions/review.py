@@ -7,9 +7,10 @@ from urllib.parse import urlencode
 
 from django.urls import reverse
 
-from suggestions.models import TagSuggestion, TextProposal
+from suggestions.models import MODEL_VERSION_LIST_DEFER, TagSuggestion, TextProposal
 from tagsite.models import Image, ImageTag, Proposal
 from tagsite.review import ReviewKind
+from tagsite.services.lists import related_defer
 from tagsite.services.tags import Tagging, tag_images, untag_images
 
 
@@ -18,7 +19,7 @@ class TagSuggestions(ReviewKind):
     label = "tag suggestions"
     screen = "suggestions-review"
     related = ("tag", "model_version")
-    deferred = ("model_version__thresholds", "model_version__tag_thresholds", "model_version__disabled_labels")
+    deferred = related_defer("model_version", MODEL_VERSION_LIST_DEFER)
     subject_fields = ("tag", "image")
 
     def apply(self, proposals: list[TagSuggestion], user) -> None:

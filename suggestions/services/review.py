@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from django.db.models import Q, QuerySet
 
 from suggestions.models import (
+    MODEL_VERSION_LIST_DEFER,
     MLModelVersion,
     TagSuggestion,
 )
 from tagsite.models import Image, ImageTag, Tag
 from tagsite.review import services as review
-from tagsite.services.lists import KeysetPage, capped_count, keyset_page, keyset_slice
+from tagsite.services.lists import KeysetPage, capped_count, keyset_page, keyset_slice, related_defer
 from tagsite.services.tags import implication_edges
 
 
@@ -94,7 +95,7 @@ def review_queue(
     """The queue's suggestions (the API pages them, oldest image first), filters resolved to ids."""
     suggestions, _ = _queue(status, model, tag, min_confidence, max_confidence)
     # each row names its model version: not with the version's per-label thresholds (thousands) joined to it
-    heavy = [f"model_version__{field}" for field in ("thresholds", "tag_thresholds", "disabled_labels")]
+    heavy = related_defer("model_version", MODEL_VERSION_LIST_DEFER)
     return suggestions.select_related("tag", "model_version").defer(*heavy)
 
 
