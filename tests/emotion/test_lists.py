@@ -57,9 +57,9 @@ def test_the_same_queries_for_5_and_50_faces_without_heavy_image_columns(admin_c
 
 
 def test_the_export_is_each_images_largest_faces_newest_label_by_path(admin_client):
-    first, second, third = faces(3, status="approved")
+    first, _, third = faces(3, status="approved")
     faces(1, status="pending", start=3)
-    newer = EmotionProposal.objects.create(
+    EmotionProposal.objects.create(  # a newer run's label of the first image's largest face
         face=Face.objects.create(
             run=ImageEmotion.objects.create(
                 image=first.image, producer=Producer.objects.create(kind=Producer.Kind.CHAT, name="vlm"), outcome="ok"
@@ -92,7 +92,6 @@ def test_the_export_is_each_images_largest_faces_newest_label_by_path(admin_clie
         expected[1],
         expected[3],
     ]
-    assert newer.image_id == first.image_id and second.status == "approved"
 
 
 @pytest.mark.parametrize("model", ["emotionproposal", "face", "imageemotion"])
