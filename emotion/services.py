@@ -265,6 +265,8 @@ class ChatLabeller(Labeller):
     else it is asked once more, then recorded as failed. A quota used up for the day or a retired model stops
     the run."""
 
+    prefetch = True
+
     def __init__(
         self, client: ChatBackend, detector: FaceDetector, max_faces: int | None = None, whole_image: bool = False
     ):
@@ -277,8 +279,6 @@ class ChatLabeller(Labeller):
 
         config = self.client.config
         return chat_producer(config.model, IMAGE_PROMPT_VERSION if self.whole_image else PROMPT_VERSION, config.name)
-
-    prefetch = True
 
     def find_faces(self, image):
         return [] if self.whole_image else super().find_faces(image)  # whole images: no detection
