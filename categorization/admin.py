@@ -72,25 +72,28 @@ class CategoryProposalAdmin(LargeListAdmin):
         self.message_user(request, f"{count} proposal(s) rejected.")
 
 
-class ChatModelFilter(ValuesFilter):
-    """The chat models that answered (their producers)."""
+class ChatProducerFilter(ValuesFilter):
+    """A cached answer's column by the values the chat models' producers (the small table) have in
+    `producer_field`, each once."""
 
+    producer_field = ""
+
+    def values(self):
+        chat = Producer.objects.filter(kind=Producer.Kind.CHAT).exclude(**{self.producer_field: ""})
+        found = chat.order_by(self.producer_field).values_list(self.producer_field, flat=True).distinct()
+        return [(value, value) for value in found]
+
+
+class ChatModelFilter(ChatProducerFilter):
     title = "model"
     parameter_name = "model"
-
-    def values(self):
-        names = Producer.objects.filter(kind=Producer.Kind.CHAT).order_by("name").values_list("name", flat=True)
-        return [(name, name) for name in dict.fromkeys(names)]
+    producer_field = "name"
 
 
-class PromptVersionFilter(ValuesFilter):
+class PromptVersionFilter(ChatProducerFilter):
     title = "prompt version"
     parameter_name = "prompt_version"
-
-    def values(self):
-        chat = Producer.objects.filter(kind=Producer.Kind.CHAT).exclude(prompt_version="")
-        versions = chat.order_by("prompt_version").values_list("prompt_version", flat=True)
-        return [(version, version) for version in dict.fromkeys(versions)]
+    producer_field = "prompt_version"
 
 
 @admin.register(CachedAnswer)

@@ -10,7 +10,7 @@ from psycopg.errors import DeadlockDetected
 
 from categorization import services
 from categorization.models import CachedAnswer, CategoryProposal, ExtendedCategory, TagCategory
-from tagsite.models import Proposal, Tag
+from tagsite.models import Producer, Proposal, Tag
 from tests.categorization.conftest import category_of, chat_producer
 
 
@@ -103,3 +103,20 @@ def test_cached_answers_are_searched_by_name_prefix(admin_client):
     found = admin_client.get("/admin/categorization/cachedanswer/", {"q": "Long "}).context["cl"]  # not so_long
     assert sorted(answer.tag_name for answer in found.result_list) == ["long_hair", "long_sleeves"]
     assert admin_client.get("/admin/categorization/cachedanswer/", {"q": " "}).context["cl"].result_count == 4
+
+
+@pytest.mark.django_db
+def test_cached_answer_filters_offer_each_chat_models_value_once(admin_client):
+    for name, version in (("qwen", "v2"), ("qwen", "v1"), ("gemma", "v1"), ("gemma", "")):
+        chat_producer(name, version)
+    Producer.objects.create(kind=Producer.Kind.EMBEDDING, name="minilm", prompt_version="v9")  # not a chat model
+    category = ExtendedCategory.objects.first()
+    CachedAnswer.objects.bulk_create(
+        CachedAnswer(tag_name=name, category=category, model=model, prompt_version="v1", confidence=0.5)
+        for name, model in (("long_hair", "qwen"), ("short_hair", "gemma"))
+    )
+    specs = admin_client.get("/admin/categorization/cachedanswer/").context["cl"].filter_specs
+    options = {spec.parameter_name: [value for value, _ in spec.lookup_choices] for spec in specs}
+    assert options == {"model": ["gemma", "qwen"], "prompt_version": ["v1", "v2"]}
+    found = admin_client.get("/admin/categorization/cachedanswer/", {"model": "gemma"}).context["cl"]
+    assert [answer.tag_name for answer in found.result_list] == ["short_hair"]
