@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -717,7 +718,7 @@ def set_category(tag_ids: Iterable[int], category: ExtendedCategory | None, user
     proposed this category, rejected otherwise), through the review core so the audit has them. All in one
     transaction, so the decisions' deadlock retry is done here, for the whole (inside a caller's: its to retry)."""
     tag_ids = list(tag_ids)
-    work = lambda: _set_category(tag_ids, category, user, via)  # noqa: E731
+    work = partial(_set_category, tag_ids, category, user, via)
     return review.atomic_with_deadlock_retry(work, f"categorising {len(tag_ids)} tags")
 
 
