@@ -167,10 +167,11 @@ def worklist_key(entry: UnmappedTag) -> str:
 
 def parse_worklist_key(value: str | None) -> tuple[int, int, str] | None:
     """(waiting, id, label) of a page link, or None for a missing or malformed one (the first page)."""
-    waiting, pk, label = (value or "").split(":", 2) if (value or "").count(":") >= 2 else ("", "", "")
-    if not (page_key(waiting) is not None and page_key(pk) is not None and label):
+    parts = (value or "").split(":", 2)
+    if len(parts) < 3:
         return None
-    return int(waiting), int(pk), label
+    waiting, pk, label = page_key(parts[0]), page_key(parts[1]), parts[2]
+    return None if waiting is None or pk is None or not label else (waiting, pk, label)
 
 
 def worklist_page(
