@@ -115,9 +115,10 @@ class QueuePagination(CappedCursorPagination):
         return items
 
     def _key(self, position: str | None) -> tuple | None:
+        if not position:
+            return None
         try:
-            values = (position or "").split(":")
-            return tuple(kind(value) for kind, value in zip(self.key_types, values, strict=True)) if position else None
+            return tuple(kind(value) for kind, value in zip(self.key_types, position.split(":"), strict=True))
         except ValueError:
             raise NotFound(self.invalid_cursor_message) from None
 
