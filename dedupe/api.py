@@ -1,7 +1,6 @@
 """REST API of dedupe: similar tags (`GET /api/tags/{id}/similar/?k=10`) and merge proposals (members, edits,
 decisions through the review core, an optional write of the affected files)."""
 
-from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -130,7 +129,7 @@ class MergeProposalViewSet(viewsets.ReadOnlyModelViewSet):
         proposals = (
             MergeProposal.objects.select_related("producer", "decided_by")
             .defer("undo")  # every image a merge touched: not shown; decisions load it themselves
-            .prefetch_related(Prefetch("members", MergeMember.objects.order_by("-similarity", "name")))
+            .prefetch_related("members")  # in MergeMember's order, most similar first
         )
         if wanted := self.request.query_params.get("status"):
             proposals = proposals.filter(status=wanted)

@@ -2,10 +2,10 @@
 images re-pointed in bulk; the images turn dirty for the metadata writer); taking the approval back undoes the
 merge from what `apply` kept; rejecting remembers the pairs as must-not-merge."""
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import QuerySet
 
 from dedupe import services
-from dedupe.models import MergeMember, MergeProposal
+from dedupe.models import MergeProposal
 from tagsite.models import Proposal
 from tagsite.review import ReviewKind
 
@@ -21,8 +21,7 @@ class MergeProposals(ReviewKind):
     def queryset(self) -> QuerySet:
         """Listings read the members (one query for the page) and never `undo`, every image a merge touched;
         decisions load the rows themselves, with `undo`, which revert needs."""
-        members = Prefetch("members", MergeMember.objects.order_by("-similarity", "name"))
-        return super().queryset().defer("undo").prefetch_related(members)
+        return super().queryset().defer("undo").prefetch_related("members")  # in MergeMember's order
 
     def apply(self, proposals: list[MergeProposal], user) -> None:
         services.apply_merges(proposals, user)
