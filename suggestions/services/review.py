@@ -68,9 +68,10 @@ def create_suggestions(
 def decide(suggestions: Iterable[TagSuggestion], status: str, user, via: str = "page") -> int:
     """Approve or reject suggestions through the review core (tagsite.review): approval tags the image with
     provenance, rejection is remembered, a change of mind takes back what the approval added. Of a queryset
-    only the ids are read."""
+    only the ids are read, without the model's ordering (it joins every row's image) unless it is sliced."""
     if isinstance(suggestions, QuerySet):
-        ids = list(suggestions.values_list("pk", flat=True))
+        unordered = suggestions if suggestions.query.is_sliced else suggestions.order_by()
+        ids = list(unordered.values_list("pk", flat=True))
     else:
         ids = [s.pk for s in suggestions]
     return len(review.decide(kind="tagsuggestion", ids=ids, status=status, user=user, via=via))
