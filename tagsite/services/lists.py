@@ -106,12 +106,10 @@ def tag_keyset_page(tags: QuerySet, size: int, after: int | None = None, before:
     then the lower counts), at most `size + 1` rows each, in one UNION ALL: a page 60,000 tags deep reads what
     the first page reads.
     """
-    from tagsite.models import Tag
-
     ident = lambda row: row["id"] if isinstance(row, dict) else row.pk  # noqa: E731
     tags = tags.order_by(*TAG_ORDER)
     anchor_id = before if before is not None else after
-    anchor = Tag.objects.filter(pk=anchor_id).values_list("usage_count", "name").first() if anchor_id else None
+    anchor = tags.model.objects.filter(pk=anchor_id).values_list("usage_count", "name").first() if anchor_id else None
     if anchor is None:
         rows = list(tags[: size + 1])
         return KeysetPage(rows[:size], next_after=ident(rows[size - 1]) if len(rows) > size else None)
