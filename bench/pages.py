@@ -418,7 +418,9 @@ def main() -> None:
     name = f"bench_pages_{args.images}_{args.suggestions}"
     if args.reuse:
         settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = name
-        setup_databases(verbosity=0, interactive=False, keepdb=True)  # kept for the next --reuse
+        # kept for the next --reuse; not serialized to a string first (the test runner does that for rollback emulation:
+        # minutes and gigabytes at 1M rows)
+        setup_databases(verbosity=0, interactive=False, keepdb=True, serialized_aliases=set())
         context = None
     else:
         context = throwaway_database("pages")
