@@ -1,14 +1,19 @@
 """REST API of the library: images, tags, aliases, implications and jobs (staff only)."""
 
+from collections.abc import Callable
+from datetime import datetime
+
 import django_filters
 from django.conf import settings
 from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, parsers, permissions, serializers, status, viewsets
+from rest_framework import ISO_8601, mixins, parsers, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from tagsite.links import object_url
 from tagsite.models import Image, ImageTag, Job, Tag, TagAlias, TagImplication
@@ -17,6 +22,23 @@ from tagsite.services import tags as tag_service
 from tagsite.services.ingest import ImportRefused, UploadRejected, check_import_folder, store_upload
 from tagsite.services.jobs import request_cancel, start_job
 from tagsite.services.lists import tag_names_by_image
+
+
+def datetime_text() -> Callable[[datetime | None], str | None]:
+    """DRF's DateTimeField output (ISO 8601 in the current time zone, UTC as `Z`), the zone looked up once for a
+    list's rows rather than per value: lists that build plain rows from `values()` use it."""
+    output = api_settings.DATETIME_FORMAT
+    if not (settings.USE_TZ and isinstance(output, str) and output.lower() == ISO_8601):
+        return serializers.DateTimeField().to_representation
+    zone = timezone.get_current_timezone()
+
+    def text(value: datetime | None) -> str | None:
+        if not value:
+            return None
+        value = value.astimezone(zone).isoformat()
+        return value[:-6] + "Z" if value.endswith("+00:00") else value
+
+    return text
 
 
 class StaffModelPermissions(permissions.DjangoModelPermissions):

@@ -95,6 +95,24 @@ def test_queue_pages_walk_back_and_forth_in_order(admin_client):
     assert admin_client.get("/api/suggestions/?cursor=bm9wZQ").status_code == 404  # malformed: not a 500
 
 
+def test_queue_rows_are_what_the_serializer_writes(admin_client, admin_user):
+    """The list builds its rows from plain values: the same JSON as TagSuggestionSerializer, decided rows too."""
+    from django.utils import timezone
+
+    from suggestions.api import TagSuggestionSerializer
+
+    rows = suggestions(model_version(), images(2), per_image=4)
+    TagSuggestion.objects.filter(pk__in=[rows[0].pk, rows[5].pk]).update(
+        status=TagSuggestion.Status.APPROVED, decided_by=admin_user, decided_at=timezone.now(), via="api"
+    )
+    TagSuggestion.objects.filter(pk=rows[6].pk).update(category=Tag.DanbooruCategory.CHARACTER, external_tag="x y")
+    listed = admin_client.get("/api/suggestions/", {"status": ""}).json()["results"]
+    objects = TagSuggestion.objects.select_related("tag", "model_version").in_bulk([row["id"] for row in listed])
+    expected = TagSuggestionSerializer([objects[row["id"]] for row in listed], many=True).data
+    assert len(listed) == 8 and listed == [dict(row) for row in expected]
+    assert sum(row["reviewed_by"] == admin_user.pk and row["reviewed_at"] is not None for row in listed) == 2
+
+
 def test_queue_rows_leave_the_model_versions_thresholds_out(admin_client):
     suggestions(model_version(), images(2), per_image=3)
     assert not any("tag_thresholds" in sql for sql in queries(admin_client, "/api/suggestions/"))
