@@ -1,6 +1,9 @@
 """Tagging in admin goes through the tag service: aliases rewrite, implications come along, who added it is kept."""
 
+from unittest import mock
+
 import pytest
+from django.contrib.admin import AdminSite
 
 from tagsite.models import ImageTag, Tag
 from tagsite.services.ingest import ingest_paths
@@ -68,3 +71,16 @@ def test_image_tag_admin_add_and_delete_go_through_the_service(admin_client, ima
     admin_client.post(f"/admin/tagsite/imagetag/{link.pk}/delete/", {"post": "yes"})
     assert set(links(image)) == {"cat"}
     assert Tag.objects.get(pk=tabby.pk).usage_count == 0
+
+
+@pytest.mark.django_db
+def test_admin_builds_its_app_list_only_on_pages_that_show_it(admin_client):
+    build_app_dict = AdminSite._build_app_dict
+    with mock.patch.object(AdminSite, "_build_app_dict", autospec=True, side_effect=build_app_dict) as build:
+        assert admin_client.get("/admin/tagsite/tag/").status_code == 200
+        assert not build.called  # the changelist's context asked for it and never read it
+        index = admin_client.get("/admin/")
+        assert build.called
+    assert b'href="/admin/tagsite/tag/"' in index.content
+    assert admin_client.get("/admin/tagsite/").status_code == 200
+    assert admin_client.get("/admin/nosuchapp/").status_code == 404
