@@ -135,7 +135,10 @@ class QueuePagination(CappedCursorPagination):
 
     def paginate_queryset(self, queryset, request, view=None):
         self.request, self.base_url = request, request.build_absolute_uri()
-        self.count, self.count_capped = capped_count(queryset)
+        subset = getattr(view, "named", None)  # past the cap, so is the whole
+        self.count, self.count_capped = capped_count(subset) if subset is not None else (0, False)
+        if not self.count_capped:
+            self.count, self.count_capped = capped_count(queryset)
         cursor = self.decode_cursor(request)
         key, backwards = (self._key(cursor.position), cursor.reverse) if cursor else (None, False)
         size = self.get_page_size(request)
@@ -205,10 +208,11 @@ class TagSuggestionViewSet(viewsets.ReadOnlyModelViewSet):
         query.is_valid(raise_exception=True)
         filters = dict(query.validated_data)
         image = filters.pop("image")
-        suggestions = services.review_queue(**filters)
+        suggestions, self.named = services.review_queue(**filters)
         if image is not None:
             suggestions = suggestions.filter(image_id=image)
-        return suggestions  # QueuePagination orders them
+            self.named = self.named.filter(image_id=image) if self.named is not None else None
+        return suggestions  # QueuePagination orders them and counts `named` first
 
     @extend_schema(parameters=[QueueQuerySerializer])
     def list(self, request, *args, **kwargs):

@@ -6,13 +6,12 @@ from dataclasses import dataclass
 from django.db.models import Q, QuerySet
 
 from suggestions.models import (
-    MODEL_VERSION_LIST_DEFER,
     MLModelVersion,
     TagSuggestion,
 )
 from tagsite.models import Image, ImageTag, Tag
 from tagsite.review import services as review
-from tagsite.services.lists import KeysetPage, capped_count, keyset_page, keyset_slice, related_defer
+from tagsite.services.lists import KeysetPage, capped_count, keyset_page, keyset_slice
 from tagsite.services.tags import implication_edges
 
 
@@ -92,12 +91,11 @@ def review_queue(
     tag: str = "",
     min_confidence: float | None = None,
     max_confidence: float | None = None,
-) -> QuerySet[TagSuggestion]:
-    """The queue's suggestions (the API pages them, oldest image first), filters resolved to ids."""
-    suggestions, _ = _queue(status, model, tag, min_confidence, max_confidence)
-    # each row names its model version: not with the version's per-label thresholds (thousands) joined to it
-    heavy = related_defer("model_version", MODEL_VERSION_LIST_DEFER)
-    return suggestions.select_related("tag", "model_version").defer(*heavy)
+) -> tuple[QuerySet[TagSuggestion], QuerySet[TagSuggestion] | None]:
+    """The queue's suggestions (the API pages them, oldest image first, and reads its rows with `values()`), filters
+    resolved to ids; with a tag filter also those of the named tags alone: a subset, whose count off the pending
+    (tag, status) index answers 1,000+ without the tag-or-label count's bitmap of two indexes (3 ms at 1M rows)."""
+    return _queue(status, model, tag, min_confidence, max_confidence)
 
 
 @dataclass

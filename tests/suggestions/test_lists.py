@@ -113,6 +113,22 @@ def test_queue_rows_are_what_the_serializer_writes(admin_client, admin_user):
     assert sum(row["reviewed_by"] == admin_user.pk and row["reviewed_at"] is not None for row in listed) == 2
 
 
+def test_a_tag_filters_count_stops_at_the_named_tags_past_the_cap(admin_client, monkeypatch):
+    """Past the cap the named tags' own rows answer the count: the tag-or-label count is not run."""
+    from suggestions import api
+    from tagsite.services.lists import capped_count
+
+    suggestions(model_version(), images(3), per_image=2)  # tags tag_<pk>_000 and _001 on 3 images each
+    prefix = Tag.objects.order_by("name").values_list("name", flat=True).first()[:-1]
+    data = admin_client.get("/api/suggestions/", {"tag": prefix}).json()
+    assert (data["count"], data["count_capped"], len(data["results"])) == (6, False, 6)
+    counted = []
+    monkeypatch.setattr(api, "capped_count", lambda rows: counted.append(rows) or capped_count(rows, 3))
+    data = admin_client.get("/api/suggestions/", {"tag": prefix}).json()
+    assert (data["count"], data["count_capped"], len(data["results"]), len(counted)) == (3, True, 6, 1)
+    assert "LIKE" not in str(counted[0].query)
+
+
 def test_queue_rows_leave_the_model_versions_thresholds_out(admin_client):
     suggestions(model_version(), images(2), per_image=3)
     assert not any("tag_thresholds" in sql for sql in queries(admin_client, "/api/suggestions/"))
