@@ -121,6 +121,7 @@ class LargeListAdmin(admin.ModelAdmin):
 
     show_full_result_count = False
     paginator = CappedPaginator
+    change_list_template = "admin/large_change_list.html"  # rows rendered by tagsite/templatetags/large_list.py
     list_per_page = 50
     tag_search = ""
     list_defer: tuple[str, ...] = ()
