@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.db import DatabaseError, OperationalError, connection
+from django.db import OperationalError
 from django.http import HttpResponse, JsonResponse
 from psycopg.errors import QueryCanceled
 
@@ -64,39 +64,29 @@ class StaffRequiredMiddleware:
         return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
 
 
-class StatementTimeoutMiddleware:
+def limit_web_statements(sender, connection, **kwargs) -> None:
     """No database statement of a web request runs longer than TAGSITE_WEB_STATEMENT_TIMEOUT seconds.
 
-    Web requests only: a page or API call that holds a backend for minutes (a search with hundreds
-    of terms, a lock wait) takes a connection from everyone else, while a Celery task or a command
-    is long on purpose (an import, a tagging backlog) and must not be cut off. So the limit is set
-    per request here, not in the connection options every process shares, and reset afterwards so
-    a connection never carries it elsewhere. A cancelled statement answers 503 with the reason.
+    Web processes only: a page or API call that holds a backend for minutes (a search with hundreds of terms, a
+    lock wait) takes a connection from everyone else, while a Celery task or a command is long on purpose (an
+    import, a tagging backlog) and must not be cut off. So the WSGI application (`tagsite.wsgi`) connects this to
+    `connection_created`, and each of its connections gets the limit once when it opens: setting it per request
+    cost two more round trips a request. A cancelled statement answers 503 (`StatementTimeoutMiddleware`).
     """
+    milliseconds = int(settings.WEB_STATEMENT_TIMEOUT * 1000)
+    if milliseconds > 0:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('statement_timeout', %s, false)", [str(milliseconds)])
+
+
+class StatementTimeoutMiddleware:
+    """A statement the web limit cancelled (`limit_web_statements`) answers 503 with the reason, not a 500."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        milliseconds = int(settings.WEB_STATEMENT_TIMEOUT * 1000)
-        if milliseconds <= 0:
-            return self.get_response(request)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('statement_timeout', %s, false)", [str(milliseconds)])
-        try:
-            return self.get_response(request)
-        finally:
-            self._reset()
-
-    @staticmethod
-    def _reset() -> None:
-        if connection.connection is None:
-            return
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("RESET statement_timeout")
-        except DatabaseError:  # an aborted transaction: the connection is not reusable anyway
-            connection.close()
+        return self.get_response(request)
 
     def process_exception(self, request, exception):
         if not isinstance(exception, OperationalError) or not isinstance(exception.__cause__, QueryCanceled):

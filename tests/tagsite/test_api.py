@@ -1,4 +1,5 @@
 import io
+import os
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -235,13 +236,27 @@ def test_the_search_query_plan_does_not_grow_with_the_terms(admin_client):
     assert admin_client.get("/api/images/", {"q": "~term1 ~absent"}).json()["count"] == 1
 
 
+@pytest.fixture
+def web_process():
+    """This process's connections set up as a web process's are (`tagsite.wsgi`), for the test."""
+    from django.db import connection
+    from django.db.backends.signals import connection_created
+
+    from tagsite.middleware import limit_web_statements
+
+    connection_created.connect(limit_web_statements, dispatch_uid="test.web_process")
+    connection.close()
+    yield
+    connection_created.disconnect(dispatch_uid="test.web_process")
+    connection.close()
+
+
 @pytest.mark.django_db(transaction=True)
-def test_a_web_request_cannot_hold_the_database_past_the_statement_timeout(admin_client, settings):
+def test_a_web_request_cannot_hold_the_database_past_the_statement_timeout(admin_client, settings, web_process):
     """A request waiting on a lock (or running a slow query) is stopped after TAGSITE_WEB_STATEMENT_TIMEOUT: 503."""
     import threading
 
     import psycopg
-    from django.db import connection
 
     from tests.conftest import database_url
 
@@ -265,10 +280,30 @@ def test_a_web_request_cannot_hold_the_database_past_the_statement_timeout(admin
     finally:
         release.set()
         holder.join()
-    with connection.cursor() as cursor:  # outside a request (a command, a worker): no limit
-        cursor.execute("SHOW statement_timeout")
-        assert cursor.fetchone()[0] == "0"
     assert admin_client.get("/api/images/").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_only_the_web_application_limits_its_statements():
+    """A process that loads the WSGI application (gunicorn, runserver) limits every connection it opens; one that
+    does not (a command, a Celery worker) has no limit: an import or a backlog is long on purpose."""
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    from tests.conftest import database_url
+
+    show = "from django.db import connection; c = connection.cursor(); c.execute('SHOW statement_timeout'); "
+    env = {**os.environ, "DATABASE_URL": database_url(), "TAGSITE_WEB_STATEMENT_TIMEOUT": "7",
+           "DJANGO_SETTINGS_MODULE": "tagsite.settings"}  # fmt: skip
+    web = "import tagsite.wsgi; " + show + "print(c.fetchone()[0])"
+    command = "import django; django.setup(); " + show + "print(c.fetchone()[0])"
+    for code, expected in ((web, "7s"), (command, "0")):
+        run = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, cwd=settings.BASE_DIR
+        )
+        assert run.stdout.split()[-1:] == [expected], run.stderr[-2000:]
 
 
 @pytest.mark.parametrize(
