@@ -19,6 +19,7 @@ class TagSuggestions(ReviewKind):
     label = "tag suggestions"
     screen = "suggestions-review"
     related = ("tag", "model_version")
+    listed = ("tag",)  # describe reads the model version's id alone
     deferred = related_defer("model_version", MODEL_VERSION_LIST_DEFER)
     subject_fields = ("tag", "image")
 

@@ -30,6 +30,7 @@ class ReviewKind:
     label: ClassVar[str] = ""
     screen: ClassVar[str] = ""  # URL name of the kind's own review screen, if it has one
     related: ClassVar[tuple[str, ...]] = ()  # select_related for decisions and listings
+    listed: ClassVar[tuple[str, ...] | None] = None  # the API listing's, where `describe` reads less than decisions
     deferred: ClassVar[tuple[str, ...]] = ()  # big columns of those rows that neither reads (decoded per row)
     subject_fields: ClassVar[tuple[str, ...]] = ()  # foreign keys the `subject` filter matches (tag, image ...)
     decided_fields: ClassVar[tuple[str, ...]] = ()  # fields `apply`/`revert` set on the rows, saved with the status

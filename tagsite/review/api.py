@@ -1,6 +1,7 @@
 """One review API for every kind: `GET /api/review/<kind>/` (filters, keyset pages, no counts) and
 `POST /api/review/<kind>/decide/`. The kinds' older endpoints are thin wrappers over the same service."""
 
+from django.db.models import F
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -9,6 +10,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from tagsite.api import datetime_text
 from tagsite.models import Producer, Proposal
 from tagsite.review import ReviewKind, UnknownKind, get_kind
 from tagsite.review import services as review
@@ -85,6 +87,29 @@ class ProposalSerializer(serializers.Serializer):
         return seen[proposal.producer_id]
 
 
+def proposal_rows(kind: ReviewKind, proposals: list) -> list[dict]:
+    """ProposalSerializer's output, built without DRF's per-field calls (most of a listing's CPU): proposals
+    annotated with `decider_username`, their producers read once for the page (tests hold the two equal)."""
+    producers = Producer.objects.in_bulk({proposal.producer_id for proposal in proposals}) if proposals else {}
+    described = {pk: ProducerSerializer(producer).data for pk, producer in producers.items()}
+    when = datetime_text()
+    return [
+        {
+            "id": proposal.pk,
+            "status": proposal.status,
+            "confidence": proposal.confidence,
+            "producer": described[proposal.producer_id],
+            "job": proposal.job_id,
+            "created_at": when(proposal.created_at),
+            "decided_by": proposal.decider_username,
+            "decided_at": when(proposal.decided_at),
+            "via": proposal.via,
+            "subject": kind.describe(proposal),
+        }
+        for proposal in proposals
+    ]
+
+
 class ReviewQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Proposal.Status.choices, required=False)
     producer = serializers.IntegerField(min_value=1, required=False)
@@ -140,12 +165,14 @@ class ReviewList(APIView):
             proposals = review.proposals(kind, subjects=subjects, **query.validated_data)
         except ValueError as exc:
             raise serializers.ValidationError({"detail": str(exc)}) from exc
-        return self.page(kind, proposals.select_related("decided_by"))
+        # the decider's name, not the user row; the page's producers in one query (proposal_rows)
+        listed = proposals.select_related(None).select_related(*(kind.related if kind.listed is None else kind.listed))
+        return self.page(kind, listed.annotate(decider_username=F("decided_by__username")))
 
     def page(self, kind: ReviewKind, queryset):
         paginator = ReviewPagination()
         rows = paginator.paginate_queryset(queryset, self.request, view=self)
-        return paginator.get_paginated_response(ProposalSerializer(rows, many=True, context={"kind": kind}).data)
+        return paginator.get_paginated_response(proposal_rows(kind, rows))
 
     @staticmethod
     def subjects(kind: ReviewKind, params) -> dict[str, int] | None:

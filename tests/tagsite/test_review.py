@@ -411,6 +411,31 @@ def test_the_review_api_runs_the_same_queries_for_5_and_50_rows(admin_client):
 
 
 @pytest.mark.django_db
+def test_the_review_api_rows_are_what_the_proposal_serializer_writes(admin_client, admin_user):
+    """The listing builds its rows without DRF's per-field calls: the same JSON as ProposalSerializer."""
+    from tagsite.review.api import ProposalSerializer
+
+    wd, other = model_version(), model_version("other-model")
+    images = [image(n) for n in range(3)]
+    first, *_ = suggest(wd, {img: {"smile": 0.9, "hat": 0.3} for img in images})
+    suggest(other, {images[0]: {"solo": 0.6}})
+    review_service.decide(
+        kind=review.get_kind("tagsuggestion"), ids=[first.pk], status="approved", user=admin_user, via="api"
+    )
+    qwen = Producer.objects.create(kind=Producer.Kind.CHAT, name="qwen")
+    CategoryProposal.objects.create(tag=first.tag, category=ExtendedCategory.objects.first(), producer=qwen)
+    for name in ("tagsuggestion", "categoryproposal"):
+        kind = review.get_kind(name)
+        listed = admin_client.get(f"/api/review/{name}/").json()["results"]
+        objects = kind.queryset().select_related("decided_by").in_bulk([row["id"] for row in listed])
+        expected = ProposalSerializer([objects[row["id"]] for row in listed], many=True, context={"kind": kind}).data
+        assert listed and listed == [dict(row) for row in expected], name
+    assert [row["decided_by"] for row in admin_client.get("/api/review/tagsuggestion/").json()["results"]].count(
+        "admin"
+    ) == 1
+
+
+@pytest.mark.django_db
 def test_an_auto_approval_must_name_its_rule_of_the_same_kind(admin_user):
     (suggestion,) = suggest(model_version(), {image(1): {"smile": 0.9}})
     tags_rule = AutoApproveRule.objects.create(name="tags", kind="tagsuggestion", min_confidence=0.5)
