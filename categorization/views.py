@@ -5,6 +5,8 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.html import conditional_escape as escape
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_POST
 
 from categorization import services
@@ -45,6 +47,7 @@ def tag_categorize(request):
         "categorization/tag_categorize.html",
         {
             "page": page,
+            "rows": tag_rows(page.items),
             "count": count_label(*capped_count(tags)),  # stops at 1,000 tags; pages go by keyset
             "filters": urlencode({key: value for key, value in filters.items() if value}),
             "query": query,
@@ -59,6 +62,103 @@ def tag_categorize(request):
             "evaluations": latest_evaluations(5),
         },
     )
+
+
+# The table's rows, written here rather than in the template: 24 template variables a row were most of the page's
+# CPU (9 ms for 100 rows). Each value is escaped like a template variable; ids and counts as plain numbers.
+TAG_ROW = """
+    <tr data-tag="{name}"{card}>
+      <td><input type="checkbox" name="tags" value="{id}" aria-label="Select {name}"></td>
+      <td class="name"><span>{display_name}</span>
+        <details class="similar" data-tag="{id}"><summary class="small muted">similar</summary>\
+<span class="similar-list small"></span></details></td>
+      <td class="numbers">{usage_count}</td>
+      <td class="current">
+        <select name="category_{id}" class="category-select" aria-label="Category of {name}">
+          <option value="{code}" selected>{code_label}</option>
+        </select>
+        <button type="submit" name="action" value="set:{id}" class="small-button">Set</button>
+      </td>
+      <td class="proposal">
+        {proposal}
+      </td>
+    </tr>
+    """
+PROPOSAL = """
+        <span class="proposed {status}" data-proposal data-id="{id}" data-confidence="{confidence}" \
+title="{producer}">{code} <span class="muted">{confidence_short}</span>
+        {evidence}
+        <button type="submit" name="action" value="accept:{tag}" data-decision="approved" \
+class="small-button good">Accept</button>
+        <button type="submit" name="action" value="reject:{tag}" data-decision="rejected" \
+class="small-button bad">Reject</button></span>
+        """
+NO_PROPOSAL = '<span class="muted">-</span>'
+NO_TAGS = '\n    <tr><td colspan="5" class="muted">No tags match.</td></tr>\n    '
+
+
+def tag_rows(tags: list[dict]) -> SafeString:
+    """The rows of the tags (with their `pending_proposal`, `with_pending`) as the table's body."""
+    if not tags:
+        return mark_safe(NO_TAGS)
+    rows = []
+    for tag in tags:
+        proposal, tag_id, code = tag["pending_proposal"], tag["id"], tag["category_code"]
+        rows.append(
+            TAG_ROW.format(
+                name=escape(tag["name"]),
+                card=" data-review-card" if proposal else "",
+                id=tag_id,
+                display_name=escape(tag["display_name"]),
+                usage_count=tag["usage_count"],
+                code=escape(code or ""),
+                code_label=escape(code or "uncategorised"),
+                proposal=proposal_cell(proposal, tag_id) if proposal else NO_PROPOSAL,
+            )
+        )
+    return mark_safe("\n    " + "".join(f"\n    {row}\n    " for row in rows) + "\n    ")  # the template's lines
+
+
+def proposal_cell(proposal, tag_id: int) -> str:
+    """A pending proposal's category, confidence, the evidence beside it and its buttons."""
+    code, second, llm, knn = proposal.category_code, proposal.second_code, proposal.llm_code, proposal.knn_code
+    line = "\n        "  # the template's line between its branches: after each but the last
+    if second and second != code:
+        evidence = (
+            f'<span class="evidence disputed" title="Asked twice, answered {escape(second)} the second time">'
+            f"disputed: {escape(second)}</span>{line}"
+        )
+    elif llm:
+        evidence = (
+            '<span class="evidence muted" title="The labelled neighbours\' strong vote overrode the LLM">'
+            f"kNN over LLM: {escape(llm)}</span>{line}"
+        )
+    elif knn == code:
+        evidence = f'<span class="evidence muted" title="The labelled neighbours vote the same">kNN agrees</span>{line}'
+    elif knn:
+        evidence = (
+            f'<span class="evidence muted" title="The labelled neighbours vote otherwise">kNN: {escape(knn)}</span>'
+        )
+    else:
+        evidence = ""
+    return PROPOSAL.format(
+        status=escape(proposal.status),
+        id=proposal.id,
+        confidence=number_format(proposal.confidence, ".4f"),
+        producer=escape(proposal.producer),
+        code=escape(code),
+        confidence_short=number_format(proposal.confidence, ".2f"),
+        evidence=evidence,
+        tag=tag_id,
+    )
+
+
+def number_format(value, spec: str) -> str:
+    """The template's `stringformat` filter: "" for a value it cannot format."""
+    try:
+        return ("%" + spec) % value
+    except (ValueError, TypeError):
+        return ""
 
 
 @require_POST

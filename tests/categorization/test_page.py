@@ -34,6 +34,25 @@ def test_page_lists_tags_with_proposals_filters_and_chart(admin_client):
     assert [tag["name"] for tag in by_category] == ["hat"]
 
 
+def test_rows_show_each_proposals_evidence_and_escape_names(admin_client):
+    """The rows (written by the view, not the template) show the evidence beside each proposal, the row's own
+    select and buttons, and escape what a tag's name or a producer's label holds."""
+    agrees, disputed, knn, overruled, plain = make_tags("agrees", "disputed", "knn", "overruled", "plain")
+    Tag.objects.filter(pk=plain.pk).update(display_name='<b>"x"</b>')
+    face, hair = (ExtendedCategory.objects.get(code=code) for code in ("03_Body_Face", "02_Body_Hair"))
+    evidence = {agrees: {"knn_category": face}, disputed: {"second_category": hair}, knn: {"knn_category": hair}}
+    evidence[overruled] = {"llm_category": hair}
+    for tag, votes in evidence.items():
+        CategoryProposal.objects.create(tag=tag, category=face, confidence=0.5, producer=chat_producer(), **votes)
+    page = admin_client.get("/tag_categorize").content.decode()
+    assert ">kNN agrees</span>" in page and ">disputed: 02_Body_Hair</span>" in page
+    assert ">kNN: 02_Body_Hair</span>" in page and ">kNN over LLM: 02_Body_Hair</span>" in page
+    assert page.count('data-confidence="0.5000"') == 4 and page.count("data-review-card") == 4
+    assert f'name="category_{plain.pk}"' in page and f'value="accept:{agrees.pk}"' in page
+    assert "<span>&lt;b&gt;&quot;x&quot;&lt;/b&gt;</span>" in page
+    assert ">No tags match.<" in admin_client.get("/tag_categorize", {"q": "nothing_like_it"}).content.decode()
+
+
 def test_set_by_hand_settles_the_pending_proposal(admin_client, admin_user):
     (eyes,) = make_tags("blue_eyes")
     proposal = propose(eyes, "02_Body_Hair")
