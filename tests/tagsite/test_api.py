@@ -379,3 +379,19 @@ def test_the_upload_page_imports_a_folder_inside_the_roots_only(admin_client, cl
     client.force_login(staff)
     assert client.post("/import/", {"path": str(image_folder)}).status_code == 403
     assert Job.objects.count() == 1
+
+
+def test_the_image_list_rows_are_what_the_image_serializer_writes(admin_client):
+    """The list builds its rows without DRF's per-field calls: the same JSON as ImageSerializer (one image with a
+    thumbnail, tags and texts, one broken without)."""
+    from tagsite.api import ImageSerializer
+    from tagsite.services.tags import add_tags
+
+    shown = Image.objects.get(pk=upload(admin_client).json()["id"])
+    add_tags([shown], ["cat", "sleeping", "hat"])
+    Image.objects.filter(pk=shown.pk).update(title="A cat", caption="asleep", description="A cat on a hat.")
+    Image.objects.create(path="/photos/broken.jpg", status=Image.Status.FAILED, error="cannot read", width=None)
+    listed = admin_client.get("/api/images/", {"status": ""}).json()["results"]
+    expected = ImageSerializer(Image.objects.order_by("-id"), many=True).data
+    assert len(listed) == 2 and listed == [dict(row) for row in expected]
+    assert listed[1]["tags"] == ["cat", "sleeping", "hat"] and listed[1]["thumbnail_url"]
