@@ -201,4 +201,5 @@ def store(
 def latest_evaluations(count: int) -> list[CategorizerEvaluation]:
     """Each producer's latest evaluation, newest first: what /tag_categorize shows."""
     latest = CategorizerEvaluation.objects.order_by("producer_id", "-created_at").distinct("producer_id")
+    latest = latest.defer("report")  # every labelled tag's answer: the page shows the figures
     return sorted(latest.select_related("producer"), key=lambda e: e.created_at, reverse=True)[:count]

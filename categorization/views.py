@@ -41,7 +41,8 @@ def tag_categorize(request):
     chart = services.distribution()
     biggest = max((count for _, _, count in chart), default=0) or 1
     job_id = number(request.GET.get("job", ""))
-    job = Job.objects.filter(pk=job_id).first() if job_id is not None else Job.objects.filter(kind="categorize").first()
+    jobs = Job.objects.defer("params", "counts", "errors")  # the box shows its progress, not its error list
+    job = jobs.filter(pk=job_id).first() if job_id is not None else jobs.filter(kind="categorize").first()
     return render(
         request,
         "categorization/tag_categorize.html",
