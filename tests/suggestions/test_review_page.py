@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from suggestions.models import MLModelVersion, TagSuggestion
-from tagsite.models import Image
+from tagsite.models import Image, Tag
 from tagsite.services.tags import get_or_create_tags
 
 
@@ -160,3 +160,22 @@ def test_the_queue_api_pages_by_cursor_in_queue_order_without_offset(admin_clien
         seen += [row["id"] for row in data["results"]]
         url = data["next"]
     assert seen == expected and len(costs) == 2 and costs[0] == costs[1]
+
+
+@pytest.mark.django_db
+def test_a_row_escapes_tag_and_label_text_and_offers_decisions_to_moderators_only(admin_client, client):
+    """The rows are filled in Python (`SUGGESTION_ROW`): every text is escaped as the template would, and a staff
+    user without the review permission sees the rows without the approve and reject buttons."""
+    from django.contrib.auth.models import User
+
+    (image,) = pending_images(1)
+    TagSuggestion.objects.filter(image=image, external_tag="smile").update(external_tag='<b>"smile"</b>')
+    Tag.objects.filter(name="smile").update(display_name="smile <i>&</i> 'grin'")
+    page = admin_client.get("/suggestions/").content.decode()
+    assert "smile &lt;i&gt;&amp;&lt;/i&gt; &#x27;grin&#x27;" in page and "<i>" not in page
+    assert 'title="&lt;b&gt;&quot;smile&quot;&lt;/b&gt; · wd-test v1"' in page
+    assert page.count('data-decision="approved" aria-label="approve ') == 2
+
+    client.force_login(User.objects.create_user("looker", is_staff=True))
+    page = client.get("/suggestions/").content.decode()
+    assert page.count('data-proposal data-id="') == 2 and 'data-decision="approved"' not in page
