@@ -5,7 +5,7 @@ from datetime import datetime
 
 import django_filters
 from django.conf import settings
-from django.db.models import Prefetch, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -398,6 +398,34 @@ class JobListSerializer(JobSerializer):
         read_only_fields = fields
 
 
+def job_rows(jobs: list[Job]) -> list[dict]:
+    """JobListSerializer's output for jobs annotated with their users' names (`JobViewSet.get_queryset`), without
+    DRF's per-field calls (most of the list's CPU; tests hold the two equal)."""
+    when = datetime_text()
+    return [
+        {
+            "id": job.pk,
+            "kind": job.kind,
+            "status": job.status,
+            "current": job.current,
+            "total": job.total,
+            "percent": job.percent,
+            "counts": job.counts,
+            "error_count": job.error_count,
+            "message": job.message,
+            "advice": job.advice,
+            "created_by": job.creator_name,
+            "created_at": when(job.created_at),
+            "started_at": when(job.started_at),
+            "finished_at": when(job.finished_at),
+            "cancel_requested_at": when(job.cancel_requested_at),
+            "cancelled_by": job.canceller_name,
+            "url": object_url("job-detail", job.pk),
+        }
+        for job in jobs
+    ]
+
+
 class ImportRequestSerializer(serializers.Serializer):
     path = serializers.CharField(
         help_text="The absolute path of a folder on the server inside TAGSITE_IMPORT_ROOTS, imported recursively."
@@ -419,10 +447,17 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         jobs = super().get_queryset()
-        return jobs.defer("errors", "params") if self.action == "list" else jobs
+        if self.action != "list":
+            return jobs
+        # the users' names (their `str()`), not their rows
+        names = {"creator_name": F("created_by__username"), "canceller_name": F("cancelled_by__username")}
+        return jobs.select_related(None).defer("errors", "params").annotate(**names)
 
     def get_serializer_class(self):
         return JobListSerializer if self.action == "list" else JobSerializer
+
+    def list(self, request, *args, **kwargs):
+        return self.get_paginated_response(job_rows(self.paginate_queryset(self.filter_queryset(self.get_queryset()))))
 
     @extend_schema(request=ImportRequestSerializer, responses={202: JobSerializer})
     @action(detail=False, methods=["post"], url_path="import", permission_classes=[requires("tagsite.add_image")])

@@ -93,6 +93,26 @@ def test_the_job_list_leaves_each_jobs_parameters_to_its_own_url(admin_client):
 
 
 @pytest.mark.django_db
+def test_the_job_list_rows_are_what_the_list_serializer_writes(admin_client, admin_user):
+    """The list builds its rows without DRF's per-field calls: the same JSON as JobListSerializer."""
+    from django.utils import timezone
+
+    from tagsite.api import JobListSerializer
+
+    now = timezone.now()
+    Job.objects.create(kind="import_images", status=Job.Status.QUEUED)
+    Job.objects.create(
+        kind="write_metadata", status=Job.Status.CANCELLED, current=3, total=7, counts={"written": 3}, error_count=1,
+        message="stopped", advice="retry", created_by=admin_user, started_at=now, finished_at=now,
+        cancel_requested_at=now, cancelled_by=admin_user,
+    )  # fmt: skip
+    listed = admin_client.get("/api/jobs/").json()["results"]
+    expected = JobListSerializer(Job.objects.order_by("-id"), many=True).data
+    assert len(listed) == 2 and listed == [dict(row) for row in expected]
+    assert listed[0]["created_by"] == listed[0]["cancelled_by"] == "admin" and listed[0]["percent"] == 42.9
+
+
+@pytest.mark.django_db
 def test_the_jobs_page_links_older_and_newer_pages_by_id(admin_client):
     Job.objects.bulk_create([Job(kind="import_images") for _ in range(120)])
     ids = sorted(Job.objects.values_list("pk", flat=True), reverse=True)
