@@ -676,14 +676,11 @@ def filter_tags(query: str = "", code: str = "", state: str = "all") -> QuerySet
     return tags.order_by(*TAG_ORDER)
 
 
-def with_pending(tags: list[dict]) -> list[dict]:
-    """The tag rows, each with its pending proposal in `pending_proposal` (None without one), in one query for
-    the page: the proposal's producer and the codes of its categories (`category_code`, `knn_code`,
-    `second_code`, `llm_code`) as plain values beside it, not four category objects per row."""
-    pending = (
+def pending_proposals(tags: list[dict]) -> QuerySet:
+    """The pending proposals of the tag rows, with the codes of their categories (`category_code`, `knn_code`,
+    `second_code`, `llm_code`) as plain values beside them, not four category objects per row."""
+    return (
         CategoryProposal.objects.filter(tag_id__in=[tag["id"] for tag in tags], status=Status.PENDING)
-        .select_related("producer")
-        .only("tag_id", "status", "confidence", "producer__name", "producer__version", "producer__prompt_version")
         .annotate(
             category_code=F("category__code"),
             knn_code=F("knn_category__code"),
@@ -692,7 +689,34 @@ def with_pending(tags: list[dict]) -> list[dict]:
         )
         .order_by("id")  # rows from before the one-pending constraint: the newest wins
     )
+
+
+def with_pending(tags: list[dict]) -> list[dict]:
+    """The tag rows, each with its pending proposal in `pending_proposal` (None without one), in one query for
+    the page, with its producer (`pending_proposals` names the codes beside it)."""
+    pending = pending_proposals(tags).select_related("producer")
+    pending = pending.only(
+        "tag_id", "status", "confidence", "producer__name", "producer__version", "producer__prompt_version"
+    )
     by_tag = {proposal.tag_id: proposal for proposal in pending}
+    for tag in tags:
+        tag["pending_proposal"] = by_tag.get(tag["id"])
+    return tags
+
+
+def with_pending_values(tags: list[dict]) -> list[dict]:
+    """`with_pending` as plain values (what a page writes out: no model objects to build, 100 a page), the
+    producer as its label in `producer`."""
+    fields = ("id", "tag_id", "status", "confidence", "category_code", "knn_code", "second_code", "llm_code")
+    producer = ("producer__name", "producer__version", "producer__prompt_version")
+    labels = {}
+    by_tag = {}
+    for row in pending_proposals(tags).values(*fields, *producer):
+        made_by = tuple(row.pop(field) for field in producer)
+        if made_by not in labels:
+            labels[made_by] = str(Producer(name=made_by[0], version=made_by[1], prompt_version=made_by[2]))
+        row["producer"] = labels[made_by]
+        by_tag[row["tag_id"]] = row
     for tag in tags:
         tag["pending_proposal"] = by_tag.get(tag["id"])
     return tags
