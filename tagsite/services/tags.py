@@ -404,9 +404,20 @@ def search_images(
     images = Image.objects.all()
     if status:
         images = images.filter(status=status)
-    required = set(resolve_names(all_of).values())
+    # every term's tag in two queries (aliases, then ids), not two for each kind of term
+    resolved = resolve_names([*all_of, *none_of, *any_of])
+    found = list(Tag.objects.filter(name__in=set(resolved.values())).values_list("name", "pk")) if resolved else []
+
+    def named(raws: list[str]) -> set[str]:
+        return {resolved[raw] for raw in raws if raw in resolved}
+
+    def ids_of(raws: list[str]) -> list[int]:
+        names = named(raws)
+        return [pk for name, pk in found if name in names]
+
+    required = named(all_of)
     if required:
-        ids = list(Tag.objects.filter(name__in=required).values_list("pk", flat=True))
+        ids = ids_of(all_of)
         if len(ids) < len(required):
             return images.none()  # a tag nobody has: nothing carries every one
         if len(ids) <= EXISTS_TERMS:
@@ -415,11 +426,11 @@ def search_images(
         else:
             carrying = ImageTag.objects.filter(tag_id__in=ids).values("image_id").annotate(n=Count("tag_id"))
             images = images.filter(pk__in=carrying.filter(n=len(ids)).values("image_id"))
-    excluded = tag_ids(none_of)
+    excluded = ids_of(none_of)
     if excluded:
         images = images.exclude(Exists(ImageTag.objects.filter(image_id=OuterRef("pk"), tag_id__in=excluded)))
     if any_of:
-        alternatives = tag_ids(any_of)
+        alternatives = ids_of(any_of)
         if not alternatives:
             return images.none()  # none of the alternatives exists
         images = images.filter(Exists(ImageTag.objects.filter(image_id=OuterRef("pk"), tag_id__in=alternatives)))
