@@ -5,8 +5,11 @@ import re
 
 import pytest
 from django.contrib import admin
+from django.contrib.admin.templatetags.admin_list import result_list
 
+from categorization.models import CategoryProposal
 from tagsite.admin import LargeListAdmin
+from tagsite.templatetags.large_list import large_result_list
 from tests.tagsite.test_admin_scale import add_rows, large_lists
 
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="[^"]+"')
@@ -40,3 +43,48 @@ def test_rows_are_djangos_html(admin_client):
     ]
     for url in urls:
         assert page(admin_client, url, "admin/large_change_list.html") == page(admin_client, url, None), url
+
+
+def short_code(proposal):
+    return proposal.category.code[:3]
+
+
+class OddColumns(LargeListAdmin):
+    """Columns of every kind Django's result list knows: `__str__`, a related lookup, a model property, boolean
+    and date methods, a callable, an empty value of its own, an auto-created primary key, a blank string."""
+
+    list_display = [
+        "id", "__str__", "tag__name", "category", "knn_category", "confidence", "status", "via", "created_at",
+        "decided_at", "is_high", "proposed_on", "no_value", "blank", short_code,
+    ]  # fmt: skip
+    list_display_links = ["__str__", "status"]
+
+    @admin.display(boolean=True)
+    def is_high(self, proposal):
+        return proposal.confidence > 0.5
+
+    def proposed_on(self, proposal):
+        return proposal.created_at.date()
+
+    @admin.display(empty_value="(none)")
+    def no_value(self, proposal):
+        return None
+
+    def blank(self, proposal):
+        return "   "
+
+
+@pytest.mark.django_db
+def test_rows_of_odd_columns_are_djangos_html(rf, admin_user):
+    """Function to function, without the page: each row's cells as Django's `items_for_result` gives them."""
+    add_rows(0, 3)
+    CategoryProposal.objects.filter(pk=CategoryProposal.objects.first().pk).update(confidence=0.9, via="")
+    model_admin = OddColumns(CategoryProposal, admin.site)
+    for query in ("", "?o=2", "?q=tag_1"):
+        request = rf.get(f"/admin/categorization/categoryproposal/{query}")
+        request.user = admin_user
+        changelist = model_admin.get_changelist_instance(request)
+        changelist.formset = None  # as changelist_view sets it
+        django_rows = ["".join(row) for row in result_list(changelist)["results"]]
+        rows = ["".join(row) for row in large_result_list(changelist)["results"]]
+        assert rows == django_rows and len(rows) == 3
