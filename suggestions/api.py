@@ -140,9 +140,9 @@ class QueuePagination(CappedCursorPagination):
         if subset is not None and not self.count_capped:
             # A rarer prefix: its rows, if they are few, listed once; the planner, expecting them spread evenly,
             # would walk the pending rows in image order to find a page of them (100k rows for `hats`: 29 ms).
-            ids = list(queryset.order_by().values_list("pk", flat=True)[: COUNT_CAP + 1])
-            self.count, self.count_capped = min(len(ids), COUNT_CAP), len(ids) > COUNT_CAP
-            queryset = queryset if self.count_capped else queryset.filter(pk__in=ids)
+            self.count, self.count_capped = capped_count(queryset)
+            if not self.count_capped:
+                queryset = queryset.filter(pk__in=queryset.order_by().values("pk")[: COUNT_CAP + 1])
         elif not self.count_capped:
             self.count, self.count_capped = capped_count(queryset)
         cursor = self.decode_cursor(request)
