@@ -140,3 +140,34 @@ def test_the_chart_estimates_the_total_of_a_big_table(admin_client, monkeypatch)
     monkeypatch.setattr(services, "ESTIMATED_FROM", 10)
     assert services.tag_total() == (12, True)
     assert admin_client.get("/tag_categorize").context["chart"][-1] == ("", "uncategorised (estimated)", 12, 100.0)
+
+
+@pytest.mark.django_db
+def test_the_api_rows_are_what_the_serializers_write(admin_client, admin_user):
+    """Both lists build their rows without DRF's per-field calls: the same JSON as their serializers."""
+    from django.utils import timezone
+
+    from categorization.api import PROPOSAL_NAMES, CategoryProposalSerializer, TagCategorySerializer
+
+    tags_with_ties(12)
+    tags = list(Tag.objects.order_by("id"))
+    propose_for(tags[::2])
+    services.set_category([tag.pk for tag in tags[1::3]], ExtendedCategory.objects.get(code="13_Object"), None)
+    decided = CategoryProposal.objects.filter(tag=tags[2]).get()
+    CategoryProposal.objects.filter(pk=decided.pk).update(
+        status="rejected", decided_by=admin_user, decided_at=timezone.now(), via="api"
+    )
+    shown = []
+    for url in ("/api/tag-categories/", "/api/tag-categories/?state=proposal"):
+        listed = admin_client.get(url).json()["results"]
+        shown += listed
+        ids = [row["id"] for row in listed]
+        rows = services.with_pending(list(services.filter_tags(state=url.partition("state=")[2] or "all")))
+        expected = [dict(row) for row in TagCategorySerializer(rows, many=True).data]
+        assert len(listed) >= 3 and ids == [row["id"] for row in expected] and listed == expected
+    assert any(row["pending_proposal"] for row in shown) and any(row["category"] for row in shown)
+    listed = admin_client.get("/api/category-proposals/").json()["results"]
+    proposals = CategoryProposal.objects.annotate(**PROPOSAL_NAMES).order_by("-id")
+    expected = [dict(row) for row in CategoryProposalSerializer(proposals, many=True).data]
+    assert len(listed) == 6 and listed == expected
+    assert {row["reviewer"] for row in listed} == {None, "admin"}  # a decided one among them
