@@ -17,7 +17,7 @@ from rest_framework.settings import api_settings
 
 from tagsite.links import object_url
 from tagsite.models import Image, ImageTag, Job, Tag, TagAlias, TagImplication
-from tagsite.pagination import CappedCursorPagination, TagCursorPagination
+from tagsite.pagination import CappedCursorPagination, SearchCursorPagination, TagCursorPagination
 from tagsite.services import tags as tag_service
 from tagsite.services.ingest import ImportRefused, UploadRejected, check_import_folder, store_upload
 from tagsite.services.jobs import request_cancel, start_job
@@ -169,7 +169,7 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = ImageSerializer
     filterset_class = ImageFilter
-    pagination_class = CappedCursorPagination
+    pagination_class = SearchCursorPagination
 
     def get_queryset(self):
         params = self.request.query_params

@@ -3,7 +3,7 @@
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.response import Response
 
-from tagsite.services.lists import TAG_ORDER, capped_count, page_key, tag_keyset_page
+from tagsite.services.lists import TAG_ORDER, capped_count, page_key, search_count, tag_keyset_page
 
 COUNTS = {"count": {"type": "integer", "example": 123}, "count_capped": {"type": "boolean"}}
 
@@ -15,8 +15,11 @@ class CappedCursorPagination(CursorPagination):
     ordering = "-id"
 
     def paginate_queryset(self, queryset, request, view=None):
-        self.count, self.count_capped = capped_count(queryset)
+        self.count, self.count_capped = self.counted(queryset, request)
         return super().paginate_queryset(queryset, request, view)
+
+    def counted(self, queryset, request) -> tuple[int, bool]:
+        return capped_count(queryset)
 
     def get_paginated_response(self, data):
         links = {"next": self.get_next_link(), "previous": self.get_previous_link()}
@@ -26,6 +29,14 @@ class CappedCursorPagination(CursorPagination):
         schema = super().get_paginated_response_schema(schema)
         schema["properties"] = {**COUNTS, **schema["properties"]}
         return schema
+
+
+class SearchCursorPagination(CappedCursorPagination):
+    """Image searches: a search's count is kept for a minute (`lists.search_count`), so paging through it counts
+    once."""
+
+    def counted(self, queryset, request) -> tuple[int, bool]:
+        return search_count(queryset, request)
 
 
 class TagCursorPagination(CappedCursorPagination):

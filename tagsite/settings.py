@@ -110,7 +110,9 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
         "LOCATION": VAR_DIR / "cache",
         "OPTIONS": {"MAX_ENTRIES": 10_000},
-    }
+    },
+    # each web worker's own: image search counts kept for a minute (`lists.search_count`)
+    "counts": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "OPTIONS": {"MAX_ENTRIES": 1_000}},
 }
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 

@@ -21,7 +21,7 @@ from tagsite.models import Image, ImageTag, Job
 from tagsite.review.services import pending_about_image
 from tagsite.services.ingest import ImportRefused, check_import_folder
 from tagsite.services.jobs import request_cancel, start_job
-from tagsite.services.lists import capped_count, count_label, keyset_page, page_key, tag_names_by_image
+from tagsite.services.lists import count_label, keyset_page, page_key, search_count, tag_names_by_image
 from tagsite.services.tags import SearchError, parse_query, search_images, search_text
 from tagsite.services.writeback import audit_folder
 from tagsite.writeback_web import comparison
@@ -50,7 +50,7 @@ def library(request):
             f'<a class="tag" href="?q={quote(name)}">{escape(display)}</a>' for name, display in tile_tags[image.pk]
         )
         image.tile_tags = mark_safe("".join(links))  # noqa: S308 - every part is quoted or escaped above
-    count, capped = capped_count(images)
+    count, capped = search_count(images, request)
     return render(
         request,
         "tagsite/library.html",

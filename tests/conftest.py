@@ -104,3 +104,11 @@ def image_folder(tmp_path):
     for index, color in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
         make_jpeg(folder / f"photo{index}.jpg", color=color)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def fresh_search_counts():
+    """Search counts are cached per process for a minute (`lists.search_count`): each test counts its own data."""
+    from django.core.cache import caches
+
+    caches["counts"].clear()

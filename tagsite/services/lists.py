@@ -1,9 +1,12 @@
 """Long lists at scale: capped counts and keyset pages, so no request counts or skips a million rows."""
 
 import bisect
+import hashlib
 import operator
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
+from django.core.cache import caches
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import QuerySet
@@ -26,6 +29,24 @@ def capped_count(queryset: QuerySet, cap: int = COUNT_CAP) -> tuple[int, bool]:
     """(count, capped): counting stops after `cap` rows, so a filter matching 800k rows costs as much as 1k."""
     count = queryset.order_by()[: cap + 1].count()
     return min(count, cap), count > cap
+
+
+SEARCH_COUNT_SECONDS = 60
+PAGE_POSITION = ("after", "before", "cursor")  # query parameters that move through a list, not filter it
+
+
+def search_count(queryset: QuerySet, request) -> tuple[int, bool]:
+    """`capped_count` of an image search, kept for a minute under the request's filters: the next page of the
+    same search, or the same search again, counts nothing. Under the cap every match is counted: three popular
+    tags with 512 images in common are 56k index entries, 5-8 ms of database time a page. (Danbooru keeps its
+    search counts in a cache the same way.) The rows are always read fresh; the count may be a minute old."""
+    params = sorted((key, value) for key, values in request.GET.lists() if key not in PAGE_POSITION for value in values)
+    key = "search-count:" + hashlib.sha256(f"{request.path}?{urlencode(params)}".encode()).hexdigest()
+    counted = caches["counts"].get(key)
+    if counted is None:
+        counted = capped_count(queryset)
+        caches["counts"].set(key, counted, SEARCH_COUNT_SECONDS)
+    return counted
 
 
 def count_label(count: int, capped: bool) -> str:

@@ -152,3 +152,35 @@ def test_admin_searches_resolve_users_and_images_first(admin_client, admin_user)
     searched = [sql for sql in sql_of(admin_client, "/admin/tagsite/decision/?q=adm") if "LIKE" in sql.upper()]
     assert searched and not [sql for sql in searched if "tagsite_decision" in sql]
     assert [d.object_id for d in admin_client.get("/admin/tagsite/decision/?q=43").context["cl"].result_list] == [43]
+
+
+@pytest.mark.django_db
+def test_a_search_counts_once_a_minute_whatever_page_it_is_on(admin_client, admin_user):
+    """Library and /api/images/ keep a search's count for a minute (`lists.search_count`): the next page and the
+    same search again run no count; another search, or the minute over, counts again."""
+    import time
+    from unittest import mock
+
+    tag = Tag.objects.create(name="cat_ears", display_name="cat ears")
+
+    def tagged(n: int) -> None:
+        image = Image.objects.create(path=f"/photos/{n}.jpg", sha256=f"{n:064x}")
+        ImageTag.objects.create(image=image, tag=tag, source="manual", added_by=admin_user)
+
+    for n in range(3):
+        tagged(n)
+    name = tag.name
+
+    def counts(url: str) -> int:
+        return sum("COUNT(" in sql for sql in sql_of(admin_client, url))
+
+    for url in (f"/?q={name}", f"/api/images/?tags={name}"):
+        assert counts(url) == 1
+        assert counts(url) == 0
+        assert counts(f"{url}&after=999999") == counts(f"{url}&cursor=cD05OTk5OTk%3D") == 0  # another page
+        assert counts(f"{url}&status=failed") == 1  # another search
+    assert admin_client.get(f"/api/images/?tags={name}").json()["count"] == 3
+    tagged(3)
+    with mock.patch("time.time", return_value=time.time() + 61):
+        assert counts(f"/?q={name}") == 1
+        assert admin_client.get(f"/api/images/?tags={name}").json()["count"] == 4
