@@ -15,6 +15,7 @@ from django.utils import timezone
 from tagsite.models import AutoApproveRule, Decision, Producer, Proposal
 from tagsite.review import ReviewKind, get_kind
 from tagsite.services.lists import COUNT_CAP, capped_count, count_label  # hub counts stop at the cap: "1,000+"
+from tagsite.services.tags import usage_counts_last
 
 log = logging.getLogger(__name__)
 Status = Proposal.Status
@@ -70,7 +71,11 @@ def decide(
     if rule is not None and rule.kind != kind.name:
         raise ValueError(f"rule {rule.name!r} is for {rule.kind}, not {kind.name}")
     ids = sorted({int(pk) for pk in ids})
-    work = lambda: _decide(kind, ids, status, user, via, rule, only_pending or rule is not None)  # noqa: E731
+
+    def work() -> Outcome:
+        with usage_counts_last():  # the popular tags' rows locked for the commit alone
+            return _decide(kind, ids, status, user, via, rule, only_pending or rule is not None)
+
     return atomic_with_deadlock_retry(work, f"deciding {len(ids)} {kind.name}")
 
 

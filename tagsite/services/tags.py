@@ -3,7 +3,9 @@
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -237,9 +239,33 @@ def _update_pairs(pairs: list[tuple[int, int]], sql: str) -> list[int]:
         return [tag for (tag,) in cursor.fetchall()] if cursor.description else []
 
 
+_held_usage_shifts: ContextVar[Counter | None] = ContextVar("held_usage_shifts", default=None)
+
+
+@contextmanager
+def usage_counts_last() -> Iterator[None]:
+    """Inside the block, usage counts move once, at its end: the last statement before a decision's commit.
+
+    Every approval of a popular tag (1girl in one batch of two) locks that tag's row until the commit, so
+    concurrent batches queue on it: moved last, the row is held for the commit alone, not for the audit rows
+    and the other writes that follow."""
+    held = Counter()
+    token = _held_usage_shifts.set(held)
+    try:
+        yield
+    finally:
+        _held_usage_shifts.reset(token)
+    shift_usage_counts(held)
+
+
 def shift_usage_counts(deltas: dict[int, int]) -> None:
     """Move usage counts by what a batch added (+) or removed (-), never by a recount: the tags are locked
-    in id order first, so batches that share popular tags wait for each other instead of deadlocking."""
+    in id order first, so batches that share popular tags wait for each other instead of deadlocking. Inside
+    `usage_counts_last` the move waits for the block's end."""
+    held = _held_usage_shifts.get()
+    if held is not None:
+        held.update(deltas)
+        return
     ids = sorted(tag for tag, delta in deltas.items() if delta)
     if not ids:
         return

@@ -110,6 +110,21 @@ def test_approve_then_reject_restores_the_image_exactly(admin_user):
     ]
 
 
+def test_a_decision_moves_usage_counts_last_so_popular_tags_are_locked_for_the_commit_alone(admin_user):
+    """Approving and taking back lock the tags whose counts move; that is the last statement before the commit."""
+    img = image(1)
+    suggestions = suggest(model_version(), {img: {"smile": 0.9, "hat": 0.8}})
+    ids = [s.pk for s in suggestions]
+    for status in ("approved", "rejected"):
+        with CaptureQueriesContext(connection) as queries:
+            review_service.decide(kind="tagsuggestion", ids=ids, status=status, user=admin_user, via="api")
+        statements = [query["sql"] for query in queries if not query["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+        moving = [n for n, sql in enumerate(statements) if sql.startswith("UPDATE tagsite_tag SET usage_count")]
+        audit = max(n for n, sql in enumerate(statements) if 'INSERT INTO "tagsite_decision"' in sql)
+        assert len(moving) == 1 and moving[0] > audit, statements
+        assert_counts_true()
+
+
 @pytest.mark.django_db
 def test_a_rule_only_moves_pending_and_already_decided_is_skipped_and_audited(admin_user):
     img = image(1)
