@@ -92,7 +92,8 @@ def test_the_server_runs_with_the_small_machine_settings(data_dir):
     holder, host, port = hold(data_dir)
     try:
         with psycopg.connect(host=host, port=port, user="postgres", dbname="postgres") as conn:
-            shown = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in ("jit", "shared_buffers", "work_mem")}
+            names = ("jit", "shared_buffers", "work_mem", "autovacuum_vacuum_scale_factor")
+            shown = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in names}
             parallel = conn.execute("SHOW max_parallel_workers_per_gather").fetchone()[0]
     finally:
         release(holder)
@@ -100,6 +101,7 @@ def test_the_server_runs_with_the_small_machine_settings(data_dir):
     assert shown["jit"] == "off"
     assert parallel == wanted["max_parallel_workers_per_gather"]
     assert shown["work_mem"] == wanted["work_mem"]
+    assert shown["autovacuum_vacuum_scale_factor"] == "0.02"
     assert shown["shared_buffers"] in (wanted["shared_buffers"], f"{int(wanted['shared_buffers'][:-2]) // 1024}GB")
 
 
