@@ -88,3 +88,23 @@ def test_rows_of_odd_columns_are_djangos_html(rf, admin_user):
         django_rows = ["".join(row) for row in result_list(changelist)["results"]]
         rows = ["".join(row) for row in large_result_list(changelist)["results"]]
         assert rows == django_rows and len(rows) == 3
+
+
+def test_checkbox_and_thumbnail_are_djangos_html(rf):
+    """The row checkbox and the thumbnail, written as f-strings, give what Django's widget and format_html give,
+    with a name and a path that need escaping."""
+    from django.utils.html import format_html
+
+    from tagsite.admin import TagAdmin, thumbnail_html
+    from tagsite.models import Image, Tag
+
+    tag = Tag(pk=7, name="x", display_name='<b>"it\'s" & more</b>')
+    model_admin = TagAdmin(Tag, admin.site)
+    assert model_admin.action_checkbox(tag) == admin.ModelAdmin.action_checkbox(model_admin, tag)
+    image = Image(pk=3, sha256="a&b<c>" + "0" * 58, thumbnail="t.webp")
+    for size in (64, 320):
+        expected = format_html(
+            '<img src="{}" style="max-width:{}px;max-height:{}px" alt="">', image.thumbnail_url, size, size
+        )
+        assert thumbnail_html(image, size) == expected
+    assert thumbnail_html(Image(pk=4)) == "-"
