@@ -5,7 +5,8 @@ from datetime import datetime
 
 import django_filters
 from django.conf import settings
-from django.db.models import F, Prefetch, QuerySet
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db.models import F, OuterRef, Prefetch, QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -15,13 +16,12 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from tagsite.links import object_url
+from tagsite.links import object_url, url_template
 from tagsite.models import Image, ImageTag, Job, Tag, TagAlias, TagImplication
 from tagsite.pagination import CappedCursorPagination, SearchCursorPagination, TagCursorPagination
 from tagsite.services import tags as tag_service
 from tagsite.services.ingest import ImportRefused, UploadRejected, check_import_folder, store_upload
 from tagsite.services.jobs import request_cancel, start_job
-from tagsite.services.lists import tag_names_by_image
 
 
 def datetime_text() -> Callable[[datetime | None], str | None]:
@@ -108,34 +108,44 @@ IMAGE_LIST_FIELDS = (
 )  # fmt: skip
 
 
-def image_rows(images: list[Image], tag_names: dict[int, list[tuple[str, str]]]) -> list[dict]:
+def image_rows(images: list[dict]) -> list[dict]:
     """ImageSerializer's output for a list page, without DRF's per-field calls (most of the list's CPU; tests hold
-    the two equal); `tag_names` as `lists.tag_names_by_image` reads them."""
+    the two equal). `images` are `values()` rows of IMAGE_LIST_FIELDS (no model objects) with their tag names in
+    `tag_names` (`image_tag_names`). The links are reversed once for the page, not looked up per row."""
     when = datetime_text()
+    file_url, thumbnail_url = url_template("image-file"), url_template("image-thumbnail")
     return [
         {
-            "id": image.pk,
-            "path": image.path,
-            "sha256": image.sha256,
-            "size": image.size,
-            "format": image.format,
-            "width": image.width,
-            "height": image.height,
-            "orientation": image.orientation,
-            "frames": image.frames,
-            "status": image.status,
-            "error": image.error,
-            "tags": [name for name, _ in tag_names[image.pk]],
-            "thumbnail_url": image.thumbnail_url or None,
-            "file_url": object_url("image-file", image.pk),
-            "created_at": when(image.created_at),
-            "updated_at": when(image.updated_at),
-            "title": image.title,
-            "caption": image.caption,
-            "description": image.description,
+            "id": (pk := image["id"]),
+            "path": image["path"],
+            "sha256": image["sha256"],
+            "size": image["size"],
+            "format": image["format"],
+            "width": image["width"],
+            "height": image["height"],
+            "orientation": image["orientation"],
+            "frames": image["frames"],
+            "status": image["status"],
+            "error": image["error"],
+            "tags": image["tag_names"],
+            # Image.thumbnail_url
+            "thumbnail_url": f"{thumbnail_url.format(pk)}?v={image['sha256'][:16]}" if image["thumbnail"] else None,
+            "file_url": file_url.format(pk),
+            "created_at": when(image["created_at"]),
+            "updated_at": when(image["updated_at"]),
+            "title": image["title"],
+            "caption": image["caption"],
+            "description": image["description"],
         }
         for image in images
     ]
+
+
+def image_tag_names() -> ArraySubquery:
+    """An image's tag names in the order they were added, read with its row: the page's query brings them,
+    not a query of their own (`tag_names` of `image_rows`)."""
+    links = ImageTag.objects.filter(image_id=OuterRef("pk")).order_by("pk").values("tag__name")
+    return ArraySubquery(links)
 
 
 class TagNamesSerializer(serializers.Serializer):
@@ -184,7 +194,8 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
             raise ValidationError({"q": [str(exc)]}) from exc
         images = tag_service.search_text(images, params.get("text", ""))
         if self.action == "list":
-            return images.only(*IMAGE_LIST_FIELDS)  # tag names come in one query per page (list)
+            # rows as values (no model objects), each with its tag names (no query of their own)
+            return images.values(*IMAGE_LIST_FIELDS, tag_names=image_tag_names())
         names = ImageTag.objects.select_related("tag").only("image", "tag__name")
         return images.prefetch_related(Prefetch("image_tags", queryset=names))
 
@@ -199,7 +210,7 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
     )
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.get_paginated_response(image_rows(page, tag_names_by_image([image.pk for image in page])))
+        return self.get_paginated_response(image_rows(page))
 
     @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={201: ImageSerializer})
     @action(
