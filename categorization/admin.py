@@ -1,9 +1,10 @@
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 
 from categorization import services
 from categorization.models import CachedAnswer, CategorizerEvaluation, CategoryProposal, ExtendedCategory, TagCategory
-from tagsite.admin import LargeListAdmin, ValuesFilter
-from tagsite.models import Producer
+from tagsite.admin import LargeChangeList, LargeListAdmin, ValuesFilter, defer_all_but
+from tagsite.models import Producer, Tag
 from tagsite.services.tags import normalize_tag_name
 
 
@@ -26,14 +27,57 @@ class TagCategoryAdmin(LargeListAdmin):
     raw_id_fields = ["tag"]
 
 
+def categories_of(request) -> dict[int, ExtendedCategory]:
+    """The categories (about 22) by id, read once per request for a proposals page's filter and rows."""
+    if not hasattr(request, "_admin_categories"):
+        request._admin_categories = {category.pk: category for category in ExtendedCategory.objects.only("code")}
+    return request._admin_categories
+
+
+class CategoryFilter(admin.RelatedFieldListFilter):
+    """The categories by code, in their order, from the page's one read of them."""
+
+    def field_choices(self, field, request, model_admin):
+        return [(category.pk, str(category)) for category in categories_of(request).values()]
+
+
+class ProducerFilter(admin.RelatedFieldListFilter):
+    """The producers by name, reading only the columns of their names."""
+
+    def field_choices(self, field, request, model_admin):
+        return [(producer.pk, str(producer)) for producer in Producer.objects.only("name", "version", "prompt_version")]
+
+
+class ProposalChangeList(LargeChangeList):
+    """A page's proposals get their category and votes from the categories read once (about 22 rows): three
+    prefetches and a join each built a category object per proposal and vote."""
+
+    category_fields = ("category", "knn_category", "llm_category", "second_category")
+
+    def get_results(self, request):
+        super().get_results(request)
+        categories = categories_of(request)
+        fields = [CategoryProposal._meta.get_field(name) for name in self.category_fields]
+        for proposal in self.result_list:
+            for field in fields:
+                category_id = getattr(proposal, field.attname)
+                if not field.is_cached(proposal) and category_id in categories:
+                    field.set_cached_value(proposal, categories[category_id])
+
+
 @admin.register(CategoryProposal)
 class CategoryProposalAdmin(LargeListAdmin):
     list_display = [
         "tag", "category", "confidence", "evidence", "producer", "status", "decided_by", "via", "created_at",
     ]  # fmt: skip
-    list_filter = ["status", "category", "producer"]
-    list_select_related = ["tag", "category", "producer", "decided_by"]
-    list_prefetch_related = ("knn_category", "llm_category", "second_category")  # 22 rows: no joins to plan
+    list_filter = ["status", ("category", CategoryFilter), ("producer", ProducerFilter)]
+    list_select_related = ["tag", "producer", "decided_by"]  # the categories: ProposalChangeList
+    list_defer = (  # the columns shown (and the rows' names, for the checkboxes)
+        *defer_all_but(CategoryProposal, (*ProposalChangeList.category_fields, *list_select_related, *list_display)),
+        *defer_all_but(Tag, ("name", "display_name"), "tag"),
+        *defer_all_but(Producer, ("name", "version", "prompt_version"), "producer"),
+        *defer_all_but(get_user_model(), (get_user_model().USERNAME_FIELD,), "decided_by"),
+    )
     search_fields = ["tag__name"]  # by tag name or alias prefix: LargeListAdmin
     tag_search = "tag"
     raw_id_fields = ["tag", "job"]
@@ -50,6 +94,9 @@ class CategoryProposalAdmin(LargeListAdmin):
         "created_at",
     ]
     actions = ["accept", "reject"]
+
+    def get_changelist(self, request, **kwargs):
+        return ProposalChangeList
 
     @admin.display(description="kNN / LLM / second")
     def evidence(self, proposal: CategoryProposal) -> str:
