@@ -430,28 +430,26 @@ def search_images(
     images = Image.objects.all()
     if status:
         images = images.filter(status=status)
-    # every term's tag in two queries (aliases, then ids), not two for each kind of term
-    resolved = resolve_names([*all_of, *none_of, *any_of])
-    found = list(Tag.objects.filter(name__in=set(resolved.values())).values_list("name", "pk")) if resolved else []
+    ids = search_term_ids([*all_of, *none_of, *any_of])
 
-    def named(raws: list[str]) -> set[str]:
-        return {resolved[raw] for raw in raws if raw in resolved}
+    ranked: dict[int | None, int] = {}
+    for tag_id in ids.values():  # most used first
+        ranked.setdefault(tag_id, len(ranked))
 
     def ids_of(raws: list[str]) -> list[int]:
-        names = named(raws)
-        return [pk for name, pk in found if name in names]
+        return sorted({ids[raw] for raw in raws if ids.get(raw) is not None}, key=ranked.get)
 
-    required = named(all_of)
+    required = [raw for raw in all_of if raw in ids]  # junk names (empty, too long) are left out
     if required:
-        ids = ids_of(all_of)
-        if len(ids) < len(required):
+        if any(ids[raw] is None for raw in required):
             return images.none()  # a tag nobody has: nothing carries every one
-        if len(ids) <= EXISTS_TERMS:
-            for tag_id in ids:
+        ids_required = ids_of(required)
+        if len(ids_required) <= EXISTS_TERMS:
+            for tag_id in ids_required:
                 images = images.filter(Exists(ImageTag.objects.filter(image_id=OuterRef("pk"), tag_id=tag_id)))
         else:
-            carrying = ImageTag.objects.filter(tag_id__in=ids).values("image_id").annotate(n=Count("tag_id"))
-            images = images.filter(pk__in=carrying.filter(n=len(ids)).values("image_id"))
+            carrying = ImageTag.objects.filter(tag_id__in=ids_required).values("image_id").annotate(n=Count("tag_id"))
+            images = images.filter(pk__in=carrying.filter(n=len(ids_required)).values("image_id"))
     excluded = ids_of(none_of)
     if excluded:
         images = images.exclude(Exists(ImageTag.objects.filter(image_id=OuterRef("pk"), tag_id__in=excluded)))
@@ -464,6 +462,29 @@ def search_images(
 
 
 EXISTS_TERMS = 8
+
+
+def search_term_ids(raw_names: list[str]) -> dict[str, int | None]:
+    """Each search term's tag id (None: no such tag), most used first, its name normalised and rewritten by an
+    alias as `resolve_names` does, in one query (an alias names its tag; other names look up theirs) instead of
+    two. Junk names (empty, NUL bytes, over 255 characters) are left out."""
+    normalized = {raw: normalize_tag_name(raw) for raw in raw_names if "\x00" not in raw}
+    normalized = {raw: name for raw, name in normalized.items() if 0 < len(name) <= MAX_NAME_LENGTH}
+    if not normalized:
+        return {}
+    alias, tag = (connection.ops.quote_name(model._meta.db_table) for model in (TagAlias, Tag))
+    sql = (
+        "SELECT n.name, COALESCE(aliased.id, t.id) FROM unnest(%s::text[]) AS n(name) "  # noqa: S608 - models' tables
+        f"LEFT JOIN {alias} a ON a.antecedent = n.name LEFT JOIN {tag} aliased ON aliased.id = a.tag_id "
+        f"LEFT JOIN {tag} t ON t.name = n.name "
+        "ORDER BY COALESCE(aliased.usage_count, t.usage_count) DESC, COALESCE(aliased.name, t.name)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [sorted(set(normalized.values()))])
+        found = dict(cursor.fetchall())
+    rank = {name: number for number, name in enumerate(found)}
+    ordered = sorted(normalized.items(), key=lambda item: rank.get(item[1], len(rank)))
+    return {raw: found.get(name) for raw, name in ordered}
 
 
 def search_text(images: QuerySet[Image], text: str) -> QuerySet[Image]:
