@@ -3,7 +3,6 @@ from django.contrib.auth import get_user_model
 
 from suggestions import services
 from suggestions.models import (
-    MODEL_VERSION_LIST_DEFER,
     HeldPrediction,
     ImageRun,
     MLModelVersion,
@@ -13,7 +12,15 @@ from suggestions.models import (
     TextProposal,
     UnmappedTag,
 )
-from tagsite.admin import LargeListAdmin, RatingFilter, ReadOnlyAdmin, ValuesFilter, defer_all_but, thumbnail_html
+from tagsite.admin import (
+    LargeChangeList,
+    LargeListAdmin,
+    RatingFilter,
+    ReadOnlyAdmin,
+    ValuesFilter,
+    defer_all_but,
+    thumbnail_html,
+)
 from tagsite.models import Image, Tag
 from tagsite.review import services as review
 from tagsite.services.lists import IMAGE_LIST_DEFER, related_defer
@@ -29,11 +36,40 @@ class LabelSourceFilter(ValuesFilter):
         return [(source, source) for source in services.label_sources()]
 
 
+def versions_of(request) -> dict[int, MLModelVersion]:
+    """The model versions (a few) by id with their names only, read once per request for a list's filter and rows."""
+    if not hasattr(request, "_admin_model_versions"):
+        request._admin_model_versions = {
+            version.pk: version for version in MLModelVersion.objects.only("name", "version")
+        }
+    return request._admin_model_versions
+
+
 class ModelVersionFilter(admin.RelatedFieldListFilter):
     """The model versions by name, without loading each one's per-label thresholds."""
 
     def field_choices(self, field, request, model_admin):
-        return [(version.pk, str(version)) for version in MLModelVersion.objects.only("name", "version")]
+        return [(version.pk, str(version)) for version in versions_of(request).values()]
+
+
+class VersionChangeList(LargeChangeList):
+    """A page's rows get their model version from the versions read once for the filter (`versions_of`), not
+    through a join building a version object per row."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        versions = versions_of(request)
+        field = self.model._meta.get_field("model_version")
+        for row in self.result_list:
+            if not field.is_cached(row) and row.model_version_id in versions:
+                field.set_cached_value(row, versions[row.model_version_id])
+
+
+class VersionListAdmin(LargeListAdmin):
+    """A large list with a `model_version` column and the `ModelVersionFilter` (not in `list_select_related`)."""
+
+    def get_changelist(self, request, **kwargs):
+        return VersionChangeList
 
 
 class HeldSourceFilter(LabelSourceFilter):
@@ -99,7 +135,7 @@ class UnmappedTagAdmin(ReviewActions, LargeListAdmin):
 
 
 @admin.register(TagSuggestion)
-class TagSuggestionAdmin(ReviewActions, LargeListAdmin):
+class TagSuggestionAdmin(ReviewActions, VersionListAdmin):
     list_display = ["thumb", "tag", "external_tag", "confidence", "model_version", "status", "decided_by", "via"]
     list_filter = ["status", ("model_version", ModelVersionFilter), "category"]
     search_fields = ["tag__name"]  # by tag name or alias prefix: LargeListAdmin
@@ -108,13 +144,14 @@ class TagSuggestionAdmin(ReviewActions, LargeListAdmin):
     raw_id_fields = ["image", "tag"]
     readonly_fields = [f.name for f in TagSuggestion._meta.fields]
     actions = ["approve", "reject"]
-    list_select_related = ["image", "tag", "model_version", "decided_by"]
+    list_select_related = ["image", "tag", "decided_by"]  # the model versions: VersionListAdmin
     # the columns shown (and the rows' names, for the checkboxes): a page read 60 columns, five dates a row
     list_defer = (
-        *defer_all_but(TagSuggestion, ("status", "via", "external_tag", "confidence", *list_select_related)),
+        *defer_all_but(
+            TagSuggestion, ("status", "via", "external_tag", "confidence", "model_version", *list_select_related)
+        ),
         *defer_all_but(Image, ("thumbnail", "sha256"), "image"),
         *defer_all_but(Tag, ("name", "display_name"), "tag"),
-        *defer_all_but(MLModelVersion, ("name", "version"), "model_version"),
         *defer_all_but(get_user_model(), (get_user_model().USERNAME_FIELD,), "decided_by"),
     )
 
@@ -134,21 +171,21 @@ class TagSuggestionAdmin(ReviewActions, LargeListAdmin):
 
 
 @admin.register(HeldPrediction)
-class HeldPredictionAdmin(LargeListAdmin, ReadOnlyAdmin):
+class HeldPredictionAdmin(VersionListAdmin, ReadOnlyAdmin):
     list_display = ["unmapped", "image", "model_version", "confidence"]
     list_filter = [("model_version", ModelVersionFilter), HeldSourceFilter]
     search_fields = ["unmapped__external_tag", "image__path"]
-    list_select_related = ["unmapped", "image", "model_version"]
-    list_defer = (*related_defer("image", IMAGE_LIST_DEFER), *related_defer("model_version", MODEL_VERSION_LIST_DEFER))
+    list_select_related = ["unmapped", "image"]
+    list_defer = related_defer("image", IMAGE_LIST_DEFER)
 
 
 @admin.register(ImageRun)
-class ImageRunAdmin(LargeListAdmin, ReadOnlyAdmin):
+class ImageRunAdmin(VersionListAdmin, ReadOnlyAdmin):
     list_display = ["image", "model_version", "rating", "created_at"]
     list_filter = [("model_version", ModelVersionFilter), RatingFilter]
     search_fields = ["image__path"]
-    list_select_related = ["image", "model_version"]
-    list_defer = (*related_defer("image", IMAGE_LIST_DEFER), *related_defer("model_version", MODEL_VERSION_LIST_DEFER))
+    list_select_related = ["image"]
+    list_defer = related_defer("image", IMAGE_LIST_DEFER)
 
 
 @admin.register(PromptProfile)
