@@ -1,12 +1,12 @@
 """REST API of the library: images, tags, aliases, implications and jobs (staff only)."""
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import django_filters
 from django.conf import settings
 from django.contrib.postgres.expressions import ArraySubquery
-from django.db.models import F, OuterRef, Prefetch, QuerySet
+from django.db.models import CharField, F, Func, OuterRef, Prefetch, QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -39,6 +39,35 @@ def datetime_text() -> Callable[[datetime | None], str | None]:
         return value[:-6] + "Z" if value.endswith("+00:00") else value
 
     return text
+
+
+class UtcText(Func):
+    """A date as DRF writes it in UTC (`2024-05-01T10:00:00.123456`, before `utc_text` trims a zero fraction and
+    adds the `Z`), formatted by the database: a list's dates are not parsed into datetimes (Django's loader is
+    Python, per value) only to be written back as text."""
+
+    template = "to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+    output_field = CharField()
+
+
+def utc_text(value: str | None) -> str | None:
+    """`UtcText`'s value as DRF's DateTimeField writes it in UTC: no fraction when it is zero, `Z` for the zone."""
+    if value is None:
+        return None
+    return (value[:-7] if value.endswith(".000000") else value) + "Z"
+
+
+def dates_as_utc_text() -> bool:
+    """Whether a list's dates can come formatted by the database (`UtcText`): DRF writes them in ISO 8601 and the
+    current time zone is UTC; otherwise `datetime_text` formats datetimes."""
+    output = api_settings.DATETIME_FORMAT
+    zone = timezone.get_current_timezone()
+    return (
+        settings.USE_TZ
+        and isinstance(output, str)
+        and output.lower() == ISO_8601
+        and (zone is UTC or getattr(zone, "key", None) == "UTC")
+    )
 
 
 class StaffModelPermissions(permissions.DjangoModelPermissions):
@@ -111,8 +140,13 @@ IMAGE_LIST_FIELDS = (
 def image_rows(images: list[dict]) -> list[dict]:
     """ImageSerializer's output for a list page, without DRF's per-field calls (most of the list's CPU; tests hold
     the two equal). `images` are `values()` rows of IMAGE_LIST_FIELDS (no model objects) with their tag names in
-    `tag_names` (`image_tag_names`). The links are reversed once for the page, not looked up per row."""
-    when = datetime_text()
+    `tag_names` (`image_tag_names`), and their dates formatted by the database where they can be
+    (`created_text` and `updated_text`, `image_list_values`). The links are reversed once for the page, not looked
+    up per row."""
+    if images and "created_text" in images[0]:
+        when, created, updated = utc_text, "created_text", "updated_text"
+    else:
+        when, created, updated = datetime_text(), "created_at", "updated_at"
     file_url, thumbnail_url = url_template("image-file"), url_template("image-thumbnail")
     return [
         {
@@ -131,14 +165,24 @@ def image_rows(images: list[dict]) -> list[dict]:
             # Image.thumbnail_url
             "thumbnail_url": f"{thumbnail_url.format(pk)}?v={image['sha256'][:16]}" if image["thumbnail"] else None,
             "file_url": file_url.format(pk),
-            "created_at": when(image["created_at"]),
-            "updated_at": when(image["updated_at"]),
+            "created_at": when(image[created]),
+            "updated_at": when(image[updated]),
             "title": image["title"],
             "caption": image["caption"],
             "description": image["description"],
         }
         for image in images
     ]
+
+
+def image_list_values(images: QuerySet[Image]) -> QuerySet:
+    """The rows `image_rows` reads: values (no model objects), each with its tag names (no query of their own)
+    and, in UTC, its dates as text."""
+    if not dates_as_utc_text():
+        return images.values(*IMAGE_LIST_FIELDS, tag_names=image_tag_names())
+    fields = [field for field in IMAGE_LIST_FIELDS if field not in ("created_at", "updated_at")]
+    dates = {"created_text": UtcText("created_at"), "updated_text": UtcText("updated_at")}
+    return images.values(*fields, **dates, tag_names=image_tag_names())
 
 
 def image_tag_names() -> ArraySubquery:
@@ -194,8 +238,7 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
             raise ValidationError({"q": [str(exc)]}) from exc
         images = tag_service.search_text(images, params.get("text", ""))
         if self.action == "list":
-            # rows as values (no model objects), each with its tag names (no query of their own)
-            return images.values(*IMAGE_LIST_FIELDS, tag_names=image_tag_names())
+            return image_list_values(images)
         names = ImageTag.objects.select_related("tag").only("image", "tag__name")
         return images.prefetch_related(Prefetch("image_tags", queryset=names))
 

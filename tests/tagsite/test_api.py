@@ -1,9 +1,11 @@
+import datetime
 import io
 import os
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 from PIL import Image as PILImage
 from rest_framework.authtoken.models import Token
 
@@ -390,8 +392,17 @@ def test_the_image_list_rows_are_what_the_image_serializer_writes(admin_client):
     shown = Image.objects.get(pk=upload(admin_client).json()["id"])
     add_tags([shown], ["cat", "sleeping", "hat"])
     Image.objects.filter(pk=shown.pk).update(title="A cat", caption="asleep", description="A cat on a hat.")
-    Image.objects.create(path="/photos/broken.jpg", status=Image.Status.FAILED, error="cannot read", width=None)
+    broken = Image.objects.create(
+        path="/photos/broken.jpg", status=Image.Status.FAILED, error="cannot read", width=None
+    )
+    whole_second = datetime.datetime(2024, 5, 1, 10, 0, tzinfo=datetime.UTC)  # no fraction written
+    Image.objects.filter(pk=broken.pk).update(updated_at=whole_second)
     listed = admin_client.get("/api/images/", {"status": ""}).json()["results"]
     expected = ImageSerializer(Image.objects.order_by("-id"), many=True).data
     assert len(listed) == 2 and listed == [dict(row) for row in expected]
     assert listed[1]["tags"] == ["cat", "sleeping", "hat"] and listed[1]["thumbnail_url"]
+    assert listed[0]["updated_at"] == "2024-05-01T10:00:00Z" and "." in listed[1]["created_at"]
+    with timezone.override("Europe/Paris"):  # dates converted in Python, not formatted in UTC by the database
+        listed = admin_client.get("/api/images/", {"status": ""}).json()["results"]
+        expected = ImageSerializer(Image.objects.order_by("-id"), many=True).data
+    assert listed == [dict(row) for row in expected] and listed[0]["updated_at"] == "2024-05-01T12:00:00+02:00"
