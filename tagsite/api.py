@@ -242,6 +242,13 @@ class ImageViewSet(viewsets.ReadOnlyModelViewSet):
         names = ImageTag.objects.select_related("tag").only("image", "tag__name")
         return images.prefetch_related(Prefetch("image_tags", queryset=names))
 
+    def filter_queryset(self, queryset):
+        """ImageFilter only where one of its parameters is given: the filter backend builds a FilterSet (its form
+        and fields deep-copied) on every request, which without them filters nothing."""
+        if not any(key in self.request.query_params for key in ImageFilter.base_filters):
+            return queryset
+        return super().filter_queryset(queryset)
+
     @extend_schema(
         parameters=[
             OpenApiParameter("q", OpenApiTypes.STR, description="Query: `a b -c ~d ~e`"),
