@@ -1,5 +1,6 @@
 """REST API of the library: images, tags, aliases, implications and jobs (staff only)."""
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -185,9 +186,10 @@ def image_list_values(images: QuerySet[Image]) -> QuerySet:
     return images.values(*fields, **dates, tag_names=image_tag_names())
 
 
+@functools.cache
 def image_tag_names() -> ArraySubquery:
     """An image's tag names in the order they were added, read with its row: the page's query brings them,
-    not a query of their own (`tag_names` of `image_rows`)."""
+    not a query of their own (`tag_names` of `image_rows`). Built once: a query resolves a copy of it."""
     links = ImageTag.objects.filter(image_id=OuterRef("pk")).order_by("pk").values("tag__name")
     return ArraySubquery(links)
 
