@@ -119,8 +119,6 @@ class ImageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_tags(self, image) -> list[str]:
-        if (names := self.context.get("tag_names")) is not None:  # a list page: one query for every image
-            return [name for name, _ in names[image.pk]]
         return [link.tag.name for link in image.image_tags.all()]
 
     def get_thumbnail_url(self, image) -> str | None:

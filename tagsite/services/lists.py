@@ -228,8 +228,8 @@ def image_ids_by_path(term: str, limit: int = COUNT_CAP) -> list[int]:
     return list(Image.objects.filter(path__contains=term).values_list("pk", flat=True)[:limit])
 
 
-def tag_names_by_image(image_ids: list[int], per_image: int | None = None) -> dict[int, list[tuple[str, str]]]:
-    """(name, display name) of each image's tags, in the order they were added, at most `per_image` each.
+def tag_names_by_image(image_ids: list[int], per_image: int) -> dict[int, list[tuple[str, str]]]:
+    """(name, display name) of each image's first `per_image` tags, in the order they were added (library tiles).
 
     One query of plain tuples for a whole page: no model objects (two per tag) are built, which was most of a
     list page's CPU. In SQL, because the links are ranked before any tag is read: the ORM's window filter wraps
@@ -239,17 +239,15 @@ def tag_names_by_image(image_ids: list[int], per_image: int | None = None) -> di
     from tagsite.models import ImageTag, Tag
 
     quote = connection.ops.quote_name
-    # ranked only to be cut (all of them unranked: a plain join, a quarter less of the database's time)
-    rank = "" if per_image is None else ", row_number() OVER (PARTITION BY image_id ORDER BY id) AS rank"
-    limit = "" if per_image is None else "WHERE l.rank <= %s "
     sql = (
-        f"SELECT l.image_id, t.name, t.display_name FROM (SELECT image_id, tag_id, id{rank} "  # noqa: S608 - models' tables
-        f"FROM {quote(ImageTag._meta.db_table)} WHERE image_id = ANY(%s)) l "
-        f"JOIN {quote(Tag._meta.db_table)} t ON t.id = l.tag_id {limit}ORDER BY l.image_id, l.id"
+        f"SELECT l.image_id, t.name, t.display_name FROM (SELECT image_id, tag_id, id, "  # noqa: S608 - models' tables
+        f"row_number() OVER (PARTITION BY image_id ORDER BY id) AS rank FROM {quote(ImageTag._meta.db_table)} "
+        f"WHERE image_id = ANY(%s)) l JOIN {quote(Tag._meta.db_table)} t ON t.id = l.tag_id WHERE l.rank <= %s "
+        "ORDER BY l.image_id, l.id"
     )
     names: dict[int, list[tuple[str, str]]] = {pk: [] for pk in image_ids}
     with connection.cursor() as cursor:
-        cursor.execute(sql, [list(image_ids)] if per_image is None else [list(image_ids), per_image])
+        cursor.execute(sql, [list(image_ids), per_image])
         for image_id, name, display in cursor.fetchall():
             names[image_id].append((name, display))
     return names
