@@ -41,7 +41,7 @@ def embedded_database(data_dir: Path) -> dict:
         "USER": "postgres",
         "HOST": socket_dir,
         "PORT": port,
-        "CONN_MAX_AGE": 60,
+        "CONN_MAX_AGE": None,  # settings.PERSISTENT_CONNECTIONS
         "CONN_HEALTH_CHECKS": True,
     }
 
