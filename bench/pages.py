@@ -117,7 +117,10 @@ class ServerCPU:
         backends = []
         for process in psutil.process_iter(["cmdline"]):
             line = " ".join(process.info["cmdline"] or [])
-            if line.startswith("postgres: ") and f" {self.database} " in f"{line} ":
+            # the backends serving this database's connections; not an autovacuum worker, which the approvals'
+            # dead rows start now and then, and whose CPU would land on whatever endpoint runs at that moment
+            backend = line.startswith("postgres: ") and not line.startswith("postgres: autovacuum")
+            if backend and f" {self.database} " in f"{line} ":
                 backends.append(process.pid)
         return web + backends
 
