@@ -324,7 +324,8 @@ def test_the_web_application_freezes_its_loaded_code_for_the_garbage_collector()
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, cwd=settings.BASE_DIR
     )
     frozen, threshold, views_loaded = run.stdout.split()[-3:]
-    assert int(frozen) > 50_000 and int(threshold) == 50_000 and views_loaded == "True", run.stderr[-2000:]
+    # young objects collected at Python's threshold: a larger one made each collection a pause of 40-65 ms
+    assert int(frozen) > 50_000 and int(threshold) == 700 and views_loaded == "True", run.stderr[-2000:]
 
 
 @pytest.mark.parametrize(
