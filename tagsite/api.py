@@ -28,8 +28,7 @@ from tagsite.services.jobs import request_cancel, start_job
 def datetime_text() -> Callable[[datetime | None], str | None]:
     """DRF's DateTimeField output (ISO 8601 in the current time zone, UTC as `Z`), the zone looked up once for a
     list's rows rather than per value: lists that build plain rows from `values()` use it."""
-    output = api_settings.DATETIME_FORMAT
-    if not (settings.USE_TZ and isinstance(output, str) and output.lower() == ISO_8601):
+    if not iso_output():
         return serializers.DateTimeField().to_representation
     zone = timezone.get_current_timezone()
 
@@ -61,14 +60,14 @@ def utc_text(value: str | None) -> str | None:
 def dates_as_utc_text() -> bool:
     """Whether a list's dates can come formatted by the database (`UtcText`): DRF writes them in ISO 8601 and the
     current time zone is UTC; otherwise `datetime_text` formats datetimes."""
-    output = api_settings.DATETIME_FORMAT
     zone = timezone.get_current_timezone()
-    return (
-        settings.USE_TZ
-        and isinstance(output, str)
-        and output.lower() == ISO_8601
-        and (zone is UTC or getattr(zone, "key", None) == "UTC")
-    )
+    return iso_output() and (zone is UTC or getattr(zone, "key", None) == "UTC")
+
+
+def iso_output() -> bool:
+    """Whether DRF writes dates as ISO 8601 in the current time zone (its default), which the row builders copy."""
+    output = api_settings.DATETIME_FORMAT
+    return settings.USE_TZ and isinstance(output, str) and output.lower() == ISO_8601
 
 
 class StaffModelPermissions(permissions.DjangoModelPermissions):

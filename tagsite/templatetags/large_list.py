@@ -27,7 +27,6 @@ from django.contrib.admin.utils import (
 )
 from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist
 from django.db import models
-from django.urls import get_script_prefix, get_urlconf
 from django.utils import numberformat
 from django.utils.formats import get_format
 from django.utils.functional import Promise
@@ -280,44 +279,3 @@ def large_admin_actions(context):
 @register.tag(name="large_admin_actions")
 def large_admin_actions_tag(parser, token):
     return InclusionAdminNode(parser, token, func=large_admin_actions, template_name="large_actions.html")
-
-
-_object_tools: dict[tuple, str] = {}
-
-
-class ObjectToolsNode(template.Node):
-    """Django's object tools (the add link, with the list's filters kept in it) rendered once per model, user's
-    add permission, kept filters, language and URL configuration, not on every page: reversing the add link and
-    resolving it again to keep the filters was about half a millisecond of a searched page."""
-
-    def __init__(self, nodelist):
-        self.nodelist = nodelist
-
-    def render(self, context):
-        opts = context.get("opts")
-        if opts is None:
-            return self.nodelist.render(context)
-        key = (
-            opts.label,
-            bool(context.get("has_add_permission")),
-            context.get("preserved_filters"),
-            repr(context.get("preserved_qsl")),
-            context.get("is_popup"),
-            context.get("to_field"),
-            get_language(),
-            get_script_prefix(),
-            get_urlconf(),
-        )
-        shown = _object_tools.get(key)
-        if shown is None:
-            if len(_object_tools) > 512:
-                _object_tools.clear()
-            shown = _object_tools[key] = self.nodelist.render(context)
-        return shown
-
-
-@register.tag(name="object_tools_once")
-def object_tools_once_tag(parser, token):
-    nodelist = parser.parse(("end_object_tools_once",))
-    parser.delete_first_token()
-    return ObjectToolsNode(nodelist)
