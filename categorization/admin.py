@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 
 from categorization import services
 from categorization.models import CachedAnswer, CategorizerEvaluation, CategoryProposal, ExtendedCategory, TagCategory
-from tagsite.admin import LargeChangeList, LargeListAdmin, ValuesFilter, defer_all_but
+from tagsite.admin import LargeListAdmin, ValuesFilter, defer_all_but, small_table
 from tagsite.models import Producer, Tag
 from tagsite.services.tags import normalize_tag_name
 
@@ -27,18 +27,17 @@ class TagCategoryAdmin(LargeListAdmin):
     raw_id_fields = ["tag"]
 
 
-def categories_of(request) -> dict[int, ExtendedCategory]:
-    """The categories (about 22) by id, read once per request for a proposals page's filter and rows."""
-    if not hasattr(request, "_admin_categories"):
-        request._admin_categories = {category.pk: category for category in ExtendedCategory.objects.only("code")}
-    return request._admin_categories
+CATEGORY_CODE = ("code",)  # ExtendedCategory.__str__
+CATEGORY_FIELDS = ("category", "knn_category", "llm_category", "second_category")  # the proposal and its votes
 
 
 class CategoryFilter(admin.RelatedFieldListFilter):
     """The categories by code, in their order, from the page's one read of them."""
 
     def field_choices(self, field, request, model_admin):
-        return [(category.pk, str(category)) for category in categories_of(request).values()]
+        return [
+            (category.pk, str(category)) for category in small_table(request, ExtendedCategory, CATEGORY_CODE).values()
+        ]
 
 
 class ProducerFilter(admin.RelatedFieldListFilter):
@@ -48,32 +47,16 @@ class ProducerFilter(admin.RelatedFieldListFilter):
         return [(producer.pk, str(producer)) for producer in Producer.objects.only("name", "version", "prompt_version")]
 
 
-class ProposalChangeList(LargeChangeList):
-    """A page's proposals get their category and votes from the categories read once (about 22 rows): three
-    prefetches and a join each built a category object per proposal and vote."""
-
-    category_fields = ("category", "knn_category", "llm_category", "second_category")
-
-    def get_results(self, request):
-        super().get_results(request)
-        categories = categories_of(request)
-        fields = [CategoryProposal._meta.get_field(name) for name in self.category_fields]
-        for proposal in self.result_list:
-            for field in fields:
-                category_id = getattr(proposal, field.attname)
-                if not field.is_cached(proposal) and category_id in categories:
-                    field.set_cached_value(proposal, categories[category_id])
-
-
 @admin.register(CategoryProposal)
 class CategoryProposalAdmin(LargeListAdmin):
     list_display = [
         "tag", "category", "confidence", "evidence", "producer", "status", "decided_by", "via", "created_at",
     ]  # fmt: skip
     list_filter = ["status", ("category", CategoryFilter), ("producer", ProducerFilter)]
-    list_select_related = ["tag", "producer", "decided_by"]  # the categories: ProposalChangeList
+    list_select_related = ["tag", "producer", "decided_by"]
+    list_small_relations = dict.fromkeys(CATEGORY_FIELDS, CATEGORY_CODE)  # 22 categories: no joins, no prefetches
     list_defer = (  # the columns shown (and the rows' names, for the checkboxes)
-        *defer_all_but(CategoryProposal, (*ProposalChangeList.category_fields, *list_select_related, *list_display)),
+        *defer_all_but(CategoryProposal, (*CATEGORY_FIELDS, *list_select_related, *list_display)),
         *defer_all_but(Tag, ("name", "display_name"), "tag"),
         *defer_all_but(Producer, ("name", "version", "prompt_version"), "producer"),
         *defer_all_but(get_user_model(), (get_user_model().USERNAME_FIELD,), "decided_by"),
@@ -94,9 +77,6 @@ class CategoryProposalAdmin(LargeListAdmin):
         "created_at",
     ]
     actions = ["accept", "reject"]
-
-    def get_changelist(self, request, **kwargs):
-        return ProposalChangeList
 
     @admin.display(description="kNN / LLM / second")
     def evidence(self, proposal: CategoryProposal) -> str:

@@ -13,12 +13,12 @@ from suggestions.models import (
     UnmappedTag,
 )
 from tagsite.admin import (
-    LargeChangeList,
     LargeListAdmin,
     RatingFilter,
     ReadOnlyAdmin,
     ValuesFilter,
     defer_all_but,
+    small_table,
     thumbnail_html,
 )
 from tagsite.models import Image, Tag
@@ -36,40 +36,14 @@ class LabelSourceFilter(ValuesFilter):
         return [(source, source) for source in services.label_sources()]
 
 
-def versions_of(request) -> dict[int, MLModelVersion]:
-    """The model versions (a few) by id with their names only, read once per request for a list's filter and rows."""
-    if not hasattr(request, "_admin_model_versions"):
-        request._admin_model_versions = {
-            version.pk: version for version in MLModelVersion.objects.only("name", "version")
-        }
-    return request._admin_model_versions
+VERSION_NAME = ("name", "version")  # MLModelVersion.__str__
 
 
 class ModelVersionFilter(admin.RelatedFieldListFilter):
     """The model versions by name, without loading each one's per-label thresholds."""
 
     def field_choices(self, field, request, model_admin):
-        return [(version.pk, str(version)) for version in versions_of(request).values()]
-
-
-class VersionChangeList(LargeChangeList):
-    """A page's rows get their model version from the versions read once for the filter (`versions_of`), not
-    through a join building a version object per row."""
-
-    def get_results(self, request):
-        super().get_results(request)
-        versions = versions_of(request)
-        field = self.model._meta.get_field("model_version")
-        for row in self.result_list:
-            if not field.is_cached(row) and row.model_version_id in versions:
-                field.set_cached_value(row, versions[row.model_version_id])
-
-
-class VersionListAdmin(LargeListAdmin):
-    """A large list with a `model_version` column and the `ModelVersionFilter` (not in `list_select_related`)."""
-
-    def get_changelist(self, request, **kwargs):
-        return VersionChangeList
+        return [(version.pk, str(version)) for version in small_table(request, MLModelVersion, VERSION_NAME).values()]
 
 
 class HeldSourceFilter(LabelSourceFilter):
@@ -135,7 +109,7 @@ class UnmappedTagAdmin(ReviewActions, LargeListAdmin):
 
 
 @admin.register(TagSuggestion)
-class TagSuggestionAdmin(ReviewActions, VersionListAdmin):
+class TagSuggestionAdmin(ReviewActions, LargeListAdmin):
     list_display = ["thumb", "tag", "external_tag", "confidence", "model_version", "status", "decided_by", "via"]
     list_filter = ["status", ("model_version", ModelVersionFilter), "category"]
     search_fields = ["tag__name"]  # by tag name or alias prefix: LargeListAdmin
@@ -144,7 +118,8 @@ class TagSuggestionAdmin(ReviewActions, VersionListAdmin):
     raw_id_fields = ["image", "tag"]
     readonly_fields = [f.name for f in TagSuggestion._meta.fields]
     actions = ["approve", "reject"]
-    list_select_related = ["image", "tag", "decided_by"]  # the model versions: VersionListAdmin
+    list_select_related = ["image", "tag", "decided_by"]
+    list_small_relations = {"model_version": VERSION_NAME}
     # the columns shown (and the rows' names, for the checkboxes): a page read 60 columns, five dates a row
     list_defer = (
         *defer_all_but(
@@ -171,20 +146,22 @@ class TagSuggestionAdmin(ReviewActions, VersionListAdmin):
 
 
 @admin.register(HeldPrediction)
-class HeldPredictionAdmin(VersionListAdmin, ReadOnlyAdmin):
+class HeldPredictionAdmin(LargeListAdmin, ReadOnlyAdmin):
     list_display = ["unmapped", "image", "model_version", "confidence"]
     list_filter = [("model_version", ModelVersionFilter), HeldSourceFilter]
     search_fields = ["unmapped__external_tag", "image__path"]
     list_select_related = ["unmapped", "image"]
+    list_small_relations = {"model_version": VERSION_NAME}
     list_defer = related_defer("image", IMAGE_LIST_DEFER)
 
 
 @admin.register(ImageRun)
-class ImageRunAdmin(VersionListAdmin, ReadOnlyAdmin):
+class ImageRunAdmin(LargeListAdmin, ReadOnlyAdmin):
     list_display = ["image", "model_version", "rating", "created_at"]
     list_filter = [("model_version", ModelVersionFilter), RatingFilter]
     search_fields = ["image__path"]
     list_select_related = ["image"]
+    list_small_relations = {"model_version": VERSION_NAME}
     list_defer = related_defer("image", IMAGE_LIST_DEFER)
 
 
