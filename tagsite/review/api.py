@@ -62,7 +62,8 @@ class ProducerSerializer(serializers.ModelSerializer):
 
 
 class ProposalSerializer(serializers.Serializer):
-    """The fields every kind has; what the kind proposes about what is in `subject` (the kind's `describe`)."""
+    """The fields every kind has; what the kind proposes about what is in `subject` (the kind's `describe`). The
+    listing's schema; its rows are `proposal_rows`, which tests hold equal to this."""
 
     id = serializers.IntegerField()
     status = serializers.ChoiceField(choices=Proposal.Status.choices)
@@ -80,11 +81,7 @@ class ProposalSerializer(serializers.Serializer):
 
     @extend_schema_field(ProducerSerializer)
     def get_producer(self, proposal) -> dict:
-        """Each producer serialized once per list: a page's 50 rows have one or two."""
-        seen = self.context.setdefault("producers", {})
-        if proposal.producer_id not in seen:
-            seen[proposal.producer_id] = ProducerSerializer(proposal.producer).data
-        return seen[proposal.producer_id]
+        return ProducerSerializer(proposal.producer).data
 
 
 def proposal_rows(kind: ReviewKind, proposals: list) -> list[dict]:
