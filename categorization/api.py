@@ -17,7 +17,7 @@ from categorization import services
 from categorization.models import CategoryProposal, ExtendedCategory
 from categorization.tasks import start_run
 from tagsite.api import JobSerializer, datetime_text
-from tagsite.models import Producer, Proposal, Tag
+from tagsite.models import Producer, Tag
 from tagsite.pagination import CappedCursorPagination, TagCursorPagination
 from tagsite.review.api import CanReview
 from tagsite.services.lists import capped_count
@@ -134,13 +134,13 @@ def tag_category_rows(tags: list[dict]) -> list[dict]:
     """TagCategorySerializer's output for `services.filter_tags` rows, without DRF's per-field calls (most of the
     list's CPU; tests hold the two equal): the page's pending proposals as plain values in one query, their
     category's code and model's name read beside them (no proposal and producer objects)."""
-    pending = CategoryProposal.objects.filter(tag_id__in=[tag["id"] for tag in tags], status=Proposal.Status.PENDING)
-    by_tag = {}
-    # oldest first: of rows from before the one-pending constraint the newest wins, as in `with_pending`
-    for tag_id, pk, code, confidence, model in pending.order_by("id").values_list(
-        "tag_id", "id", "category__code", "confidence", "producer__name"
-    ):
-        by_tag[tag_id] = {"id": pk, "category": code, "confidence": confidence, "model": model}
+    pending = services.pending_proposals(tags).values_list(
+        "tag_id", "id", "category_code", "confidence", "producer__name"
+    )
+    by_tag = {  # oldest first: of rows from before the one-pending constraint the newest wins
+        tag_id: {"id": pk, "category": code, "confidence": confidence, "model": model}
+        for tag_id, pk, code, confidence, model in pending
+    }
     return [
         {
             "id": tag["id"],
